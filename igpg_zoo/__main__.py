@@ -1,0 +1,3 @@
+from igpg_zoo.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``igpg-zoo`` command line: one module per command group, ``app.main`` is the entry point."""

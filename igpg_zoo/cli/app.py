@@ -1,0 +1,57 @@
+"""The typer app and ``main()``: known errors become one line and a non-zero exit code.
+
+Command modules import nothing heavy at module level, so ``--help`` and ``list`` stay instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from igpg_zoo.cli import (
+    adapter_cmds,
+    export_cmds,
+    generator_cmds,
+    registry_cmds,
+    tokenizer_cmds,
+    zoo_cmds,
+)
+from igpg_zoo.errors import ZooError
+
+app = typer.Typer(
+    name="igpg-zoo",
+    help="A model-zoo registry: add checkpoints, query them, generate weights with IGPG, export.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        app(standalone_mode=False)
+    except ZooError as exc:
+        if os.environ.get("IGPG_ZOO_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {exc} (set IGPG_ZOO_DEBUG=1 for the traceback)", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

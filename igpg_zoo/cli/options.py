@@ -1,0 +1,16 @@
+"""Shared ``Annotated`` option aliases, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+RegistryOpt = Annotated[
+    Optional[str],
+    typer.Option("--registry", help="SQLite file or SQLAlchemy URL (default: IGPG_ZOO_REGISTRY, config, ./registry.db)"),
+]
+BlobsOpt = Annotated[
+    Optional[str], typer.Option("--blobs", help="blob folder (required for a server database)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]

@@ -1,0 +1,124 @@
+"""Plain frozen records that cross layers. ORM rows never leave the store; these do."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: How a checkpoint came to be. "trained" = trained from scratch, "finetuned" = trained from a
+#: parent checkpoint, "generated" = sampled by an IGPG generator, "imported" = added by a user.
+KINDS = ("trained", "finetuned", "generated", "imported")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    dataset: str  # the dataset (split) the value was measured on
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    name: str
+    arch: str
+    task: str
+    dataset: str
+    n_params: int
+    metrics: tuple[Metric, ...]
+    tags: tuple[str, ...]
+    license: str
+    source: str
+    created_at: str  # ISO 8601, UTC
+    sha256: str
+    size_bytes: int
+    parent_id: int | None = None
+    kind: str = "imported"
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance, export facts, ...
+
+    def metric(self, name: str) -> float | None:
+        """The value of metric ``name``, or None."""
+        for m in self.metrics:
+            if m.name == name:
+                return m.value
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metrics"] = {m.name: {"value": m.value, "dataset": m.dataset} for m in self.metrics}
+        d["tags"] = list(self.tags)
+        return d
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a record and its similarity score (higher is better)."""
+
+    checkpoint: Checkpoint
+    score: float
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One generated tensor of an architecture's parameter layout, in order."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A generator artifact (tokenizer or prior) stored and versioned by the registry."""
+
+    id: int
+    kind: str  # "tokenizer" | "prior"
+    name: str
+    sha256: str
+    size_bytes: int
+    created_at: str
+    config: dict[str, Any]
+    provenance: dict[str, Any]  # zoo snapshot (record ids + hashes), seed, parent artifact, ...
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What igpg-zoo knows about a dataset (built-in, generated or the user's)."""
+
+    name: str
+    modality: str  # "image" | "sequence" | "tabular"
+    input_shape: tuple[int, ...]
+    n_classes: int
+    description: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """Metadata of a checkpoint to be added (everything but the weights)."""
+
+    arch: str
+    task: str = ""
+    dataset: str = ""
+    metrics: tuple[Metric, ...] = ()
+    tags: tuple[str, ...] = ()
+    license: str = ""
+    source: str = ""
+    name: str | None = None  # default: derived from arch / dataset
+    parent_id: int | None = None
+    kind: str = "imported"
+    extra: dict[str, Any] = field(default_factory=dict)
+    dataset_embedding: tuple[float, ...] | None = None  # see igpg_zoo.data.embedding
+
+
+@dataclass(frozen=True)
+class AddResult:
+    checkpoint: Checkpoint
+    created: bool  # False when the same weights + identity already existed (idempotent add)
