@@ -32,6 +32,14 @@ for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_
     module.register(app)
 
 
+@app.command()
+def version() -> None:
+    """Print the igpg-zoo version."""
+    from igpg_zoo import __version__
+
+    typer.echo(__version__)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
