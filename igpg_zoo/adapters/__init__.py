@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from igpg_zoo.adapters.base import Adapter
+from igpg_zoo.adapters.validation import validate_weights
 from igpg_zoo.errors import UnknownArchitecture
+
+__all__ = ["Adapter", "AdapterInfo", "get_adapter", "list_adapters", "loaded_adapters", "register_adapter",
+           "reset_adapters", "unregister_adapter", "validate_weights"]
 
 GROUP = "igpg_zoo.adapters"
 BUILTIN = {"smallnet": "igpg_zoo.adapters.smallnet:SmallNetAdapter"}
@@ -95,8 +99,9 @@ def reset_adapters() -> None:
 
 
 def register_adapter(adapter: Adapter) -> None:
-    """Register an adapter instance in-process (tests, notebooks)."""
+    """Register an adapter instance in-process (tests, notebooks); replaces one of the same name."""
     _load_all()[adapter.name] = adapter
+    _infos[:] = [i for i in _infos if i.name != adapter.name]
     _infos.append(AdapterInfo(adapter.name, type(adapter).__qualname__, "in-process", "-", "ok"))
 
 

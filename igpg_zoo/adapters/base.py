@@ -61,6 +61,23 @@ class Adapter(ABC):
         layout = self.param_layout(arch)
         return {"n_tensors": float(len(layout)), "n_params": float(sum(p.numel for p in layout))}
 
+    def head_names(self, arch: str) -> list[str]:
+        """Parameter names of the final classification layer (reset or regenerated for a new task).
+
+        Default: weight and bias of the last ``nn.Linear`` in ``named_modules()`` order.
+        """
+        from torch import nn
+
+        last = None
+        for name, module in self.build(arch).named_modules():
+            if isinstance(module, nn.Linear):
+                last = (name, module)
+        if last is None:
+            return []
+        name, linear = last
+        prefix = f"{name}." if name else ""
+        return [prefix + "weight"] + ([prefix + "bias"] if linear.bias is not None else [])
+
     def example_input(self, arch: str) -> torch.Tensor:
         """A dummy input batch for tracing/export."""
         raise ExportNotSupported(
@@ -77,3 +94,7 @@ class Adapter(ABC):
         save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "model.safetensors"),
                   metadata={"arch": arch})
         return out
+
+    def read_native(self, path: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
+        """(arch, weights) when ``path`` is a native folder of this ecosystem, else None."""
+        return None
