@@ -32,6 +32,7 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 64
 
 BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many ids score them directly (exact)
+MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses
 COMPACT_FRACTION = 0.25  # compact an HNSW index when tombstones exceed this share of its vectors
 
 
@@ -261,7 +262,10 @@ class VectorIndex:
             batch = faiss.IDSelectorBatch(self._dead)
             selector = faiss.IDSelectorNot(batch)
         if self._kind == HNSW:
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
+            ef = max(self.ef_search, k)
+            if allowed is not None:  # a filter hides most of the graph: widen the beam as it narrows
+                ef = max(ef, min(MAX_FILTERED_EF, ef * len(live) // max(len(allowed), 1)))
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         else:
             params = faiss.SearchParameters(sel=selector)
         scores, labels = index.search(q, min(k, len(live)), params=params)  # (1, k)
