@@ -1,0 +1,132 @@
+"""Safe checkpoint reading and the canonical byte form of weights.
+
+Reading accepts ``.safetensors`` and, through ``torch.load(weights_only=True)`` only, ``.pt``,
+``.pth`` and ``.bin``. A pickle that needs code to load is refused (``UnsafeCheckpoint``) and never
+executed. The canonical form is a safetensors file of the sorted tensors with no metadata, so the
+same tensors always give the same bytes and the same sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from igpg_zoo.errors import CheckpointError, UnsafeCheckpoint
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
+ACCEPTED_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+WRAPPER_KEYS = ("state_dict", "model")  # {"state_dict": sd, "epoch": 3, ...} -> sd
+PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a canonical flat state dict on the CPU.
+
+    Raises:
+        CheckpointError: missing, truncated or malformed file, or an extension not accepted.
+        UnsafeCheckpoint: a pickle that needs code (classes, functions) to load.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in ACCEPTED_SUFFIXES:
+        raise CheckpointError(
+            f"cannot read {path.name}: extension '{suffix or '(none)'}' is not accepted; "
+            f"save the weights as {', '.join(ACCEPTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    raw = _read_safetensors(path) if suffix == ".safetensors" else _read_pickle(path)
+    return strip_prefixes(_unwrap(raw, path))
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # SafetensorError, OSError, ...: the file is not a complete safetensors file
+        raise CheckpointError(
+            f"cannot read {path.name}: not a valid safetensors file ({_first_line(err)}); "
+            "it may be truncated, re-export it"
+        ) from None
+
+
+def _read_pickle(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+            what = f" (it references {found.group(1)})" if found else ""
+            raise UnsafeCheckpoint(
+                f"refused {path.name}: the pickle needs code to load{what} and was not executed; "
+                "save a plain state dict (torch.save(model.state_dict(), ...)) or use .safetensors"
+            ) from None
+        raise CheckpointError(f"cannot read {path.name}: not a PyTorch checkpoint ({_first_line(err)})") from None
+    except Exception as err:  # truncated zip, garbage bytes, EOF
+        raise CheckpointError(
+            f"cannot read {path.name}: the file is truncated or not a PyTorch checkpoint "
+            f"({type(err).__name__}: {_first_line(err)}); re-save it"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:160]
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    while isinstance(obj, dict):
+        wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if wrapper is None:
+            break
+        obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj:
+        raise CheckpointError(
+            f"{path.name} holds no state dict (found {type(obj).__name__}); save model.state_dict() "
+            "or a dict with a 'state_dict' or 'model' key"
+        )
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{path.name} is not a flat state dict: entries {', '.join(bad[:3])} are not named tensors; "
+            "save model.state_dict()"
+        )
+    return obj
+
+
+def strip_prefixes(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop leading ``module.`` / ``_orig_mod.`` from every key (repeatedly, in any order)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in weights.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        if key in out:
+            raise CheckpointError(f"two tensors are named '{key}' once prefixes are stripped; save one state dict")
+        out[key] = value
+    return out
+
+
+def canonical_bytes(weights: dict[str, torch.Tensor]) -> bytes:
+    """Safetensors bytes of the tensors sorted by name, on the CPU, contiguous, unshared."""
+    from safetensors.torch import save
+
+    tensors = {name: weights[name].detach().to("cpu").contiguous().clone() for name in sorted(weights)}
+    return save(tensors)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def n_params(weights: dict[str, torch.Tensor]) -> int:
+    """Number of floating-point numbers (parameters and float buffers); integer buffers do not count."""
+    return sum(t.numel() for t in weights.values() if t.is_floating_point() or t.is_complex())

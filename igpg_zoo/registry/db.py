@@ -1,0 +1,223 @@
+"""The registry database: SQLAlchemy 2 tables, the engine, ``session_scope()`` and migrations.
+
+The schema is created and upgraded only by alembic (``registry/migrations``), run on open, so a
+registry written by this version opens with the next one. No business logic lives here; the
+``CheckpointStore`` turns these rows into records and rows never leave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    exc,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from igpg_zoo.errors import RegistryUnavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Named constraints, so later migrations can alter them (SQLite batch mode needs names).
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(512))
+    arch: Mapped[str] = mapped_column(String(1024), index=True)
+    task: Mapped[str] = mapped_column(String(512), index=True)
+    dataset: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    n_params: Mapped[int] = mapped_column(BigInteger)
+    license: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))  # ISO 8601 UTC; sorts as text
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # sha256 over the weights' sha and the canonical metadata: the key of an idempotent add
+    identity: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    metrics: Mapped[list[MetricRow]] = relationship(
+        back_populates="checkpoint", cascade="all, delete-orphan", passive_deletes=True
+    )
+    tags: Mapped[list[TagRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (
+        UniqueConstraint("checkpoint_id", "name", "dataset"),
+        Index("ix_metrics_name_value", "name", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    dataset: Mapped[str] = mapped_column(String(512))
+
+    checkpoint: Mapped[CheckpointRow] = relationship(back_populates="metrics")
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+
+
+class EmbeddingRow(Base):
+    """The vectors of one checkpoint, so the FAISS cache rebuilds without re-embedding."""
+
+    __tablename__ = "embeddings"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    embedder: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    text_sha: Mapped[str] = mapped_column(String(64), index=True)  # reuse a vector for the same text
+    dim: Mapped[int] = mapped_column(Integer)
+    text_vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    dataset_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class ArtifactRow(Base):
+    """A generator artifact (tokenizer, prior): tensors in a blob, config and provenance as JSON."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+# -- engine, sessions, migrations ------------------------------------------------------------
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise RegistryUnavailable(
+            f"'{url}' is not a registry location; give a SQLite file path or a SQLAlchemy URL "
+            "such as postgresql+psycopg://user@host/zoo"
+        ) from None
+    try:
+        engine = create_engine(parsed, future=True)
+    except exc.NoSuchModuleError:
+        raise RegistryUnavailable(
+            f"unknown database driver '{parsed.drivername}' in registry URL; use a SQLite file path "
+            "or a postgresql+psycopg:// URL"
+        ) from None
+    except ImportError as err:
+        raise RegistryUnavailable(
+            f"the driver for '{parsed.drivername}' is not installed ({err}); for PostgreSQL run "
+            "pip install 'igpg-zoo[postgres]'"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).parent.is_dir():
+            raise RegistryUnavailable(
+                f"the folder of registry file {database} does not exist; create it or pass --registry"
+            )
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest alembic revision (creates it on a fresh database)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """An engine on the registry URL, migrated to the newest schema, and its sessions."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        try:
+            _upgrade(self.engine)
+        except exc.OperationalError as err:
+            self.engine.dispose()
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            raise RegistryUnavailable(
+                f"cannot open registry {make_url(url).render_as_string(hide_password=True)}: {reason}; "
+                "check the URL and that the server is running"
+            ) from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error and always closes."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

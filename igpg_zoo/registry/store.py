@@ -1,0 +1,339 @@
+"""CheckpointStore: checkpoint rows, their metrics, tags and vectors; returns records, never rows.
+
+Every method runs in its own ``session_scope()``; ``insert`` is one transaction per model and
+``insert_many`` one transaction for a batch. Filters and metric conditions become SQL.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, selectinload
+
+from igpg_zoo.errors import ConfigError, InvalidMetadata, NotFound
+from igpg_zoo.records import Checkpoint, CheckpointMeta, Metric
+from igpg_zoo.registry.db import ArtifactRow, CheckpointRow, Database, EmbeddingRow, MetricRow, TagRow
+from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "=": operator.eq,
+        "!=": operator.ne}
+_CHUNK = 5000  # ids per IN (...) list; SQLite allows 32766 variables
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def to_vector(data: bytes | None) -> np.ndarray | None:
+    return None if data is None else np.frombuffer(data, dtype="<f4").copy()
+
+
+def to_bytes(vector: np.ndarray | Sequence[float] | None) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype="<f4").reshape(-1).tobytes()
+
+
+@dataclass(frozen=True)
+class NewCheckpoint:
+    """Everything a checkpoint row needs; the blob is already in place when this is inserted."""
+
+    meta: CheckpointMeta
+    name: str
+    n_params: int
+    sha256: str
+    size_bytes: int
+    identity: str  # see registry.metadata.identity
+    embedder: str
+    text: str
+    text_sha: str
+    text_vector: np.ndarray  # (dim,) float32
+    dataset_vector: np.ndarray | None
+
+
+def _record(row: CheckpointRow) -> Checkpoint:
+    metrics = tuple(sorted((Metric(m.name, m.value, m.dataset) for m in row.metrics),
+                           key=lambda m: (m.name, m.dataset)))
+    return Checkpoint(
+        id=row.id, name=row.name, arch=row.arch, task=row.task, dataset=row.dataset, n_params=row.n_params,
+        metrics=metrics, tags=tuple(sorted(t.tag for t in row.tags)), license=row.license, source=row.source,
+        created_at=row.created_at, sha256=row.sha256, size_bytes=row.size_bytes, parent_id=row.parent_id,
+        kind=row.kind, extra=dict(row.extra or {}),
+    )
+
+
+def _row(new: NewCheckpoint) -> CheckpointRow:
+    meta = new.meta
+    row = CheckpointRow(
+        name=new.name, arch=meta.arch, task=meta.task, dataset=meta.dataset, kind=meta.kind,
+        n_params=new.n_params, license=meta.license, source=meta.source, created_at=utc_now(),
+        sha256=new.sha256, size_bytes=new.size_bytes, identity=new.identity, parent_id=meta.parent_id,
+        extra=dict(meta.extra),
+    )
+    row.metrics = [MetricRow(name=m.name, value=float(m.value), dataset=m.dataset) for m in meta.metrics]
+    row.tags = [TagRow(tag=t) for t in sorted(set(meta.tags))]
+    return row
+
+
+def _embedding(checkpoint_id: int, new: NewCheckpoint) -> EmbeddingRow:
+    return EmbeddingRow(
+        checkpoint_id=checkpoint_id, embedder=new.embedder, text=new.text, text_sha=new.text_sha,
+        dim=int(new.text_vector.shape[-1]), text_vector=to_bytes(new.text_vector),
+        dataset_vector=to_bytes(new.dataset_vector),
+    )
+
+
+def _loaded():
+    return (selectinload(CheckpointRow.metrics), selectinload(CheckpointRow.tags))
+
+
+class CheckpointStore:
+    """Checkpoint records in the registry database."""
+
+    def __init__(self, database: Database):
+        self.db = database
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert(self, new: NewCheckpoint) -> tuple[Checkpoint, bool]:
+        """Insert one checkpoint (one transaction); ``(existing, False)`` for a known identity."""
+        return self.insert_many([new])[0]
+
+    def insert_many(self, items: Sequence[NewCheckpoint]) -> list[tuple[Checkpoint, bool]]:
+        """Insert several checkpoints in one transaction; known identities return their record."""
+        try:
+            with self.db.session_scope() as session:
+                return self._insert(session, items)
+        except sa_exc.IntegrityError as err:
+            # a concurrent writer added the same identity first, or the parent does not exist
+            existing = [self.find_identity(new.identity) for new in items]
+            if all(existing):
+                return [(rec, False) for rec in existing]
+            parents = sorted({n.meta.parent_id for n in items if n.meta.parent_id is not None})
+            raise InvalidMetadata(
+                f"cannot store the checkpoint ({str(err.orig).splitlines()[0]}); check that parent "
+                f"record(s) {parents or '-'} exist ('igpg-zoo list')"
+            ) from None
+
+    def _insert(self, session: Session, items: Sequence[NewCheckpoint]) -> list[tuple[Checkpoint, bool]]:
+        identities = [n.identity for n in items]
+        known = {row.identity: row for row in session.scalars(
+            select(CheckpointRow).where(CheckpointRow.identity.in_(identities)).options(*_loaded()))}
+        out: list[tuple[CheckpointRow, bool]] = []
+        for new in items:
+            if new.identity in known:
+                out.append((known[new.identity], False))
+                continue
+            row = _row(new)
+            session.add(row)
+            session.flush()
+            session.add(_embedding(row.id, new))
+            known[new.identity] = row
+            out.append((row, True))
+        session.flush()
+        return [(_record(row), created) for row, created in out]
+
+    def find_identity(self, identity: str) -> Checkpoint | None:
+        with self.db.session_scope() as session:
+            row = session.scalar(select(CheckpointRow).where(CheckpointRow.identity == identity).options(*_loaded()))
+            return _record(row) if row is not None else None
+
+    def remove(self, checkpoint_id: int) -> Checkpoint:
+        """Delete a record (metrics, tags and vectors go with it); children lose their parent link."""
+        with self.db.session_scope() as session:
+            row = self._get_row(session, checkpoint_id)
+            record = _record(row)
+            session.execute(delete(CheckpointRow).where(CheckpointRow.id == checkpoint_id))
+            return record
+
+    def update_extra(self, checkpoint_id: int, facts: dict[str, Any]) -> Checkpoint:
+        with self.db.session_scope() as session:
+            row = self._get_row(session, checkpoint_id)
+            row.extra = {**(row.extra or {}), **facts}
+            session.flush()
+            return _record(row)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _get_row(self, session: Session, checkpoint_id: int) -> CheckpointRow:
+        row = session.get(CheckpointRow, int(checkpoint_id), options=_loaded())
+        if row is None:
+            raise NotFound(f"no checkpoint #{checkpoint_id} in the registry; see 'igpg-zoo list'")
+        return row
+
+    def get(self, checkpoint_id: int) -> Checkpoint:
+        with self.db.session_scope() as session:
+            return _record(self._get_row(session, checkpoint_id))
+
+    def get_many(self, ids: Iterable[int]) -> list[Checkpoint]:
+        """Records in the order of ``ids``; any unknown id raises ``NotFound``."""
+        ids = [int(i) for i in ids]
+        found: dict[int, Checkpoint] = {}
+        with self.db.session_scope() as session:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                rows = session.scalars(select(CheckpointRow).where(CheckpointRow.id.in_(chunk)).options(*_loaded()))
+                found.update((row.id, _record(row)) for row in rows)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(f"#{i}" for i in missing[:5])
+            raise NotFound(f"no checkpoint {shown} in the registry; see 'igpg-zoo list'")
+        return [found[i] for i in ids]
+
+    def list(self, filters: Filters = Filters(), sort: str | None = None, descending: bool = True,
+             limit: int | None = None) -> list[Checkpoint]:
+        """Records passing ``filters``, sorted by a metric or column (default: newest id first)."""
+        stmt = self._filtered(select(CheckpointRow), filters).options(*_loaded())
+        stmt = stmt.order_by(*self._order(sort, descending))
+        if limit is not None:
+            if limit < 0:
+                raise ConfigError(f"limit must be 0 or more, got {limit}")
+            stmt = stmt.limit(limit)
+        with self.db.session_scope() as session:
+            return [_record(row) for row in session.scalars(stmt)]
+
+    def ids(self, filters: Filters = Filters()) -> np.ndarray:
+        """Ids (int64, ascending) of the records passing ``filters``."""
+        stmt = self._filtered(select(CheckpointRow.id), filters).order_by(CheckpointRow.id)
+        with self.db.session_scope() as session:
+            return np.fromiter(session.scalars(stmt), dtype=np.int64)
+
+    def count(self) -> int:
+        with self.db.session_scope() as session:
+            return int(session.scalar(select(func.count()).select_from(CheckpointRow)))
+
+    def _filtered(self, stmt, filters: Filters):
+        for column, values in ((CheckpointRow.arch, filters.arch), (CheckpointRow.dataset, filters.dataset),
+                               (CheckpointRow.task, filters.task), (CheckpointRow.kind, filters.kind)):
+            if values:
+                stmt = stmt.where(column.in_(values))
+        if filters.tags:
+            stmt = stmt.where(exists().where(TagRow.checkpoint_id == CheckpointRow.id, TagRow.tag.in_(filters.tags)))
+        for cond in filters.where:
+            clause = [MetricRow.checkpoint_id == CheckpointRow.id, MetricRow.name == cond.name,
+                      _OPS[cond.op](MetricRow.value, cond.value)]
+            if cond.dataset is not None:
+                clause.append(MetricRow.dataset == cond.dataset)
+            stmt = stmt.where(exists().where(*clause))
+        return stmt
+
+    def _order(self, sort: str | None, descending: bool) -> list:
+        if sort is None:
+            key = CheckpointRow.id
+            return [key.desc() if descending else key.asc()]
+        if sort in COLUMN_SORTS:
+            key = getattr(CheckpointRow, sort)
+        else:
+            name, _, dataset = sort.partition("@")
+            clause = [MetricRow.checkpoint_id == CheckpointRow.id, MetricRow.name == name]
+            if dataset:
+                clause.append(MetricRow.dataset == dataset)
+            best = func.max if descending else func.min
+            key = select(best(MetricRow.value)).where(*clause).scalar_subquery()
+        ordered = key.desc() if descending else key.asc()
+        return [ordered.nulls_last(), CheckpointRow.id.desc() if descending else CheckpointRow.id.asc()]
+
+    def sort_is_known(self, sort: str) -> bool:
+        """Whether ``sort`` is a column or a metric some record has (so a typo can be reported)."""
+        if sort in COLUMN_SORTS:
+            return True
+        name = sort.partition("@")[0]
+        with self.db.session_scope() as session:
+            return session.scalar(select(exists().where(MetricRow.name == name))) or self.count() == 0
+
+    # -- blobs and vectors -----------------------------------------------------------------
+
+    def sha_in_use(self, sha256: str) -> bool:
+        """Whether any checkpoint or artifact row refers to this blob."""
+        with self.db.session_scope() as session:
+            return bool(session.scalar(select(
+                exists().where(CheckpointRow.sha256 == sha256) | exists().where(ArtifactRow.sha256 == sha256))))
+
+    def blob_owners(self) -> dict[str, list[str]]:
+        """sha256 -> who uses it ('checkpoint #3', 'artifact #1')."""
+        owners: dict[str, list[str]] = {}
+        with self.db.session_scope() as session:
+            for cid, sha in session.execute(select(CheckpointRow.id, CheckpointRow.sha256)):
+                owners.setdefault(sha, []).append(f"checkpoint #{cid}")
+            for aid, sha in session.execute(select(ArtifactRow.id, ArtifactRow.sha256)):
+                owners.setdefault(sha, []).append(f"artifact #{aid}")
+        return owners
+
+    def id_sha_pairs(self, ids: Iterable[int] | None = None) -> list[tuple[int, str]]:
+        stmt = select(CheckpointRow.id, CheckpointRow.sha256).order_by(CheckpointRow.id)
+        with self.db.session_scope() as session:
+            if ids is None:
+                return [(int(i), s) for i, s in session.execute(stmt)]
+            wanted = sorted({int(i) for i in ids})
+            pairs = []
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                pairs += [(int(i), s) for i, s in session.execute(stmt.where(CheckpointRow.id.in_(chunk)))]
+        missing = sorted(set(wanted) - {i for i, _ in pairs})
+        if missing:
+            raise NotFound(f"no checkpoint #{missing[0]} in the registry; see 'igpg-zoo list'")
+        return pairs
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 (n,), text vectors float32 (n, dim)) of every embedded record, by id."""
+        with self.db.session_scope() as session:
+            rows = session.execute(select(EmbeddingRow.checkpoint_id, EmbeddingRow.text_vector)
+                                   .order_by(EmbeddingRow.checkpoint_id)).all()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, self.dim() or 0), dtype=np.float32)
+        return ids, np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
+
+    def embedded_ids(self) -> np.ndarray:
+        with self.db.session_scope() as session:
+            stmt = select(EmbeddingRow.checkpoint_id).order_by(EmbeddingRow.checkpoint_id)
+            return np.fromiter(session.scalars(stmt), dtype=np.int64)
+
+    def dim(self) -> int | None:
+        """The dimension of the stored text vectors (None when there are none)."""
+        with self.db.session_scope() as session:
+            return session.scalar(select(EmbeddingRow.dim).limit(1))
+
+    def embedders(self) -> dict[str, int]:
+        """Embedder name -> number of records whose text vector it made."""
+        with self.db.session_scope() as session:
+            stmt = select(EmbeddingRow.embedder, func.count()).group_by(EmbeddingRow.embedder)
+            return {name: int(n) for name, n in session.execute(stmt)}
+
+    def cached_vectors(self, text_shas: Iterable[str], embedder: str) -> dict[str, np.ndarray]:
+        """Stored vectors for texts embedded before by the same embedder (text sha -> vector)."""
+        shas = sorted(set(text_shas))
+        found: dict[str, np.ndarray] = {}
+        with self.db.session_scope() as session:
+            for start in range(0, len(shas), _CHUNK):
+                stmt = select(EmbeddingRow.text_sha, EmbeddingRow.text_vector).where(
+                    EmbeddingRow.text_sha.in_(shas[start:start + _CHUNK]), EmbeddingRow.embedder == embedder)
+                for sha, data in session.execute(stmt):
+                    found.setdefault(sha, to_vector(data))
+        return found
+
+    def texts(self) -> list[tuple[int, str]]:
+        with self.db.session_scope() as session:
+            stmt = select(EmbeddingRow.checkpoint_id, EmbeddingRow.text).order_by(EmbeddingRow.checkpoint_id)
+            return [(int(i), t) for i, t in session.execute(stmt)]
+
+    def set_text_vectors(self, embedder: str, vectors: dict[int, np.ndarray]) -> None:
+        """Replace text vectors (after re-embedding with another embedder)."""
+        with self.db.session_scope() as session:
+            for cid, vector in vectors.items():
+                row = session.get(EmbeddingRow, cid)
+                row.embedder, row.dim, row.text_vector = embedder, int(vector.shape[-1]), to_bytes(vector)
+
+    def embedding(self, checkpoint_id: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(text vector, dataset vector) of a record; NotFound when the record does not exist."""
+        with self.db.session_scope() as session:
+            row = session.get(EmbeddingRow, int(checkpoint_id))
+            if row is None:
+                self._get_row(session, checkpoint_id)
+                return None, None
+            return to_vector(row.text_vector), to_vector(row.dataset_vector)

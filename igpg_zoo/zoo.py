@@ -1,0 +1,340 @@
+"""The Zoo facade: ``open_zoo()`` and the verbs of the registry. Orchestration only.
+
+Write order for every add: validate and canonicalise, embed, write the blob (temp, fsync, rename),
+commit the row, then update the search index. A failure before the commit removes a blob this call
+created and no row uses; a failed index update leaves the database right (``reindex`` repairs).
+A SQLite registry file is created on the first write; reading a missing one reads as empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from igpg_zoo.config import ZooConfig, resolve_config
+from igpg_zoo.errors import InvalidMetadata, IntegrityError, RegistryUnavailable, ZooError
+from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
+from igpg_zoo.registry.artifact_store import ArtifactStore
+from igpg_zoo.registry.blobs import BlobStore
+from igpg_zoo.registry.db import Database
+from igpg_zoo.registry.filters import make_filters
+from igpg_zoo.registry.ingest import Ingest, Prepared
+from igpg_zoo.registry.search_cache import SearchCache
+from igpg_zoo.registry.store import CheckpointStore
+
+if TYPE_CHECKING:
+    import torch
+
+    from igpg_zoo.search.embed import Embedder
+
+PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
+
+
+class Zoo:
+    """A registry: database (truth), blob folder, and search index (cache)."""
+
+    def __init__(self, config: ZooConfig, embedder: Embedder | str | None = None):
+        self.config = config
+        self._embedder = embedder if not isinstance(embedder, str) else None
+        self._embedder_spec = embedder if isinstance(embedder, str) else config.embedder
+        self._blobs: BlobStore | None = None
+        self._database: Database | None = None
+        if config.is_sqlite_file:
+            path = Path(config.registry).expanduser().resolve()
+            if not path.parent.is_dir():
+                raise RegistryUnavailable(f"the folder of registry file {path} does not exist; create it or pass --registry")
+            if path.exists():
+                self._database = Database(config.url)
+        else:
+            self._database = Database(config.url)
+        self._bind(self._database or Database("sqlite://"))  # a missing SQLite file reads as empty
+
+    def _bind(self, database: Database) -> None:
+        self.store = CheckpointStore(database)
+        self.artifacts = ArtifactStore(database)
+        self.search = SearchCache(self.store, self.config.index_path, self.config.approx_threshold)
+        self._current = database
+
+    def _writable(self) -> None:
+        if self._database is None:
+            self._current.dispose()
+            self._database = Database(self.config.url)
+            self._bind(self._database)
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            self._blobs = BlobStore(self.config.blob_root)
+        return self._blobs
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from igpg_zoo.search.embed import get_embedder
+
+            self._embedder = get_embedder(self._embedder_spec)
+        return self._embedder
+
+    def close(self) -> None:
+        self._current.dispose()
+
+    def __enter__(self) -> Zoo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def add(self, path: str | Path, meta: CheckpointMeta) -> AddResult:
+        """Read a checkpoint file (safe loaders only), validate it strictly against ``meta.arch``, add it."""
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.registry import metadata
+
+        meta = metadata.validate(meta)
+        weights = get_adapter(meta.arch).read_weights(Path(path))
+        return self.add_weights(weights, meta)
+
+    def add_weights(self, weights: dict[str, torch.Tensor], meta: CheckpointMeta) -> AddResult:
+        """Add in-memory weights; the same weights with the same metadata return the existing record."""
+        return self.add_many([(weights, meta)])[0]
+
+    def add_many(self, items: Iterable[tuple[dict[str, torch.Tensor], CheckpointMeta]], *, batch: int = 1,
+                 on_error: Callable[[int, ZooError], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[AddResult]:
+        """Add many checkpoints with batched embedding; one transaction per ``batch`` models (default 1).
+
+        Args:
+            batch: models per transaction; above 1 the blobs of a batch share one flush to disk.
+            on_error: called with (position, error) for a refused item, which is skipped; without it
+                the first error is raised (items before it stay added).
+            progress: called with the number of items handled so far.
+        """
+        if batch < 1:
+            raise InvalidMetadata(f"batch must be 1 or more, got {batch}")
+        self._writable()
+        ingest = Ingest(self.store, lambda: self.embedder)
+        results: list[AddResult] = []
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        iterator, position = iter(items), 0
+        try:
+            while chunk := list(islice(iterator, PREPARE_CHUNK)):
+                prepared: list[tuple[int, Prepared]] = []
+                for offset, (weights, meta) in enumerate(chunk):
+                    try:
+                        prepared.append((position + offset, ingest.prepare(weights, meta)))
+                    except ZooError as err:
+                        self._refuse(on_error, position + offset, err)
+                rows = ingest.embed([p for _, p in prepared])
+                for start in range(0, len(prepared), batch):
+                    group = list(zip(prepared[start:start + batch], rows[start:start + batch]))
+                    for result, vector in self._commit(group, on_error):
+                        results.append(result)
+                        if result.created:
+                            new_ids.append(result.checkpoint.id)
+                            new_vectors.append(vector)
+                position += len(chunk)
+                if progress is not None:
+                    progress(position)
+        finally:
+            if new_ids:
+                self.search.after_add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
+        return results
+
+    @staticmethod
+    def _refuse(on_error, position: int, err: ZooError) -> None:
+        if on_error is None:
+            raise err
+        on_error(position, err)
+
+    def _commit(self, group, on_error) -> list[tuple[AddResult, np.ndarray]]:
+        """Write the group's blobs, then its rows in one transaction; undo new blobs on failure."""
+        created: list[str] = []
+        try:
+            if len(group) == 1:
+                (_, prep), _new = group[0]
+                created = [prep.sha256] if self.blobs.write(prep.sha256, prep.data) else []
+            else:
+                created = self.blobs.write_many((prep.sha256, prep.data) for (_, prep), _ in group)
+            inserted = self.store.insert_many([new for _, new in group])
+        except BaseException as err:
+            self._drop_unused(created)
+            if len(group) > 1 and on_error is not None and isinstance(err, ZooError):
+                return [r for item in group for r in self._commit([item], on_error)]  # find the bad one
+            if isinstance(err, ZooError) and on_error is not None:
+                on_error(group[0][0][0], err)
+                return []
+            raise
+        return [(AddResult(rec, made), new.text_vector) for (rec, made), (_, new) in zip(inserted, group)]
+
+    def _drop_unused(self, shas: Sequence[str]) -> None:
+        for sha in shas:
+            try:
+                if not self.store.sha_in_use(sha):
+                    self.blobs.delete(sha)
+            except Exception:  # the database is unreachable: leave the blob, verify reports it
+                pass
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, checkpoint_id: int) -> Checkpoint:
+        return self.store.get(checkpoint_id)
+
+    def get_many(self, ids: Iterable[int]) -> list[Checkpoint]:
+        return self.store.get_many(ids)
+
+    def list(self, arch=(), dataset=(), task=(), kind=(), tags=(), where=(), sort: str | None = None,
+             descending: bool = True, limit: int | None = None) -> list[Checkpoint]:
+        """Records passing the filters (values of a field ORed, fields ANDed), sorted by a metric or column."""
+        filters = make_filters(arch, dataset, task, kind, tags, where)
+        return self.store.list(filters, sort=sort, descending=descending, limit=limit)
+
+    def query(self, text: str, k: int = 10, arch=(), dataset=(), task=(), where=(), kind=(), tags=()) -> list[Hit]:
+        """The k records most similar to ``text`` among those passing the filters, best first."""
+        filters = make_filters(arch, dataset, task, kind, tags, where)
+        if k <= 0 or not text.strip():
+            raise InvalidMetadata("query needs some text and k >= 1")
+        dim = self.store.dim()
+        if dim is None:
+            return []
+        embedder = self.embedder
+        others = sorted(set(self.store.embedders()) - {embedder.name}) if not self.search._checked else []
+        if others:
+            from igpg_zoo.errors import ConfigError
+
+            raise ConfigError(f"the registry's vectors come from embedder {', '.join(others)}, not {embedder.name}; "
+                              "use that embedder (IGPG_ZOO_EMBEDDER) or run 'igpg-zoo reindex --reembed'")
+        index = self.search.synced(dim)
+        allowed = None if filters.empty else self.store.ids(filters)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        q = np.asarray(embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
+        hits = index.search(q, k, allowed)
+        records = self.store.get_many([i for i, _ in hits])
+        return [Hit(rec, float(score)) for rec, (_, score) in zip(records, hits)]
+
+    def load_weights(self, checkpoint_id: int) -> dict[str, torch.Tensor]:
+        """The record's weights, read from its blob after checking the blob's hash."""
+        return self.blobs.load(self.store.get(checkpoint_id).sha256)
+
+    def text_embedding(self, checkpoint_id: int) -> np.ndarray:
+        vector, _ = self.store.embedding(checkpoint_id)
+        if vector is None:
+            raise IntegrityError(f"checkpoint #{checkpoint_id} has no stored text vector; run 'igpg-zoo reindex --reembed'")
+        return vector
+
+    def dataset_embedding(self, checkpoint_id: int) -> np.ndarray | None:
+        return self.store.embedding(checkpoint_id)[1]
+
+    def snapshot(self, ids: Iterable[int] | None = None) -> dict[str, Any]:
+        """The ids (sorted) and the sha256 of their (id, sha256) pairs: what a generator was trained on."""
+        pairs = self.store.id_sha_pairs(ids)
+        digest = hashlib.sha256("\n".join(f"{i}:{sha}" for i, sha in pairs).encode()).hexdigest()
+        return {"ids": [i for i, _ in pairs], "hash": digest}
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def update_extra(self, checkpoint_id: int, **facts: Any) -> Checkpoint:
+        """Merge facts (JSON values) into the record's ``extra``."""
+        _require_json(facts, "extra facts")
+        self._writable()
+        return self.store.update_extra(checkpoint_id, facts)
+
+    def remove(self, checkpoint_id: int) -> Checkpoint:
+        """Delete a record; its blob goes too unless another record or artifact uses it."""
+        self._writable()
+        record = self.store.remove(checkpoint_id)
+        self._drop_unused([record.sha256])
+        self.search.after_remove(record.id)
+        return record
+
+    def verify(self) -> list[str]:
+        """Every problem between database, blobs and index (empty when all is well); hashes every blob."""
+        problems: list[str] = []
+        owners = self.store.blob_owners()
+        on_disk = set(self.blobs) if (owners or self.blobs.root.is_dir()) else set()
+        for sha, who in sorted(owners.items()):
+            if sha not in on_disk:
+                problems.append(f"blob {sha} used by {', '.join(who)} is missing; re-add the weights")
+            elif not self.blobs.verify(sha):
+                problems.append(f"blob {sha} used by {', '.join(who)} is corrupted (its content hash differs); "
+                                "re-add the weights")
+        for sha in sorted(on_disk - set(owners)):
+            problems.append(f"blob {sha} is used by no record (orphan); delete {self.blobs.path(sha)}")
+        for tmp in self.blobs.temporaries():
+            problems.append(f"leftover temporary file {tmp} from an interrupted write; delete it")
+        unembedded = np.setdiff1d(self.store.ids(), self.store.embedded_ids())
+        if len(unembedded):
+            problems.append(f"{len(unembedded)} record(s) have no stored vector (e.g. #{unembedded[0]}); "
+                            "run 'igpg-zoo reindex --reembed'")
+        return problems + self.search.problems()
+
+    def reindex(self, reembed: bool = False) -> int:
+        """Rebuild the search index from the stored vectors (re-embed every text first if asked)."""
+        if reembed:
+            self._writable()
+            texts = self.store.texts()
+            if texts:
+                vectors = np.asarray(self.embedder.embed([t for _, t in texts]), dtype=np.float32)
+                self.store.set_text_vectors(self.embedder.name, {i: v for (i, _), v in zip(texts, vectors)})
+        dim = self.store.dim()
+        if dim is None and not (self.config.index_path.exists()):
+            return 0
+        return self.search.rebuild(dim or self.embedder.dim)
+
+    # -- generator artifacts -----------------------------------------------------------------
+
+    def add_artifact(self, kind: str, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any],
+                     provenance: dict[str, Any], parent_id: int | None = None) -> Artifact:
+        """Store a generator artifact: tensors as a blob, config and provenance as JSON."""
+        from igpg_zoo.registry.checkpoint_io import canonical_bytes, sha256
+
+        if not isinstance(kind, str) or not kind.isidentifier():
+            raise InvalidMetadata(f"artifact kind must be a word such as 'tokenizer' or 'prior', got {kind!r}")
+        _require_json(config, "artifact config")
+        _require_json(provenance, "artifact provenance")
+        self._writable()
+        data = canonical_bytes(tensors)
+        digest = sha256(data)
+        created = [digest] if self.blobs.write(digest, data) else []
+        try:
+            return self.artifacts.insert(kind, name, digest, len(data), config, provenance, parent_id)
+        except BaseException:
+            self._drop_unused(created)
+            raise
+
+    def get_artifact(self, id: int | None = None, kind: str = "tokenizer") -> Artifact:
+        return self.artifacts.get(id, kind)
+
+    def load_artifact(self, artifact: Artifact | int) -> dict[str, torch.Tensor]:
+        if not isinstance(artifact, Artifact):
+            artifact = self.artifacts.get(artifact)
+        return self.blobs.load(artifact.sha256)
+
+    def list_artifacts(self, kind: str | None = None) -> list[Artifact]:
+        return self.artifacts.list(kind)
+
+
+def _require_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidMetadata(f"{what} must hold only JSON values (text, numbers, lists, maps): {err}") from None
+
+
+def open_zoo(registry: str | None = None, blobs: str | None = None, embedder: Embedder | str | None = None) -> Zoo:
+    """Open the registry resolved from ``registry`` / ``IGPG_ZOO_REGISTRY`` / igpg-zoo.yaml / ./registry.db.
+
+    Args:
+        registry: SQLite file path or SQLAlchemy URL.
+        blobs: blob folder (required for a server database unless configured).
+        embedder: an Embedder instance, a spec string ("hash", a model path), or None for the configured one.
+    """
+    return Zoo(resolve_config(registry, blobs), embedder=embedder)
