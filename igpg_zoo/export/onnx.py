@@ -21,15 +21,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from igpg_zoo.errors import ConfigError, ExportNotSupported, ExportParityError, ZooError
+from igpg_zoo.export.parity import PARITY_BATCHES, batches, first_output, max_abs_diff
 
 EXPORTERS = ("auto", "legacy", "dynamo")
-PARITY_BATCHES = (1, 3)  # batch sizes of the parity check; 3 differs from any traced batch
-PARITY_SEED = 0
 SINGLE_FILE_LIMIT = int(1.8 * 2**30)  # protobuf caps a file at 2 GiB
 
 
@@ -85,28 +83,20 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
     return OnnxReport(out, got_opset, diff, seconds, used, parity_seconds, PARITY_BATCHES, side)
 
 
-def parity(module: nn.Module, example: torch.Tensor, path: Path,
-           batch_sizes: tuple[int, ...] = PARITY_BATCHES, seed: int = PARITY_SEED) -> float:
-    """max|onnxruntime(path) - module| over random batches drawn like ``example``."""
+def parity(module: nn.Module, example: torch.Tensor, path: Path) -> float:
+    """max|onnxruntime(path) - module| over the parity batches drawn like ``example``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    gen = torch.Generator().manual_seed(seed)
     worst = 0.0
-    for batch in batch_sizes:
-        x = _random_like(example, batch, gen)  # (batch, *example.shape[1:])
+    for x in batches(example):  # (batch, *example.shape[1:])
         with torch.no_grad():
-            expected = _first_output(module(x)).float().numpy()
+            expected = first_output(module(x))
         got = session.run(None, {name: x.numpy()})[0]
-        if got.shape != expected.shape:
-            raise ExportParityError(
-                f"ONNX output shape {got.shape} differs from PyTorch {expected.shape} at batch {batch}; "
-                "the batch axis is probably not dynamic in this module"
-            )
-        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - expected))))
+        worst = max(worst, max_abs_diff(got, expected, f"ONNX at batch {x.shape[0]}"))
     return worst
 
 
@@ -165,21 +155,6 @@ def _batch_of_two(example: torch.Tensor) -> torch.Tensor:
     if example.shape[0] >= 2:
         return example
     return torch.cat([example[:1], example[:1]], dim=0)
-
-
-def _random_like(example: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
-    shape = (batch, *example.shape[1:])
-    if example.dtype.is_floating_point:
-        return torch.randn(shape, generator=gen).to(example.dtype)
-    high = max(int(example.max()) + 1, 2)  # integer inputs (token ids): stay in the example's range
-    return torch.randint(0, high, shape, generator=gen, dtype=example.dtype)
-
-
-def _first_output(output) -> torch.Tensor:
-    """The first tensor of a module output (tensor, tuple or list)."""
-    while isinstance(output, (tuple, list)):
-        output = output[0]
-    return output
 
 
 def _weight_bytes(module: nn.Module) -> int:

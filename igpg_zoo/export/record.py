@@ -1,0 +1,38 @@
+"""``export_record``: export a registry record and note the parity figure in its metadata."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from igpg_zoo.export.weights import DEFAULT_ATOL, ExportReport, export_weights
+
+if TYPE_CHECKING:
+    from igpg_zoo.records import Checkpoint
+
+
+def record_meta(ck: Checkpoint) -> dict[str, Any]:
+    """What an exported folder or file says about where its weights came from."""
+    return {
+        "id": ck.id, "name": ck.name, "arch": ck.arch, "task": ck.task, "dataset": ck.dataset,
+        "kind": ck.kind, "parent_id": ck.parent_id, "sha256": ck.sha256, "license": ck.license,
+        "source": ck.source, "tags": list(ck.tags),
+        "metrics": {m.name: {"value": m.value, "dataset": m.dataset} for m in ck.metrics},
+    }
+
+
+def export_record(zoo, id: int, fmt: str, out: Path, atol: float = DEFAULT_ATOL, *,
+                  exporter: str = "auto") -> ExportReport:
+    """Export record ``id`` of ``zoo`` to ``out`` and store the facts as ``extra["export_<fmt>"]``.
+
+    The facts: parity figure, tolerance, how it was measured, and for ONNX the opset and exporter.
+    The record is only updated after the export passed its check.
+    """
+    ck = zoo.get(id)
+    weights = zoo.load_weights(id)
+    report = export_weights(ck.arch, weights, fmt, Path(out), record_meta(ck), atol, exporter=exporter)
+    facts = report.facts()
+    facts["exported_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    zoo.update_extra(id, **{f"export_{fmt}": facts})
+    return report

@@ -1,0 +1,212 @@
+"""``export_weights``: write an architecture's weights in one of the export formats, and check it.
+
+Formats (``FORMATS``):
+
+- ``onnx``: one ``.onnx`` file through ``to_onnx`` (dynamic batch, checker, onnxruntime parity).
+- ``native``: the adapter's own folder (``Adapter.write_checkpoint``), e.g. smallnet's
+  self-describing folder that ``igpg-zoo add`` re-imports.
+- ``timm``: the timm adapter's native folder (``model.safetensors`` + timm ``config.json``) that
+  ``timm.create_model("local-dir:PATH")`` loads; only for timm architectures.
+- ``safetensors``: one file, the weights plus the arch in its metadata; every adapter.
+
+Every export is checked before it is put in place: ONNX against onnxruntime, folders and files by
+reading them back (``Adapter.read_native`` / ``read_single_file``) and comparing the rebuilt
+module's outputs with the original's. The figure is ``ExportReport.max_abs_diff``. Nothing is left
+at ``out`` when a check fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from igpg_zoo.errors import ConfigError, ExportNotSupported, ExportParityError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from igpg_zoo.adapters.base import Adapter
+
+FORMATS = ("onnx", "timm", "native", "safetensors")
+FILE_SUFFIX = {"onnx": ".onnx", "safetensors": ".safetensors"}
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    format: str
+    arch: str
+    adapter: str
+    path: Path  # the file (onnx, safetensors) or folder (native, timm) written
+    seconds: float  # time to write the export (ONNX: the exporter alone)
+    max_abs_diff: float  # parity figure: exported vs PyTorch outputs (see ``check``)
+    atol: float
+    check: str  # how max_abs_diff was measured
+    opset: int | None = None  # onnx only
+    exporter: str | None = None  # onnx only: "legacy" | "dynamo"
+
+    def facts(self) -> dict[str, Any]:
+        """JSON-ready facts for a record's metadata and ``--json`` output."""
+        facts = {"format": self.format, "max_abs_diff": self.max_abs_diff, "atol": self.atol,
+                 "check": self.check, "seconds": round(self.seconds, 4)}
+        if self.opset is not None:
+            facts.update(opset=self.opset, exporter=self.exporter)
+        return facts
+
+
+def supported_formats(adapter: Adapter) -> tuple[str, ...]:
+    """The export formats ``adapter`` supports, in ``FORMATS`` order."""
+    own = set(adapter.export_formats) | {"safetensors"}
+    if adapter.name == "timm" and "native" in own:
+        own.add("timm")  # the timm adapter's native folder is the timm format
+    return tuple(f for f in FORMATS if f in own)
+
+
+def check_supported(adapter: Adapter, arch: str, fmt: str) -> None:
+    """Raise unless ``adapter`` can export ``arch`` to ``fmt`` (one line naming the alternatives)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    formats = supported_formats(adapter)
+    if fmt not in formats:
+        raise ExportNotSupported(
+            f"adapter '{adapter.name}' (architecture '{arch}') cannot export to '{fmt}'; "
+            f"formats it supports: {', '.join(formats)}"
+        )
+
+
+def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: Path,
+                   meta: dict[str, Any] | None = None, atol: float = DEFAULT_ATOL, *,
+                   exporter: str = "auto") -> ExportReport:
+    """Write ``weights`` of ``arch`` to ``out`` in format ``fmt`` and check the result.
+
+    ``out``: for onnx / safetensors a file (a path without that suffix is taken as a folder and
+    gets ``model.onnx`` / ``model.safetensors``); for native / timm a folder that must not exist
+    or be empty. ``meta`` (JSON-ready) goes into the folder or file. Raises ExportNotSupported,
+    CheckpointMismatch (weights do not fit ``arch``) or ExportParityError (figure > ``atol``).
+    """
+    from igpg_zoo.adapters import get_adapter
+
+    adapter = get_adapter(arch)
+    check_supported(adapter, arch, fmt)
+    module = _module_with(adapter, arch, weights)
+    meta = {"arch": arch, **(meta or {})}
+    if fmt == "onnx":
+        return _export_onnx(adapter, arch, module, _file_target(Path(out), fmt), atol, exporter)
+    if fmt == "safetensors":
+        return _export_single_file(adapter, arch, module, weights, _file_target(Path(out), fmt), meta, atol)
+    return _export_folder(adapter, arch, module, weights, fmt, Path(out), meta, atol)
+
+
+# -- one function per format --------------------------------------------------------------------
+
+
+def _export_onnx(adapter: Adapter, arch: str, module: nn.Module, out: Path, atol: float,
+                 exporter: str) -> ExportReport:
+    from igpg_zoo.export.onnx import to_onnx
+    from igpg_zoo.export.parity import PARITY_BATCHES
+
+    example = adapter.example_input(arch)  # raises ExportNotSupported when the adapter has none
+    report = to_onnx(module, example, out, atol, exporter=exporter)
+    check = f"onnxruntime vs torch, random batches of {'/'.join(map(str, PARITY_BATCHES))}"
+    return ExportReport("onnx", arch, adapter.name, report.path, report.seconds, report.max_abs_diff,
+                        atol, check, report.opset, report.exporter)
+
+
+def _export_single_file(adapter: Adapter, arch: str, module: nn.Module, weights: dict, out: Path,
+                        meta: dict, atol: float) -> ExportReport:
+    from igpg_zoo.export.single_file import read_single_file, write_single_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    _chmod_default(tmp, 0o666)
+    try:
+        started = time.perf_counter()
+        write_single_file(arch, weights, tmp, meta)
+        seconds = time.perf_counter() - started
+        arch_back, weights_back, _ = read_single_file(tmp)
+        diff, check = _roundtrip_diff(adapter, arch, module, arch_back, weights_back, atol)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport("safetensors", arch, adapter.name, out, seconds, diff, atol, check)
+
+
+def _export_folder(adapter: Adapter, arch: str, module: nn.Module, weights: dict, fmt: str, out: Path,
+                   meta: dict, atol: float) -> ExportReport:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} already exists and is not an empty folder; choose another --out or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    _chmod_default(tmp, 0o777)
+    try:
+        started = time.perf_counter()
+        adapter.write_checkpoint(arch, weights, tmp, meta)
+        seconds = time.perf_counter() - started
+        back = adapter.read_native(tmp)
+        if back is None:
+            raise ExportNotSupported(
+                f"adapter '{adapter.name}' wrote a folder its own read_native does not recognise; "
+                "report this to the adapter's author and use --format safetensors meanwhile"
+            )
+        diff, check = _roundtrip_diff(adapter, arch, module, back[0], back[1], atol)
+        os.replace(tmp, out)  # an empty folder at ``out`` is replaced atomically
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ExportReport(fmt, arch, adapter.name, out, seconds, diff, atol, check)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _chmod_default(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp make private (0600/0700) paths; the export gets the usual umask mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def _file_target(out: Path, fmt: str) -> Path:
+    suffix = FILE_SUFFIX[fmt]
+    return out if out.suffix == suffix else out / f"model{suffix}"
+
+
+def _module_with(adapter: Adapter, arch: str, weights: dict[str, torch.Tensor]) -> nn.Module:
+    """``adapter.build(arch)`` with ``weights`` loaded strictly, in eval mode."""
+    from igpg_zoo.adapters.validation import validate_weights
+
+    validate_weights(adapter, arch, weights)
+    module = adapter.build(arch)
+    module.load_state_dict(weights, strict=True)
+    return module.eval()
+
+
+def _roundtrip_diff(adapter: Adapter, arch: str, module: nn.Module, arch_back: str,
+                    weights_back: dict[str, torch.Tensor], atol: float) -> tuple[float, str]:
+    """max|outputs of the re-read module - original outputs|; raises ExportParityError > atol."""
+    rebuilt = _module_with(adapter, arch_back, weights_back)
+    try:
+        example = adapter.example_input(arch)
+    except ExportNotSupported:  # no example input: compare the tensors themselves
+        ref = module.state_dict()
+        diff = max((float((ref[k].double() - weights_back[k].double()).abs().max()) for k in ref
+                    if ref[k].numel()), default=0.0)
+        check = "re-read tensors vs original"
+    else:
+        from igpg_zoo.export.parity import PARITY_BATCHES, torch_parity
+
+        diff = torch_parity(module, rebuilt, example)
+        check = f"re-read module vs original, random batches of {'/'.join(map(str, PARITY_BATCHES))}"
+    if not diff <= atol:
+        raise ExportParityError(
+            f"the exported {adapter.name} checkpoint, read back, differs from the original: max|diff| = "
+            f"{diff:.3g} > atol {atol:g}; nothing was written. Report this to the adapter's author"
+        )
+    return diff, check
