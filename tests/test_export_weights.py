@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,9 @@ def test_safetensors_file_carries_the_arch(tmp_path):
     arch_back, weights_back, meta = read_single_file(report.path)
     assert arch_back == arch and meta == {"arch": arch, "task": "digits"}
     assert sorted(weights_back) == sorted(weights) and all(torch.equal(weights_back[k], weights[k]) for k in weights)
-    assert oct(report.path.stat().st_mode & 0o777) != oct(0o600)  # not the temp file's private mode
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
 
 
 def test_smallnet_cannot_export_to_timm(tmp_path):

@@ -126,11 +126,11 @@ def _export_single_file(adapter: Adapter, arch: str, module: nn.Module, weights:
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
-    _chmod_default(tmp, 0o666)
     try:
         started = time.perf_counter()
         write_single_file(arch, weights, tmp, meta)
         seconds = time.perf_counter() - started
+        _chmod_default(tmp, 0o666)  # mkstemp and safetensors both leave 0600
         arch_back, weights_back, _ = read_single_file(tmp)
         diff, check = _roundtrip_diff(adapter, arch, module, arch_back, weights_back, atol)
         os.replace(tmp, out)
@@ -167,7 +167,7 @@ def _export_folder(adapter: Adapter, arch: str, module: nn.Module, weights: dict
 
 
 def _chmod_default(path: Path, mode: int) -> None:
-    """mkstemp/mkdtemp make private (0600/0700) paths; the export gets the usual umask mode."""
+    """Private temp paths (0600/0700) get the usual umask mode before they are put in place."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, mode & ~umask)
