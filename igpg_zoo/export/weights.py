@@ -51,6 +51,12 @@ class ExportReport:
     opset: int | None = None  # onnx only
     exporter: str | None = None  # onnx only: "legacy" | "dynamo"
 
+    def summary(self) -> str:
+        """One line for the CLI: where it went and the parity figure."""
+        how = f"opset {self.opset}, {self.exporter} exporter, " if self.opset is not None else ""
+        return (f"{self.format} -> {self.path} ({how}{self.seconds:.2f} s); parity max|diff| = "
+                f"{self.max_abs_diff:.3g} <= atol {self.atol:g} ({self.check})")
+
     def facts(self) -> dict[str, Any]:
         """JSON-ready facts for a record's metadata and ``--json`` output."""
         facts = {"format": self.format, "max_abs_diff": self.max_abs_diff, "atol": self.atol,
