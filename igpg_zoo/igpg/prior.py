@@ -1,0 +1,239 @@
+"""The IGPG prior: a small GPT over tokenizer codes, conditioned by prefix embeddings.
+
+Each sequence is ``[prefix | weight tokens]``. The prefix has one slot per condition, each
+projected to the model width (method doc §5-6):
+
+    task       sentence embedding of the task text                      (text_dim)
+    data       dataset embedding (mean-pooled features + descriptor)    (data_dim)
+    arch_text  sentence embedding of adapter.describe(arch)             (text_dim)
+    arch_struct  structural features, adapter.structure(arch)           (struct_dim)
+    window     which window of a long model this is (Algorithm 1)       (index < max_windows)
+
+A missing condition (or one dropped in training, ``cond_dropout``) is replaced by a learned
+"null" vector, so the same model samples with any subset of conditions. The loss covers
+weight tokens only; ``mask`` marks padding in batches of mixed-length sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: The prefix slots, in order. ``window`` is an index, the rest are vectors.
+COND_VECTORS = ("task", "data", "arch_text", "arch_struct")
+
+
+@dataclass
+class PriorConfig:
+    vocab_size: int = 512
+    block_size: int = 256  # weight-token positions per window (the context, N_max)
+    n_layer: int = 3
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    text_dim: int = 384
+    data_dim: int = 0  # 0: no dataset condition
+    struct_keys: list[str] = field(default_factory=list)  # adapter.structure() keys, in order
+    max_windows: int = 64
+    window_context: int = 64  # tokens of the previous window that start the next (Algorithm 1)
+    cond_dropout: float = 0.1  # per-condition probability of using the null vector in training
+
+    @property
+    def struct_dim(self) -> int:
+        return len(self.struct_keys)
+
+    @property
+    def n_prefix(self) -> int:
+        return len(COND_VECTORS) + 1
+
+    @property
+    def stride(self) -> int:
+        """New tokens per window after the first: windows start at multiples of this."""
+        return self.block_size - self.window_context
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:
+            if cache:  # append to what earlier steps computed
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
+        # new queries sit at the end: causal over them, full view of the cached past
+        causal = T > 1
+        if causal and k.size(2) != T:
+            past = k.size(2) - T
+            mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class PrefixEncoder(nn.Module):
+    """Conditions -> (B, n_prefix, C): one projected slot per condition, null when missing."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        dims = {"task": cfg.text_dim, "data": cfg.data_dim, "arch_text": cfg.text_dim,
+                "arch_struct": cfg.struct_dim}
+        self.proj = nn.ModuleDict({
+            name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.n_embd)) for name, d in dims.items() if d > 0
+        })
+        self.null = nn.Parameter(torch.zeros(len(COND_VECTORS), cfg.n_embd))
+        self.window = nn.Embedding(cfg.max_windows, cfg.n_embd)
+
+    def forward(self, cond: dict, batch: int, device: torch.device) -> torch.Tensor:
+        slots = []
+        for i, name in enumerate(COND_VECTORS):
+            null = self.null[i].expand(batch, -1)  # (B, C)
+            vec = cond.get(name)
+            if vec is None or name not in self.proj:
+                slots.append(null)
+                continue
+            emb = self.proj[name](vec.to(device=device, dtype=null.dtype))  # (B, C)
+            keep = torch.ones(batch, 1, device=device, dtype=torch.bool)
+            if f"{name}_present" in cond:  # per-row availability
+                keep = cond[f"{name}_present"].to(device).view(batch, 1).bool()
+            if self.training and self.cfg.cond_dropout > 0:
+                keep = keep & (torch.rand(batch, 1, device=device) >= self.cfg.cond_dropout)
+            slots.append(torch.where(keep, emb, null))
+        window = cond.get("window")
+        if window is None:
+            window = torch.zeros(batch, dtype=torch.long, device=device)
+        slots.append(self.window(window.to(device).clamp(max=self.cfg.max_windows - 1)))
+        return torch.stack(slots, dim=1)  # (B, P, C)
+
+
+class Prior(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.prefix = PrefixEncoder(cfg)
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.n_prefix + cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
+        pos = torch.arange(start, start + idx.size(1), device=idx.device)
+        return self.wte(idx) + self.wpe(pos)  # (B, T, C)
+
+    def forward(self, idx: torch.Tensor, cond: dict, targets: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None):
+        """idx (B, T) weight tokens of one window; targets (B, T) the same tokens (the model
+        predicts token t from the prefix and tokens < t). mask (B, T): 1 where a target counts.
+
+        Returns (logits (B, T, V), loss or None).
+        """
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"window of {T} tokens exceeds the prior's block_size {self.cfg.block_size}")
+        P = self.cfg.n_prefix
+        prefix = self.prefix(cond, B, idx.device) + self.wpe.weight[:P]  # (B, P, C)
+        x = torch.cat([prefix, self._embed(idx[:, :-1], P)], dim=1)  # (B, P+T-1, C)
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x[:, P - 1:]))  # (B, T, V): position P-1+t predicts token t
+        loss = None
+        if targets is not None:
+            ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+            if mask is None:
+                loss = ce.mean()
+            else:
+                m = mask.reshape(-1).to(ce.dtype)
+                loss = (ce * m).sum() / m.sum().clamp(min=1)
+        return logits, loss
+
+    # -- incremental decoding (KV cache) ----------------------------------------------------
+
+    def new_cache(self) -> list[list]:
+        return [[] for _ in self.h]
+
+    def step(self, cond: dict | None, idx: torch.Tensor, cache: list[list], start: int) -> torch.Tensor:
+        """Feed new tokens at window position ``start`` (0 = the prefix is fed with them when
+        ``cond`` is given) and return the logits of the next token, (B, V)."""
+        B = idx.size(0)
+        parts = []
+        P = self.cfg.n_prefix
+        if cond is not None:
+            parts.append(self.prefix(cond, B, idx.device) + self.wpe.weight[:P])
+        if idx.size(1):
+            parts.append(self._embed(idx, P + start))
+        x = torch.cat(parts, dim=1)
+        for block, c in zip(self.h, cache):
+            x = block(x, c)
+        return self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
+
+    def next_logits_uncached(self, cond: dict, idx: torch.Tensor) -> torch.Tensor:
+        """The next-token logits recomputed from scratch (the no-cache baseline), (B, V)."""
+        B = idx.size(0)
+        P = self.cfg.n_prefix
+        x = torch.cat([self.prefix(cond, B, idx.device) + self.wpe.weight[:P], self._embed(idx, P)], dim=1)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x[:, -1]))

@@ -1,0 +1,79 @@
+"""The prior's training set: one token sequence + condition per zoo record, cut into windows.
+
+``select_records`` applies the filters and the task-disjoint hold-out (generated records never
+train a generator). ``TokenSet.batch`` draws records and a window of each (the same windows
+sampling.py generates), padded to ``block_size`` with a loss mask.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import torch
+
+from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg.conditioning import Conditioner, collate
+from igpg_zoo.igpg.prior import PriorConfig
+from igpg_zoo.igpg.sampling import n_windows, window_bounds
+
+
+def is_held_out(task: str, holdout: list[str]) -> bool:
+    """Whether ``task`` matches a hold-out pattern (exact, case-insensitive, or a glob)."""
+    t = task.lower()
+    return any(t == h.lower() or fnmatch.fnmatchcase(t, h.lower()) for h in holdout)
+
+
+def select_records(zoo, holdout: list[str] = (), **filters) -> list:
+    """Records a generator may learn from: the filters, minus generated ones and held-out tasks."""
+    records = [r for r in zoo.list(**filters) if r.kind != "generated"]
+    kept = [r for r in records if not is_held_out(r.task, list(holdout))]
+    if not kept:
+        raise GeneratorError(
+            f"no zoo records to train on ({len(records)} matched the filters, all held out or generated); "
+            "widen the filters or run 'igpg-zoo zoo build --preset demo' first"
+        )
+    return kept
+
+
+@dataclass
+class TokenSet:
+    tokens: list[torch.Tensor]  # one LongTensor (T_i,) per record
+    conds: list[dict]  # one unbatched condition per record
+    ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def windows(self, cfg: PriorConfig) -> list[tuple[int, int]]:
+        """Every (record, window) pair: the units a batch draws from."""
+        return [(i, j) for i, t in enumerate(self.tokens) for j in range(n_windows(cfg, len(t)))]
+
+    def batch(self, cfg: PriorConfig, picks: list[tuple[int, int]]):
+        """(idx (B, block), mask (B, block), cond) for the given (record, window) pairs."""
+        B = len(picks)
+        idx = torch.zeros(B, cfg.block_size, dtype=torch.long)
+        mask = torch.zeros(B, cfg.block_size)
+        for b, (i, j) in enumerate(picks):
+            start, end = window_bounds(cfg, j, len(self.tokens[i]))
+            idx[b, : end - start] = self.tokens[i][start:end]
+            mask[b, : end - start] = 1.0
+        cond = collate([self.conds[i] for i, _ in picks], cfg.struct_dim, cfg.data_dim, cfg.text_dim)
+        cond["window"] = torch.tensor([j for _, j in picks], dtype=torch.long)
+        return idx, mask, cond
+
+
+def condition_of(record, conditioner: Conditioner, zoo) -> dict:
+    """A record's condition: its task text, its stored dataset embedding, its architecture."""
+    return conditioner.condition(record.arch, record.task or None, zoo.dataset_embedding(record.id))
+
+
+def build_token_set(zoo, tokenizer, conditioner: Conditioner, records: list, progress=None) -> TokenSet:
+    tokens, conds, ids = [], [], []
+    for r in records:
+        tokens.append(tokenizer.encode(zoo.load_weights(r.id), r.arch).long().flatten())
+        conds.append(condition_of(r, conditioner, zoo))
+        ids.append(r.id)
+        if progress is not None:
+            progress(1)
+    return TokenSet(tokens, conds, ids)

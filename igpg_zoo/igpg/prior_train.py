@@ -1,0 +1,135 @@
+"""Training the prior: AdamW + cosine schedule over (record, window) batches, DDP under torchrun,
+resumable checkpoints, and registration as a generator artifact with its zoo snapshot.
+
+``fit_prior`` is the loop on a TokenSet (no zoo; tests call it directly, also in 2 gloo
+processes). ``train_prior`` is the front door: zoo -> records (task-disjoint hold-out) ->
+tokens -> fit -> ``zoo.add_artifact("prior", ...)`` linked to its tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg import distributed
+from igpg_zoo.igpg.prior import Prior, PriorConfig
+from igpg_zoo.igpg.prior_dataset import TokenSet
+
+
+@dataclass
+class PriorTrainConfig:
+    steps: int = 700
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    ckpt_every: int = 100
+    log_every: int = 25
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        frac = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+@dataclass
+class FitResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # mean loss per log interval
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+def _save_checkpoint(path: Path, prior: Prior, opt, step: int, tcfg: PriorTrainConfig, gen) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": prior.state_dict(), "optim": opt.state_dict(), "step": step,
+                "config": prior.cfg.to_dict(), "train": asdict(tcfg), "rng": gen.get_state()}, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, prior: Prior, opt, gen) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != prior.cfg.to_dict():
+        raise GeneratorError(
+            f"checkpoint {path} was made with another prior config; delete it or start without --resume"
+        )
+    prior.load_state_dict(state["model"])
+    opt.load_state_dict(state["optim"])
+    gen.set_state(state["rng"])
+    return int(state["step"])
+
+
+def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
+    decay = [p for n, p in prior.named_parameters() if p.dim() >= 2]
+    rest = [p for n, p in prior.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.95))
+
+
+def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path | None = None,
+              resume: bool = False, progress=None) -> FitResult:
+    """Train ``prior`` on ``data`` for ``tcfg.steps`` steps (DDP when a process group exists).
+
+    Every rank draws its own batches (seed + rank); rank 0 writes the checkpoint.
+    """
+    rank, world = distributed.rank_world()
+    torch.manual_seed(tcfg.seed)  # same init on every rank (DDP also broadcasts it)
+    opt = _optimizer(prior, tcfg)
+    gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
+    start = 0
+    if resume and ckpt is not None and Path(ckpt).exists():
+        start = _load_checkpoint(Path(ckpt), prior, opt, gen)
+    model = prior
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(prior)
+    units = data.windows(prior.cfg)
+    result = FitResult(steps=tcfg.steps, resumed_from=start)
+    t0, acc, n_acc = time.perf_counter(), 0.0, 0
+    prior.train()
+    for step in range(start, tcfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = tcfg.lr_at(step)
+        picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
+        idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
+        _, loss = model(idx, cond, targets=idx, mask=mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), tcfg.grad_clip)
+        opt.step()
+        acc, n_acc = acc + loss.item(), n_acc + 1
+        if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
+            result.losses.append(acc / n_acc)
+            acc, n_acc = 0.0, 0
+        if progress is not None and rank == 0:
+            progress(step + 1, loss.item())
+        if ckpt is not None and rank == 0 and ((step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps):
+            _save_checkpoint(Path(ckpt), prior, opt, step + 1, tcfg, gen)
+    prior.eval()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def prior_state(prior: Prior) -> dict[str, torch.Tensor]:
+    """The prior's tensors for the artifact blob (contiguous, CPU)."""
+    return {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+
+
+def prior_from_artifact(zoo, artifact) -> Prior:
+    """Rebuild a prior from a registry artifact: PriorConfig(**config['prior']) + its tensors."""
+    if artifact.kind != "prior" or "prior" not in artifact.config:
+        raise GeneratorError(f"artifact {artifact.id} is a {artifact.kind}, not a prior; pick a prior artifact")
+    prior = Prior(PriorConfig(**artifact.config["prior"]))
+    prior.load_state_dict(zoo.load_artifact(artifact))
+    return prior.eval()

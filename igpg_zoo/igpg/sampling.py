@@ -1,0 +1,116 @@
+"""Sampling token sequences from the prior: KV cache, temperature / top-k / top-p, seed, and
+windowed generation for models longer than the context (method doc §7, Algorithm 1).
+
+Window ``j`` covers tokens ``[j * stride, j * stride + block_size)`` of the model's sequence,
+``stride = block_size - window_context``. The first window is sampled from the prefix alone;
+every later one starts from the last ``window_context`` tokens of the one before, which it is
+given rather than sampling, and carries its index in the ``window`` prefix slot. Training crops
+the same windows (prior_train.py), so the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from igpg_zoo.igpg.prior import Prior, PriorConfig
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 1.0  # 0: greedy (argmax)
+    top_k: int | None = None
+    top_p: float | None = None
+    use_cache: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def n_windows(cfg: PriorConfig, length: int) -> int:
+    """How many windows a sequence of ``length`` tokens needs."""
+    if length <= cfg.block_size:
+        return 1
+    return 1 + math.ceil((length - cfg.block_size) / cfg.stride)
+
+
+def window_bounds(cfg: PriorConfig, j: int, length: int) -> tuple[int, int]:
+    """[start, end) of window ``j`` in a sequence of ``length`` tokens."""
+    start = j * cfg.stride
+    return start, min(start + cfg.block_size, length)
+
+
+def pick(logits: torch.Tensor, s: SamplingSettings, gen: torch.Generator | None) -> torch.Tensor:
+    """One token per row from next-token logits (B, V) -> (B,)."""
+    if s.temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / s.temperature
+    if s.top_k is not None and s.top_k < logits.size(-1):
+        kth = torch.topk(logits, s.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p is not None and s.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > s.top_p  # keep the smallest set reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+def _with_window(cond: dict, j: int, batch: int) -> dict:
+    out = dict(cond)
+    out["window"] = torch.full((batch,), j, dtype=torch.long)
+    return out
+
+
+@torch.no_grad()
+def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
+                   s: SamplingSettings, gen: torch.Generator | None) -> torch.Tensor:
+    """``n_new`` tokens after ``context`` (B, c) in one window -> (B, n_new)."""
+    B = context.size(0)
+    out = []
+    if s.use_cache:
+        cache = prior.new_cache()
+        logits = prior.step(cond, context, cache, start=0)
+        pos = context.size(1)
+        for _ in range(n_new):
+            tok = pick(logits, s, gen)  # (B,)
+            out.append(tok)
+            if len(out) == n_new:
+                break
+            logits = prior.step(None, tok.view(B, 1), cache, start=pos)
+            pos += 1
+    else:
+        seq = context
+        for _ in range(n_new):
+            tok = pick(prior.next_logits_uncached(cond, seq), s, gen)
+            out.append(tok)
+            seq = torch.cat([seq, tok.view(B, 1)], dim=1)
+    return torch.stack(out, dim=1)
+
+
+@torch.no_grad()
+def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
+                  settings: SamplingSettings = SamplingSettings(), seed: int | None = None) -> torch.Tensor:
+    """``n`` token sequences of ``length`` for one condition -> LongTensor (n, length).
+
+    ``cond`` holds unbatched vectors (task, data, arch_text, arch_struct; any may be missing).
+    """
+    prior.eval()
+    cfg = prior.cfg
+    gen = None
+    if seed is not None:
+        gen = torch.Generator().manual_seed(seed)
+    batched = {k: (v.view(1, -1).expand(n, -1) if v is not None else None) for k, v in cond.items()
+               if k in ("task", "data", "arch_text", "arch_struct")}
+    tokens = torch.empty(n, 0, dtype=torch.long)
+    for j in range(n_windows(cfg, length)):
+        start, end = window_bounds(cfg, j, length)
+        context = tokens[:, start:]  # the tail of the previous window (empty for j = 0)
+        new = _sample_window(prior, _with_window(batched, j, n), context, end - start - context.size(1),
+                             settings, gen)
+        tokens = torch.cat([tokens, new], dim=1)
+    return tokens  # (n, length)

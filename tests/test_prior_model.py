@@ -1,0 +1,135 @@
+"""The prior on synthetic token sequences: overfit + exact regeneration, windows, conditions, cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from igpg_zoo.igpg.prior import Prior, PriorConfig
+from igpg_zoo.igpg.prior_dataset import TokenSet, is_held_out
+from igpg_zoo.igpg.prior_train import PriorTrainConfig, fit_prior
+from igpg_zoo.igpg.sampling import SamplingSettings, n_windows, sample_tokens, window_bounds
+
+TEXT = 16  # small "text" vectors keep the tests fast
+
+
+def _cfg(**kw) -> PriorConfig:
+    base = dict(vocab_size=16, block_size=32, n_layer=2, n_head=2, n_embd=64, text_dim=TEXT, data_dim=4,
+                struct_keys=["depth", "width"], window_context=8, cond_dropout=0.0)
+    base.update(kw)
+    return PriorConfig(**base)
+
+
+def _token_set(n: int, length: int, vocab: int, seed: int = 0) -> TokenSet:
+    g = torch.Generator().manual_seed(seed)
+    tokens = [torch.randint(vocab, (length,), generator=g) for _ in range(n)]
+    conds = [{"task": torch.randn(TEXT, generator=g), "data": torch.randn(4, generator=g),
+              "arch_text": torch.ones(TEXT), "arch_struct": torch.tensor([1.0, 2.0])} for _ in range(n)]
+    return TokenSet(tokens, conds, list(range(n)))
+
+
+def _fit(cfg: PriorConfig, data: TokenSet, steps: int) -> Prior:
+    prior = Prior(cfg)
+    fit_prior(prior, data, PriorTrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup=10, log_every=10))
+    return prior
+
+
+GREEDY = SamplingSettings(temperature=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: a second intra-op thread only adds contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    data = _token_set(4, 24, 16)
+    return _fit(_cfg(), data, 150), data
+
+
+def test_overfits_and_regenerates_exactly_at_temperature_zero(overfit):
+    prior, data = overfit
+    for tokens, cond in zip(data.tokens, data.conds):
+        out = sample_tokens(prior, cond, len(tokens), settings=GREEDY)
+        assert torch.equal(out[0], tokens)
+
+
+def test_conditions_change_the_output(overfit):
+    prior, data = overfit
+    a = sample_tokens(prior, data.conds[0], 24, settings=GREEDY)[0]
+    b = sample_tokens(prior, data.conds[1], 24, settings=GREEDY)[0]
+    assert (a != b).float().mean() > 0.5
+
+
+def test_missing_conditions_still_sample(overfit):
+    prior, data = overfit
+    cond = dict(data.conds[0], task=None, data=None)
+    out = sample_tokens(prior, cond, 24, n=3, settings=SamplingSettings(temperature=1.0), seed=1)
+    assert out.shape == (3, 24) and int(out.max()) < 16
+
+
+def test_kv_cache_matches_recomputation(overfit):
+    prior, data = overfit
+    s = SamplingSettings(temperature=1.0, top_k=8)
+    cached = sample_tokens(prior, data.conds[2], 24, n=2, settings=s, seed=7)
+    plain = sample_tokens(prior, data.conds[2], 24, n=2,
+                          settings=SamplingSettings(temperature=1.0, top_k=8, use_cache=False), seed=7)
+    assert torch.equal(cached, plain)
+
+
+def test_seed_makes_sampling_reproducible(overfit):
+    prior, data = overfit
+    s = SamplingSettings(temperature=1.0, top_p=0.9)
+    assert torch.equal(sample_tokens(prior, data.conds[0], 24, n=2, settings=s, seed=3),
+                       sample_tokens(prior, data.conds[0], 24, n=2, settings=s, seed=3))
+
+
+@pytest.mark.parametrize("length, expected", [(10, 1), (32, 1), (33, 2), (56, 2), (57, 3), (100, 4)])
+def test_window_count(length, expected):
+    cfg = _cfg()  # block 32, context 8 -> stride 24
+    assert n_windows(cfg, length) == expected
+    start, end = window_bounds(cfg, expected - 1, length)
+    assert end == length and start < length
+
+
+def test_windowed_generation_reproduces_a_sequence_longer_than_the_context():
+    cfg = _cfg(block_size=16, window_context=4)  # stride 12
+    data = _token_set(2, 40, 16, seed=1)  # 3 windows each
+    assert n_windows(cfg, 40) == 3
+    prior = _fit(cfg, data, 200)
+    for tokens, cond in zip(data.tokens, data.conds):
+        assert torch.equal(sample_tokens(prior, cond, 40, settings=GREEDY)[0], tokens)
+
+
+def test_window_longer_than_block_is_refused():
+    prior = Prior(_cfg(block_size=8))
+    with pytest.raises(ValueError, match="block_size"):
+        prior(torch.zeros(1, 9, dtype=torch.long), {})
+
+
+def test_loss_ignores_masked_positions():
+    prior = Prior(_cfg())
+    idx = torch.randint(16, (2, 32))
+    mask = torch.ones(2, 32)
+    mask[:, 20:] = 0
+    _, loss_a = prior(idx, {}, targets=idx, mask=mask)
+    idx2 = idx.clone()
+    idx2[:, 21:] = (idx2[:, 21:] + 1) % 16  # change only masked targets (and inputs after them)
+    _, loss_b = prior(idx2, {}, targets=idx2, mask=mask)
+    assert torch.allclose(loss_a, loss_b)
+
+
+@pytest.mark.parametrize("task, holdout, expected", [
+    ("digits 3 vs 5", ["digits 3 vs 5"], True),
+    ("Digits 3 vs 5", ["digits 3 vs 5"], True),
+    ("digits 3 vs 5", ["digits 2*"], False),
+    ("digits 2 vs 7", ["digits 2*"], True),
+    ("fashion", [], False),
+])
+def test_holdout_matching(task, holdout, expected):
+    assert is_held_out(task, holdout) is expected
