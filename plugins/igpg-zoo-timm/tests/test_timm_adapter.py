@@ -1,0 +1,120 @@
+"""The timm adapter on timm's tiny test architectures: contract, arch strings, timm-native folders."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+timm = pytest.importorskip("timm")
+import torch  # noqa: E402
+
+from igpg_zoo.adapters import get_adapter, validate_weights  # noqa: E402
+from igpg_zoo.errors import CheckpointMismatch, UnknownArchitecture  # noqa: E402
+from igpg_zoo.testing import check_adapter  # noqa: E402
+from igpg_zoo_timm import TimmAdapter, parse_arch  # noqa: E402
+
+ADAPTER = TimmAdapter()
+TINY = [
+    "timm/test_resnet?num_classes=10&in_chans=1&img_size=32",
+    "timm/test_vit?num_classes=5&in_chans=3&img_size=32",
+    "timm/test_efficientnet?num_classes=7&img_size=48",
+    "timm/test_convnext?num_classes=4&in_chans=1&img_size=32",
+]
+
+
+@pytest.mark.parametrize("arch", TINY)
+def test_contract_on_tiny_timm_models(arch, tmp_path):
+    report = check_adapter(ADAPTER, arch, tmp_path)
+    steps = {step: state for step, state, _ in report.steps}
+    assert steps["native"] == "ok" and steps["onnx"] == "ok", report.steps
+
+
+@pytest.mark.parametrize("arch,canonical", [
+    ("timm/test_resnet", "timm/test_resnet"),
+    ("timm/test_vit?img_size=32x32&num_classes=3", "timm/test_vit?num_classes=3&img_size=32"),
+    ("timm/test_vit?img_size=32x48", "timm/test_vit?img_size=32x48"),
+    ("timm/resnet18.a1_in1k?in_chans=1&global_pool=max", "timm/resnet18.a1_in1k?in_chans=1&global_pool=max"),
+])
+def test_arch_strings_parse_to_canonical_form(arch, canonical):
+    assert parse_arch(arch).to_arch() == canonical
+
+
+@pytest.mark.parametrize("arch,fragment", [
+    ("timm/", "is not a timm model name"),
+    ("timm/test_resnet?classes=10", "unknown option 'classes=10'"),
+    ("timm/test_resnet?num_classes=0", "num_classes='0' must be a positive integer"),
+    ("timm/test_resnet?num_classes=3&num_classes=4", "given twice"),
+    ("timm/test_resnet?img_size=3x4x5", "must be S or HxW"),
+])
+def test_malformed_strings_are_one_line(arch, fragment):
+    with pytest.raises(UnknownArchitecture, match=fragment) as info:
+        parse_arch(arch)
+    assert "\n" not in str(info.value)
+
+
+def test_supports_only_known_timm_names():
+    assert ADAPTER.supports("timm/test_resnet?num_classes=3")
+    assert not ADAPTER.supports("timm/no_such_model_xyz")
+    assert not ADAPTER.supports("cnn-i1x8x8-c4k3-o2")
+    assert get_adapter("timm/test_vit").name == "timm"
+    with pytest.raises(UnknownArchitecture, match="no adapter supports"):
+        get_adapter("timm/no_such_model_xyz")
+
+
+def test_options_reach_the_module_and_the_input():
+    arch = "timm/test_resnet?num_classes=10&in_chans=1&img_size=32"
+    module = ADAPTER.build(arch)
+    assert module.num_classes == 10 and ADAPTER.input_size(arch) == (1, 32, 32)
+    assert module(ADAPTER.example_input(arch)).shape == (2, 10)
+    assert ADAPTER.head_names(arch) == ["fc.weight", "fc.bias"]
+    assert ADAPTER.head_names("timm/test_vit?num_classes=3") == ["head.weight", "head.bias"]
+    assert ADAPTER.head_names("timm/test_convnext?num_classes=3") == ["head.fc.weight", "head.fc.bias"]
+    feats = ADAPTER.structure(arch)
+    assert list(feats) == list(ADAPTER.structure("timm/test_vit?num_classes=3"))
+    assert feats["input_channels"] == 1 and feats["n_classes"] == 10 and feats["n_conv"] > 0
+    assert "test_resnet" in ADAPTER.describe(arch) and "1x32x32" in ADAPTER.describe(arch)
+
+
+@pytest.mark.parametrize("arch", TINY[:2])
+def test_folder_loads_in_timm_itself_with_same_outputs(arch, tmp_path):
+    module = ADAPTER.build(arch)
+    torch.nn.init.normal_(module.get_classifier().weight)  # a head timm could not invent
+    x = ADAPTER.example_input(arch)
+    with torch.no_grad():
+        expected = module(x)
+    out = ADAPTER.write_checkpoint(arch, module.state_dict(), tmp_path / "m", {"dataset": "digits"})
+    cfg = json.loads((out / "config.json").read_text())
+    spec = parse_arch(arch)
+    assert cfg["architecture"] == spec.model and cfg["num_classes"] == spec.num_classes
+    assert cfg["pretrained_cfg"]["input_size"] == list(ADAPTER.input_size(arch))
+    assert {"mean", "std", "classifier", "first_conv", "crop_pct"} <= set(cfg["pretrained_cfg"])
+    local = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    size = {"img_size": spec.img_size} if "img_size" in cfg.get("model_args", {}) else {}
+    overlay = timm.create_model(spec.model, pretrained=True, num_classes=spec.num_classes, in_chans=spec.in_chans,
+                                pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"),
+                                                            num_classes=spec.num_classes), **size).eval()
+    with torch.no_grad():
+        assert torch.equal(local(x), expected)
+        assert torch.equal(overlay(x), expected)
+
+
+def test_foreign_timm_folder_reads_back(tmp_path):
+    """A folder written by timm's own save_for_hf (not by igpg-zoo) gives a working arch string."""
+    from timm.models import save_for_hf
+
+    model = timm.create_model("test_resnet", num_classes=6, in_chans=1).eval()
+    save_for_hf(model, str(tmp_path), safe_serialization=True)
+    arch, weights = ADAPTER.read_native(tmp_path)
+    assert arch == "timm/test_resnet?num_classes=6&in_chans=1&img_size=160"
+    validate_weights(ADAPTER, arch, weights)
+    assert ADAPTER.read_native(tmp_path / "missing") is None
+
+
+def test_plain_state_dict_needs_the_right_num_classes():
+    weights = timm.create_model("test_resnet", num_classes=10).state_dict()
+    validate_weights(ADAPTER, "timm/test_resnet?num_classes=10", weights)
+    with pytest.raises(CheckpointMismatch, match=r"wrong shape: fc.weight \(10, \d+\) != \(1000, \d+\)"):
+        validate_weights(ADAPTER, "timm/test_resnet", weights)
