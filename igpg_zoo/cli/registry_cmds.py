@@ -1,9 +1,308 @@
-"""Commands of this group (filled in by its owner)."""
+"""Registry commands: add, list, show, query, remove, verify, reindex.
+
+Nothing heavy is imported at module level: ``list`` and ``--help`` never load torch,
+sentence-transformers or faiss. Each command parses, calls the Zoo, and prints.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+
+ArchFilter = Annotated[Optional[list[str]], typer.Option("--arch", help="architecture (repeat to OR)")]
+DatasetFilter = Annotated[Optional[list[str]], typer.Option("--dataset", help="dataset (repeat to OR)")]
+TaskFilter = Annotated[Optional[list[str]], typer.Option("--task", help="task (repeat to OR)")]
+KindFilter = Annotated[Optional[list[str]], typer.Option("--kind", help="trained|finetuned|generated|imported")]
+TagFilter = Annotated[Optional[list[str]], typer.Option("--tag", help="tag (repeat to OR)")]
+WhereFilter = Annotated[
+    Optional[list[str]], typer.Option("--where", help="metric condition such as 'acc>=0.9' (repeat to AND)")
+]
+
+
+def _zoo(registry: str | None, blobs: str | None):
+    from igpg_zoo.zoo import open_zoo
+
+    return open_zoo(registry, blobs)
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _metrics_text(record) -> str:
+    return " ".join(f"{m.name}={m.value:.4g}" + (f"@{m.dataset}" if m.dataset != record.dataset else "")
+                    for m in record.metrics)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _summary(record) -> str:
+    return f"#{record.id} {record.name} [{record.arch}] {record.dataset or '-'} ({record.n_params:,} params, sha {record.sha256[:12]})"
+
+
+# -- add ---------------------------------------------------------------------------------------
+
+
+def _flag_fields(arch, task, dataset, metric, tag, license, source, name) -> dict[str, Any]:
+    from igpg_zoo.registry.manifest import parse_metric
+
+    values = {"arch": arch, "task": task, "dataset": dataset, "license": license, "source": source, "name": name}
+    fields: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
+    if metric:
+        fields["metrics"] = tuple(parse_metric(m) for m in metric)
+    if tag:
+        fields["tags"] = tuple(tag)
+    return fields
+
+
+def _read_native(path: Path):
+    from igpg_zoo.adapters import loaded_adapters
+    from igpg_zoo.errors import CheckpointError
+
+    for adapter in loaded_adapters():
+        found = getattr(adapter, "read_native", lambda _p: None)(path)
+        if found is not None:
+            return found
+    raise CheckpointError(f"no adapter recognises folder {path}; pass a checkpoint file, or "
+                          "--manifest zoo.yaml to import the folder's models")
+
+
+def _add_one(zoo, path: Path, flags: dict[str, Any], meta_file: Path | None, as_json: bool) -> None:
+    from igpg_zoo.registry.manifest import merge, sidecar_fields, to_meta
+    from igpg_zoo.registry.metadata import read_yaml_fields
+
+    base = sidecar_fields(path) if path.is_file() else {}
+    extra = read_yaml_fields(meta_file) if meta_file else {}
+    if path.is_dir():
+        arch, weights = _read_native(path)
+        fields = merge({"arch": arch, "name": path.name}, base, extra, flags)
+        result = zoo.add_weights(weights, to_meta(fields, str(path)))
+    else:
+        fields = merge({"name": path.stem}, base, extra, flags)
+        result = zoo.add(path, to_meta(fields, str(path)))
+    if as_json:
+        _echo_json({**result.checkpoint.to_dict(), "created": result.created})
+    else:
+        typer.echo(("added " if result.created else "already registered ") + _summary(result.checkpoint))
+
+
+def _entry_items(entries, flags, refused: list[tuple[str, str]], names: list[str], bar):
+    """(weights, meta) per readable manifest entry; unreadable ones go to ``refused``."""
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.errors import ZooError
+    from igpg_zoo.registry.manifest import merge, to_meta
+
+    for entry in entries:
+        try:
+            if entry.path.is_dir():
+                arch, weights = _read_native(entry.path)
+                fields = merge({"arch": arch, "name": entry.path.name}, entry.fields, flags)
+            else:
+                fields = merge({"name": entry.path.stem}, entry.fields, flags)
+            meta = to_meta(fields, str(entry.path))
+            if not entry.path.is_dir():
+                weights = get_adapter(meta.arch).read_weights(entry.path)
+        except ZooError as err:
+            refused.append((str(entry.path), str(err)))
+            bar.update(1)
+            continue
+        names.append(str(entry.path))
+        bar.update(1)
+        yield weights, meta
+
+
+def _add_manifest(zoo, folder: Path, manifest: Path, flags: dict[str, Any], as_json: bool) -> None:
+    from igpg_zoo.registry.manifest import read_manifest
+
+    entries = read_manifest(manifest, folder)
+    refused: list[tuple[str, str]] = []
+    names: list[str] = []
+    with typer.progressbar(length=len(entries), label="adding", file=sys.stderr) as bar:
+        results = zoo.add_many(_entry_items(entries, flags, refused, names, bar),
+                               on_error=lambda pos, err: refused.append((names[pos], str(err))))
+    added = [r.checkpoint for r in results if r.created]
+    duplicates = [r.checkpoint for r in results if not r.created]
+    if as_json:
+        _echo_json({"added": [c.id for c in added], "duplicates": [c.id for c in duplicates],
+                    "refused": [{"path": p, "reason": why} for p, why in refused]})
+    else:
+        for record in added:
+            typer.echo("added " + _summary(record))
+        for record in duplicates:
+            typer.echo("already registered " + _summary(record))
+        for path, why in refused:
+            typer.echo(f"refused {path}: {why}")
+        typer.echo(f"{len(added)} added, {len(duplicates)} duplicate(s), {len(refused)} refused")
+    if refused:
+        raise typer.Exit(1)
+
+
+def add(
+    path: Annotated[Path, typer.Argument(help="checkpoint file (.safetensors/.pt/.pth/.bin) or folder")],
+    arch: Annotated[Optional[str], typer.Option(help="architecture string (see 'igpg-zoo adapters')")] = None,
+    task: Annotated[Optional[str], typer.Option(help="task, free text")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset the model was trained on")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m",
+                      help="NAME=VALUE or NAME@DATASET=VALUE (repeatable)")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="tag (repeatable)")] = None,
+    license: Annotated[Optional[str], typer.Option(help="license of the weights")] = None,
+    source: Annotated[Optional[str], typer.Option(help="where the weights come from")] = None,
+    name: Annotated[Optional[str], typer.Option(help="display name (default: the file name)")] = None,
+    meta: Annotated[Optional[Path], typer.Option(help="YAML metadata file (default: PATH.yaml if present)")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="YAML manifest listing the models of folder PATH")] = None,
+    registry: RegistryOpt = None,
+    blobs: BlobsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a checkpoint (or a folder with --manifest) to the registry; adding it again changes nothing."""
+    from igpg_zoo.errors import CheckpointError
+
+    flags = _flag_fields(arch, task, dataset, metric, tag, license, source, name)
+    if manifest is not None and not path.is_dir():
+        raise CheckpointError(f"--manifest imports a folder, but {path} is not one")
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; give a checkpoint file or a folder")
+    with _zoo(registry, blobs) as zoo:
+        if manifest is not None:
+            _add_manifest(zoo, path, manifest, flags, json_out)
+        else:
+            _add_one(zoo, path, flags, meta, json_out)
+
+
+# -- list / show / query -------------------------------------------------------------------------
+
+
+def list_(
+    arch: ArchFilter = None, dataset: DatasetFilter = None, task: TaskFilter = None, kind: KindFilter = None,
+    tag: TagFilter = None, where: WhereFilter = None,
+    sort: Annotated[Optional[str], typer.Option(help="metric name (or id, name, created_at, n_params)")] = None,
+    ascending: Annotated[bool, typer.Option("--asc", help="smallest first")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="at most this many")] = None,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """List checkpoints, filtered (values of one option ORed, options ANDed) and sorted."""
+    from igpg_zoo.errors import ConfigError
+
+    with _zoo(registry, blobs) as zoo:
+        if sort is not None and not zoo.store.sort_is_known(sort):
+            raise ConfigError(f"no record has a metric '{sort}'; sort by a metric shown in 'igpg-zoo list' or by "
+                              "id, name, created_at, n_params")
+        records = zoo.list(arch or (), dataset or (), task or (), kind or (), tag or (), where or (),
+                           sort=sort, descending=not ascending, limit=limit)
+    if json_out:
+        _echo_json([r.to_dict() for r in records])
+        return
+    if not records:
+        typer.echo("no checkpoints match" if any((arch, dataset, task, kind, tag, where)) else
+                   "the registry is empty; add one with 'igpg-zoo add PATH --arch ARCH'")
+        return
+    _table([[f"#{r.id}", r.name, r.arch, r.task, r.dataset, f"{r.n_params:,}", _metrics_text(r)] for r in records],
+           ["id", "name", "arch", "task", "dataset", "params", "metrics"])
+
+
+def show(
+    checkpoint_id: Annotated[int, typer.Argument(metavar="ID", help="record id")],
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Show one checkpoint record."""
+    with _zoo(registry, blobs) as zoo:
+        record = zoo.get(checkpoint_id)
+        blob = zoo.blobs.path(record.sha256) if (zoo.config.blobs or zoo.config.is_sqlite_file) else None
+    if json_out:
+        _echo_json(record.to_dict())
+        return
+    lines = [("id", f"#{record.id}"), ("name", record.name), ("arch", record.arch), ("task", record.task),
+             ("dataset", record.dataset), ("kind", record.kind), ("params", f"{record.n_params:,}"),
+             ("tags", ", ".join(record.tags)), ("license", record.license), ("source", record.source),
+             ("created", record.created_at), ("sha256", record.sha256), ("size", f"{record.size_bytes:,} bytes"),
+             ("blob", str(blob or "-")), ("parent", f"#{record.parent_id}" if record.parent_id else "-")]
+    for key, value in lines:
+        typer.echo(f"{key:<9}{value}")
+    for m in record.metrics:
+        typer.echo(f"{'metric':<9}{m.name} = {m.value:.6g} on {m.dataset or '-'}")
+    for key, value in sorted(record.extra.items()):
+        typer.echo(f"{'extra':<9}{key} = {json.dumps(value)}")
+
+
+def query(
+    text: Annotated[str, typer.Argument(help="what you are looking for, in words")],
+    k: Annotated[int, typer.Option("-k", "--top", help="how many results")] = 10,
+    arch: ArchFilter = None, dataset: DatasetFilter = None, task: TaskFilter = None, kind: KindFilter = None,
+    tag: TagFilter = None, where: WhereFilter = None,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
+    with _zoo(registry, blobs) as zoo:
+        hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
+                         kind=kind or (), tags=tag or ())
+    if json_out:
+        _echo_json([{"score": round(h.score, 6), **h.checkpoint.to_dict()} for h in hits])
+        return
+    if not hits:
+        typer.echo("nothing matches")
+        return
+    _table([[f"{h.score:.3f}", f"#{h.checkpoint.id}", h.checkpoint.name, h.checkpoint.arch, h.checkpoint.task,
+             h.checkpoint.dataset, _metrics_text(h.checkpoint)] for h in hits],
+           ["score", "id", "name", "arch", "task", "dataset", "metrics"])
+
+
+# -- remove / verify / reindex -------------------------------------------------------------------
+
+
+def remove(
+    checkpoint_id: Annotated[int, typer.Argument(metavar="ID", help="record id")],
+    registry: RegistryOpt = None, blobs: BlobsOpt = None,
+) -> None:
+    """Remove a checkpoint; its weights blob stays while another record uses it."""
+    with _zoo(registry, blobs) as zoo:
+        record = zoo.remove(checkpoint_id)
+        kept = zoo.blobs.has(record.sha256)
+    typer.echo(f"removed #{record.id} {record.name}" + (" (blob kept: another record uses it)" if kept else ""))
+
+
+def verify(registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False) -> None:
+    """Recompute every blob hash and check database, blobs and search index agree; exit 1 on problems."""
+    with _zoo(registry, blobs) as zoo:
+        problems = zoo.verify()
+        count = zoo.store.count()
+    if json_out:
+        _echo_json({"ok": not problems, "records": count, "problems": problems})
+    elif problems:
+        for problem in problems:
+            typer.echo(f"problem: {problem}")
+        typer.echo(f"{len(problems)} problem(s) in a registry of {count} record(s)")
+    else:
+        typer.echo(f"ok: {count} record(s); blobs, database and search index agree")
+    if problems:
+        raise typer.Exit(1)
+
+
+def reindex(
+    reembed: Annotated[bool, typer.Option(help="embed every record's text again (after changing the embedder)")] = False,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None,
+) -> None:
+    """Rebuild the search index from the vectors stored in the database."""
+    with _zoo(registry, blobs) as zoo:
+        n = zoo.reindex(reembed=reembed)
+    typer.echo(f"search index rebuilt: {n} vector(s)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
+    app.command()(add)
+    app.command("list")(list_)
+    app.command()(show)
+    app.command()(query)
+    app.command()(remove)
+    app.command()(verify)
+    app.command()(reindex)

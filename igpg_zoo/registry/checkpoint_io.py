@@ -59,14 +59,18 @@ def _read_pickle(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-            what = f" (it references {found.group(1)})" if found else ""
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:  # the pickle names a class or function: loading it would run code
+            what = f" (it references {found.group(1)})"
             raise UnsafeCheckpoint(
                 f"refused {path.name}: the pickle needs code to load{what} and was not executed; "
                 "save a plain state dict (torch.save(model.state_dict(), ...)) or use .safetensors"
             ) from None
-        raise CheckpointError(f"cannot read {path.name}: not a PyTorch checkpoint ({_first_line(err)})") from None
+        detail = re.search(r"Unsupported operand \d+", str(err))
+        raise CheckpointError(
+            f"cannot read {path.name}: not a checkpoint the safe loader accepts "
+            f"({detail.group(0) if detail else _first_line(err)}); save a plain state dict or use .safetensors"
+        ) from None
     except Exception as err:  # truncated zip, garbage bytes, EOF
         raise CheckpointError(
             f"cannot read {path.name}: the file is truncated or not a PyTorch checkpoint "

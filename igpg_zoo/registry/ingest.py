@@ -48,7 +48,7 @@ def record_text(task: str, dataset: str, description: str) -> str:
     return f"task: {task}; dataset: {dataset}; {description}"
 
 
-def _dataset_vector(name: str) -> np.ndarray | None:
+def _dataset_vector(name: str, embedder) -> np.ndarray | None:
     if not name:
         return None
     try:
@@ -56,7 +56,7 @@ def _dataset_vector(name: str) -> np.ndarray | None:
     except (ImportError, AttributeError):
         return None
     try:
-        vector = dataset_embedding_for(name)
+        vector = dataset_embedding_for(name, text_embedder=embedder)
     except ZooError:  # an unknown (user) dataset simply has no dataset embedding
         return None
     return None if vector is None else np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -91,7 +91,7 @@ class Ingest:
             dataset_vector = np.asarray(meta.dataset_embedding, dtype=np.float32)
         else:
             if meta.dataset not in self._datasets:
-                self._datasets[meta.dataset] = _dataset_vector(meta.dataset)
+                self._datasets[meta.dataset] = _dataset_vector(meta.dataset, self._embedder())
             dataset_vector = self._datasets[meta.dataset]
         return Prepared(
             meta=replace(meta, dataset_embedding=None), data=data, sha256=digest, n_params=n_params(weights),
