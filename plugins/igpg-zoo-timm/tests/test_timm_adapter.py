@@ -17,6 +17,18 @@ from igpg_zoo.testing import check_adapter  # noqa: E402
 from igpg_zoo_timm import TimmAdapter, parse_arch  # noqa: E402
 
 ADAPTER = TimmAdapter()
+
+
+@pytest.fixture(autouse=True)
+def _timm_plugin_on(monkeypatch):
+    """Discovery must see this plugin even where a suite turns plugins off."""
+    from igpg_zoo.adapters import reset_adapters
+
+    monkeypatch.setenv("IGPG_ZOO_PLUGINS", "timm")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reset_adapters()
+    yield
+    reset_adapters()
 TINY = [
     "timm/test_resnet?num_classes=10&in_chans=1&img_size=32",
     "timm/test_vit?num_classes=5&in_chans=3&img_size=32",

@@ -1,0 +1,89 @@
+"""Adapter discovery: broken plugins become a warning and a 'failed' row; `igpg-zoo adapters`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import igpg_zoo.adapters as adapters
+from igpg_zoo.adapters.smallnet import SmallNetAdapter
+from igpg_zoo.cli.app import app
+
+SMALLNET = ("smallnet", "igpg_zoo.adapters.smallnet:SmallNetAdapter", "igpg-zoo", "builtin")
+
+
+@pytest.fixture
+def fresh_discovery(monkeypatch):
+    monkeypatch.delenv("IGPG_ZOO_PLUGINS", raising=False)  # conftest turns plugins off
+    adapters.reset_adapters()
+    yield
+    adapters.reset_adapters()
+
+
+@pytest.fixture
+def broken_plugins(tmp_path, monkeypatch, fresh_discovery):
+    (tmp_path / "h3_boom_plugin.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "h3_wrong_plugin.py").write_text("class NotAnAdapter:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    candidates = [SMALLNET,
+                  ("boom", "h3_boom_plugin:Adapter", "boom-dist", "1.0"),
+                  ("wrong", "h3_wrong_plugin:NotAnAdapter", "wrong-dist", "2.0"),
+                  ("missing", "h3_no_such_module:Adapter", "missing-dist", "0.1")]
+    monkeypatch.setattr(adapters, "_candidates", lambda: candidates)
+
+
+def test_failing_plugins_warn_and_others_still_work(broken_plugins):
+    with pytest.warns(UserWarning) as caught:
+        infos = {i.name: i for i in adapters.list_adapters()}
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["boom", "missing", "wrong"]
+    assert {n: i.state for n, i in infos.items()} == {"smallnet": "ok", "boom": "failed", "wrong": "failed",
+                                                     "missing": "failed"}
+    assert "RuntimeError: boom at import" in infos["boom"].message
+    assert "not an igpg_zoo Adapter" in infos["wrong"].message
+    assert "ModuleNotFoundError" in infos["missing"].message
+    assert adapters.get_adapter("mlp-i13-h32-o3").name == "smallnet"
+    with pytest.raises(adapters.UnknownArchitecture, match=r"failed to load: boom, wrong, missing"):
+        adapters.get_adapter("timm/test_resnet")
+
+
+def test_cli_lists_failed_rows_without_crashing(broken_plugins):
+    result = CliRunner().invoke(app, ["adapters", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["boom"]["state"] == "failed" and rows["boom"]["distribution"] == "boom-dist"
+    assert rows["smallnet"]["formats"] == "safetensors,onnx,native"
+    table = CliRunner().invoke(app, ["adapters"])
+    assert table.exit_code == 0
+    assert "boom-dist" in table.stdout and "failed" in table.stdout
+    assert "3 adapter(s) failed to load: boom, wrong, missing" in table.stderr
+
+
+def test_plugins_can_be_disabled(monkeypatch, fresh_discovery):
+    monkeypatch.setattr(adapters, "_candidates", lambda: [SMALLNET, ("boom", "h3_never:X", "d", "1")])
+    monkeypatch.setenv("IGPG_ZOO_PLUGINS", "none")
+    infos = {i.name: i.state for i in adapters.list_adapters()}
+    assert infos == {"smallnet": "ok", "boom": "disabled"}
+
+
+def test_register_adapter_replaces_its_row(fresh_discovery):
+    class Mine(SmallNetAdapter):
+        name = "mine"
+
+    adapters.register_adapter(Mine())
+    adapters.register_adapter(Mine())
+    assert [i.name for i in adapters.list_adapters()].count("mine") == 1
+    adapters.unregister_adapter("mine")
+    assert "mine" not in [i.name for i in adapters.list_adapters()]
+
+
+def test_listing_adapters_does_not_import_torch():
+    code = ("import sys; from typer.testing import CliRunner; from igpg_zoo.cli.app import app; "
+            "r = CliRunner().invoke(app, ['adapters']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
