@@ -53,7 +53,8 @@ def _save_checkpoint(path: Path, prior: Prior, opt, step: int, tcfg: PriorTrainC
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": prior.state_dict(), "optim": opt.state_dict(), "step": step,
-                "config": prior.cfg.to_dict(), "train": asdict(tcfg), "rng": gen.get_state()}, tmp)
+                "config": prior.cfg.to_dict(), "train": asdict(tcfg), "rng": gen.get_state(),
+                "torch_rng": torch.get_rng_state()}, tmp)
     tmp.replace(path)
 
 
@@ -66,6 +67,7 @@ def _load_checkpoint(path: Path, prior: Prior, opt, gen) -> int:
     prior.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     gen.set_state(state["rng"])
+    torch.set_rng_state(state["torch_rng"])  # condition dropout and dropout draw from it
     return int(state["step"])
 
 
@@ -83,7 +85,7 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     Every rank draws its own batches (seed + rank); rank 0 writes the checkpoint.
     """
     rank, world = distributed.rank_world()
-    torch.manual_seed(tcfg.seed)  # same init on every rank (DDP also broadcasts it)
+    torch.manual_seed(tcfg.seed + rank)  # condition dropout differs per rank; DDP broadcasts the init
     opt = _optimizer(prior, tcfg)
     gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
     start = 0
