@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -11,31 +10,15 @@ import pytest
 import torch
 
 from igpg_zoo.adapters import get_adapter
-from igpg_zoo.cli.app import main
 from igpg_zoo.records import CheckpointMeta
 from igpg_zoo.zoo import open_zoo
 
 ARCH = "cnn-i1x8x8-c8k3-o10-bn"
 
 
-def igpg_zoo(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console script in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["igpg-zoo", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """A registry with one smallnet record (#1); the hash embedder keeps MiniLM out of the test."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IGPG_ZOO_EMBEDDER", "hash")
-    monkeypatch.delenv("IGPG_ZOO_REGISTRY", raising=False)
+def registry():
+    """One smallnet record in the test's registry (conftest: tmp folder, hash embedder)."""
     torch.manual_seed(0)
     module = get_adapter(ARCH).build(ARCH)
     module.bn1.running_mean.uniform_(-1, 1)
@@ -44,10 +27,11 @@ def registry(tmp_path, monkeypatch):
     return record, module
 
 
-def test_onnx_export_prints_and_records_the_parity_figure(registry, monkeypatch, capsys):
+def test_onnx_export_prints_and_records_the_parity_figure(registry, cli):
     record, module = registry
-    code, out, _ = igpg_zoo(monkeypatch, capsys, "export", str(record.id), "--format", "onnx", "--out", "m.onnx")
-    assert code == 0
+    r = cli("export", str(record.id), "--format", "onnx", "--out", "m.onnx")
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
     assert out.startswith(f"exported #{record.id} [{ARCH}] onnx -> m.onnx (opset ")
     assert "parity max|diff| = " in out and "<= atol 0.0001" in out
     with open_zoo() as zoo:
@@ -61,35 +45,35 @@ def test_onnx_export_prints_and_records_the_parity_figure(registry, monkeypatch,
     assert np.abs(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0] - expected).max() <= 1e-4
 
 
-def test_json_output_and_native_folder(registry, monkeypatch, capsys, tmp_path):
+def test_json_output_and_native_folder(registry, cli, tmp_path):
     record, _ = registry
-    code, out, _ = igpg_zoo(monkeypatch, capsys, "export", str(record.id), "-f", "native", "-o", "folder", "--json")
-    assert code == 0
-    facts = json.loads(out)
+    r = cli("export", str(record.id), "-f", "native", "-o", "folder", "--json")
+    assert r.exit_code == 0, r.stderr
+    facts = json.loads(r.stdout)
     assert facts["format"] == "native" and facts["max_abs_diff"] == 0.0 and facts["path"] == "folder"
     assert get_adapter(ARCH).read_native(tmp_path / "folder")[0] == ARCH
 
 
-def test_unsupported_format_exits_2_with_one_line(registry, monkeypatch, capsys, tmp_path):
+def test_unsupported_format_exits_2_with_one_line(registry, cli, tmp_path):
     record, _ = registry
-    code, out, err = igpg_zoo(monkeypatch, capsys, "export", str(record.id), "--format", "timm", "--out", "t")
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1
-    assert "adapter 'smallnet'" in err and "formats it supports: onnx, native, safetensors" in err
+    r = cli("export", str(record.id), "--format", "timm", "--out", "t")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert "adapter 'smallnet'" in r.stderr and "formats it supports: onnx, native, safetensors" in r.stderr
     assert not (tmp_path / "t").exists()
     with open_zoo() as zoo:
         assert "export_timm" not in zoo.get(record.id).extra
 
 
-def test_parity_failure_exits_non_zero_and_records_nothing(registry, monkeypatch, capsys, tmp_path):
+def test_parity_failure_exits_non_zero_and_records_nothing(registry, cli, tmp_path):
     record, _ = registry
-    code, _, err = igpg_zoo(monkeypatch, capsys, "export", str(record.id), "--out", "m.onnx", "--atol", "0")
-    assert code == 1 and "ONNX parity check failed" in err and "> atol 0" in err
+    r = cli("export", str(record.id), "--out", "m.onnx", "--atol", "0")
+    assert r.exit_code == 1 and "ONNX parity check failed" in r.stderr and "> atol 0" in r.stderr
     assert not (tmp_path / "m.onnx").exists()
     with open_zoo() as zoo:
         assert "export_onnx" not in zoo.get(record.id).extra
 
 
-def test_unknown_record(registry, monkeypatch, capsys):
-    code, _, err = igpg_zoo(monkeypatch, capsys, "export", "99", "--out", "m.onnx")
-    assert code == 3 and "#99" in err
+def test_unknown_record(registry, cli):
+    r = cli("export", "99", "--out", "m.onnx")
+    assert r.exit_code == 3 and "#99" in r.stderr
