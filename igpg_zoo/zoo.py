@@ -62,10 +62,10 @@ class Zoo:
         self._current = database
 
     def _writable(self) -> None:
-        if self._database is None:
+        if self._database is None:  # first write to a new SQLite registry: create the file
             self._current.dispose()
-            self._database = Database(self.config.url)
-            self._bind(self._database)
+            self._database = self._current = Database(self.config.url)
+            self.store.db = self.artifacts.db = self._database
 
     @property
     def blobs(self) -> BlobStore:
