@@ -1,0 +1,150 @@
+"""Vector quantizers over code vectors z (..., D): Gumbel-softmax (IGPG's) and nearest-code with an EMA codebook.
+
+Both return ``(z_q, indices, loss)`` and expose ``lookup(indices) -> z_q`` for decoding tokens.
+Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D) broadcast:
+environment.md §7); gradients reach the encoder by the straight-through estimator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (N, K) between rows of z (N, D) and codebook (K, D)."""
+    with torch.no_grad():
+        return (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)[None, :])
+
+
+def perplexity(indices: torch.Tensor, codebook_size: int) -> float:
+    """exp(entropy) of the code histogram: codebook_size when every code is used equally, 1 when one is."""
+    p = torch.bincount(indices.reshape(-1), minlength=codebook_size).double()
+    p = p / p.sum().clamp(min=1)
+    return float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
+
+
+class CodebookUsage:
+    """Running count of how often each code is chosen (for perplexity and dead codes)."""
+
+    def __init__(self, codebook_size: int):
+        self.counts = torch.zeros(codebook_size, dtype=torch.long)
+
+    def update(self, indices: torch.Tensor) -> None:
+        self.counts += torch.bincount(indices.reshape(-1).cpu(), minlength=len(self.counts))
+
+    def summary(self) -> dict[str, float]:
+        n = self.counts.sum().clamp(min=1).double()
+        p = self.counts.double() / n
+        ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
+        return {"perplexity": ppl, "used": int((self.counts > 0).sum()), "dead": int((self.counts == 0).sum()),
+                "codebook_size": len(self.counts)}
+
+
+class GumbelQuantizer(nn.Module):
+    """Straight-through Gumbel-softmax: logits = W z, y = onehot(argmax((log pi + g) / tau)), z_q = y E.
+
+    Training samples hard one-hots with soft gradients; eval takes the argmax of the logits (no noise),
+    so encoding is deterministic. Loss = kl_weight * KL(softmax(logits) || uniform).
+    """
+
+    def __init__(self, code_dim: int, codebook_size: int, kl_weight: float = 1e-3):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.kl_weight = kl_weight
+        self.temperature = 1.0  # annealed by the trainer
+        self.proj = nn.Linear(code_dim, codebook_size)
+        self.embed = nn.Embedding(codebook_size, code_dim)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.proj(z)  # (..., K)
+        if self.training:
+            y = F.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)  # (..., K) one-hot, soft grads
+            indices = y.argmax(-1)
+        else:
+            indices = logits.argmax(-1)
+            y = F.one_hot(indices, self.codebook_size).to(z.dtype)
+        z_q = y @ self.embed.weight  # (..., D)
+        q = F.softmax(logits, dim=-1)
+        kl = (q * torch.log(q * self.codebook_size + 1e-10)).sum(-1).mean()
+        return z_q, indices, self.kl_weight * kl
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.embed(indices)
+
+
+class EMAQuantizer(nn.Module):
+    """Nearest code, codebook updated by exponential moving averages (no codebook gradient).
+
+    Loss = commitment * ||z - sg(z_q)||^2. Codes whose EMA usage falls below ``dead_threshold`` are
+    re-seeded with random encoder outputs of the current batch (dead-code revival).
+    """
+
+    def __init__(self, code_dim: int, codebook_size: int, decay: float = 0.99, commitment: float = 0.25,
+                 dead_threshold: float = 0.5, eps: float = 1e-5):
+        super().__init__()
+        self.codebook_size, self.decay, self.commitment = codebook_size, decay, commitment
+        self.dead_threshold, self.eps = dead_threshold, eps
+        self.register_buffer("codebook", torch.randn(codebook_size, code_dim))
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", self.codebook.clone())
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.revived = 0  # codes re-seeded so far (training statistic)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        flat = z.reshape(-1, z.shape[-1])  # (N, D)
+        if self.training and not bool(self.initialized):
+            self._seed(flat, torch.arange(self.codebook_size))
+            self.initialized.fill_(True)
+        indices = sq_distances(flat, self.codebook).argmin(1)  # (N,)
+        z_q = self.codebook[indices]  # (N, D)
+        if self.training:
+            self._ema_update(flat.detach(), indices)
+        loss = self.commitment * F.mse_loss(flat, z_q.detach())
+        z_q = flat + (z_q - flat).detach()  # straight-through
+        return z_q.view_as(z), indices.view(z.shape[:-1]), loss
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding(indices, self.codebook)
+
+    @torch.no_grad()
+    def _seed(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        """Set ``codes`` to randomly chosen rows of ``flat`` (with a little noise when rows repeat)."""
+        pick = torch.randint(0, flat.shape[0], (len(codes),))
+        new = flat[pick] + 1e-3 * flat.std() * torch.randn(len(codes), flat.shape[1])
+        self.codebook[codes] = new
+        self.embed_sum[codes] = new
+        self.cluster_size[codes] = 1.0
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        onehot = F.one_hot(indices, self.codebook_size).to(flat.dtype)  # (N, K)
+        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n  # Laplace
+        self.codebook.copy_(self.embed_sum / smoothed[:, None])
+        dead = (self.cluster_size < self.dead_threshold).nonzero().squeeze(1)
+        if len(dead):
+            self._seed(flat, dead)
+            self.revived += len(dead)
+
+
+def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw: float) -> nn.Module:
+    if kind == "gumbel":
+        return GumbelQuantizer(code_dim, codebook_size, kl_weight=kw.get("kl_weight", 1e-3))
+    if kind == "ema":
+        return EMAQuantizer(code_dim, codebook_size, decay=kw.get("ema_decay", 0.99),
+                            commitment=kw.get("commitment", 0.25))
+    from igpg_zoo.errors import GeneratorError
+
+    raise GeneratorError(f"unknown quantizer '{kind}'; use 'gumbel' or 'ema'")
+
+
+def anneal(step: int, total: int, start: float, end: float) -> float:
+    """Exponential decay from ``start`` to ``end`` over ``total`` steps (the Gumbel temperature)."""
+    t = min(max(step / max(total - 1, 1), 0.0), 1.0)
+    return start * math.exp(t * math.log(end / start))

@@ -1,0 +1,152 @@
+"""Train the chunk VQ-VAE tokenizer on the registry's checkpoints and store it as a versioned artifact.
+
+Two phases: (1) encoder, quantizer and decoder together on the masked reconstruction loss (the
+Gumbel temperature annealed); (2) ``refine_steps`` decoder-only steps on the codes that the frozen
+encoder gives in eval mode, i.e. exactly the tokens ``Tokenizer.encode`` will produce, so the
+decoder is fitted to what it will actually see.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import replace
+from typing import Any, Iterable
+
+import torch
+
+from igpg_zoo.errors import GeneratorError, NotFound
+from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, anneal
+from igpg_zoo.igpg.tokenizer import Tokenizer
+from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
+from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
+
+
+def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig
+                 ) -> tuple[torch.Tensor, torch.Tensor, Normalizer]:
+    """All models' normalised chunks X (N, K), masks M (N, K), and the normaliser fitted on them."""
+    layouts = {arch: Layout.of(arch) for _, arch in items}
+    vecs = [(flatten(w, layouts[arch]), layouts[arch]) for w, arch in items]
+    normalizer = Normalizer(cfg.norm).fit(vecs)
+    xs, ms = zip(*(chunk(normalizer.normalize(v, lay), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
+    return torch.cat(xs), torch.cat(ms), normalizer
+
+
+def _bar(total: int, progress: bool, desc: str):
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, disable=not progress, desc=desc, file=sys.stderr, leave=False)
+    except ImportError:  # tqdm is a transformers dependency, but keep going without it
+        class _NoBar:
+            def update(self, n=1): ...
+            def set_postfix(self, **kw): ...
+            def close(self): ...
+
+        return _NoBar()
+
+
+def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
+                gen: torch.Generator, progress: bool) -> dict[str, float]:
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    bar = _bar(steps, progress, "tokenizer")
+    parts: dict[str, float] = {}
+    model.train()
+    for step in range(steps):
+        if isinstance(model.quantizer, GumbelQuantizer):
+            model.quantizer.temperature = anneal(step, steps, cfg.tau_start, cfg.tau_end)
+        idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
+        loss, _, parts = model(X[idx], M[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update()
+        if step % 50 == 0:
+            bar.set_postfix(recon=f"{parts['recon']:.4f}")
+    bar.close()
+    model.eval()
+    return parts
+
+
+def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
+                    gen: torch.Generator, progress: bool) -> None:
+    """Fit the decoder alone to the eval-mode codes of every chunk."""
+    with torch.no_grad():
+        codes = model.quantizer.lookup(model.encode(X)[1])  # (N, L, D), fixed
+    opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr * 0.3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    bar = _bar(steps, progress, "decoder refine")
+    model.decoder.train()
+    for _ in range(steps):
+        idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
+        loss = masked_mse(X[idx], model.decode_codes(codes[idx]), M[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update()
+    bar.close()
+    model.eval()
+
+
+@torch.no_grad()
+def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, float]:
+    """Eval-mode reconstruction error (normalised units) and codebook usage over all chunks."""
+    model.eval()
+    _, indices, _ = model.encode(X)
+    usage = CodebookUsage(model.cfg.codebook_size)
+    usage.update(indices)
+    recon = masked_mse(X, model.decode_indices(indices), M)
+    return {"recon_mse": float(recon), **usage.summary()}
+
+
+def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
+                  steps: int | None = None, progress: bool = True) -> tuple[Tokenizer, dict[str, Any]]:
+    """Train a tokenizer on in-memory (weights, arch) pairs; returns it and its training report."""
+    if not items:
+        raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
+    if steps is not None:
+        cfg = replace(cfg, steps=int(steps))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    X, M, normalizer = build_chunks(items, cfg)
+    model = ChunkVQVAE(cfg)
+    last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
+    before = evaluate(model, X, M)
+    refine = min(cfg.refine_steps, cfg.steps) if steps is not None else cfg.refine_steps
+    if refine > 0:
+        _refine_decoder(model, X, M, cfg, refine, gen, progress)
+    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": refine,
+              "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
+              "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M)}
+    if isinstance(model.quantizer, EMAQuantizer):
+        report["revived_codes"] = model.quantizer.revived
+    return Tokenizer(model, normalizer), report
+
+
+def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]]]:
+    records = zoo.get_many(list(ids)) if ids is not None else zoo.list()
+    if not records:
+        raise NotFound("the registry holds no checkpoints to train the tokenizer on; build a zoo "
+                       "('igpg-zoo zoo build --preset demo') or add checkpoints")
+    return [r.id for r in records], [(zoo.load_weights(r.id), r.arch) for r in records]
+
+
+def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None, seed: int = 0,
+                    steps: int | None = None, progress: bool = True):
+    """Train on the registry's checkpoints (all, or ``ids``) and store the result; returns the Artifact.
+
+    The artifact's provenance names the exact zoo snapshot (record ids + content hash) and the seed.
+    """
+    used_ids, items = _load_items(zoo, ids)
+    tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress)
+    tensors, config = tok.state()
+    provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
+                  "archs": sorted({arch for _, arch in items})}
+    c = tok.config
+    name = f"tokenizer-{c.quantizer}-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
+    return zoo.add_artifact("tokenizer", name, tensors, config, provenance)

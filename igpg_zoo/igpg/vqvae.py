@@ -1,0 +1,113 @@
+"""The chunk VQ-VAE: a chunk of K normalised weights -> L tokens from a codebook of V codes -> K weights.
+
+IGPG's tokenizer is a 2-D conv VQGAN over 12,288-float chunks reshaped to 3x64x64. Our zoos hold
+5-30k-parameter models, so a chunk is 32-256 floats: an MLP over the chunk sees every value at once
+(a flat weight vector has no spatial locality for convolutions to exploit) and trains in
+milliseconds per step on 2 CPU cores. Each of the L tokens of a chunk is its own code vector, so a
+model of n chunks is a sequence of n * L tokens (raster order: chunk by chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg.quantize import make_quantizer
+
+
+@dataclass
+class TokenizerConfig:
+    # what a token covers
+    chunk_size: int = 64  # K: floats per chunk
+    tokens_per_chunk: int = 2  # L
+    mode: str = "model"  # "model" (one vector per model) | "layer" (layers padded separately)
+    norm: str = "fanin"  # "fanin" | "global" | "none" (vectorize.Normalizer)
+    # the network
+    code_dim: int = 32
+    codebook_size: int = 1024  # V, the prior's vocabulary
+    hidden: tuple[int, ...] = (512, 512)
+    quantizer: str = "ema"  # "ema" | "gumbel"
+    # quantizer settings
+    kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
+    tau_start: float = 1.0  # gumbel temperature, annealed exponentially ...
+    tau_end: float = 0.05  # ... to this at the last step
+    ema_decay: float = 0.99
+    commitment: float = 0.25
+    # training
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    refine_steps: int = 1000  # decoder-only steps on frozen codes after the main phase
+    extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise GeneratorError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenizerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GeneratorError(f"tokenizer config has unknown keys {unknown}; it was written by a newer "
+                                 "igpg-zoo: upgrade, or retrain the tokenizer")
+        return cls(**d)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real (unpadded) positions only: padding never enters the loss."""
+    m = mask.to(x.dtype)
+    return ((x_hat - x) * m).pow(2).sum() / m.sum().clamp(min=1)
+
+
+class ChunkVQVAE(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        L, D = cfg.tokens_per_chunk, cfg.code_dim
+        self.encoder = mlp([cfg.chunk_size, *cfg.hidden, L * D])
+        self.decoder = mlp([L * D, *reversed(cfg.hidden), cfg.chunk_size])
+        self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
+                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Chunks (N, K) -> (z_q (N, L, D), indices (N, L), quantizer loss)."""
+        z = self.encoder(x).view(x.shape[0], self.cfg.tokens_per_chunk, self.cfg.code_dim)  # (N, L, D)
+        return self.quantizer(z)
+
+    def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z_q.reshape(z_q.shape[0], -1))  # (N, K)
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, L) -> chunks (N, K)."""
+        return self.decode_codes(self.quantizer.lookup(indices))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Returns (loss, indices, parts): masked reconstruction + quantizer loss.
+
+        Padded positions are zeroed on the way in and masked on the way out, so whatever they hold
+        changes neither the loss nor any gradient.
+        """
+        x = x * mask.to(x.dtype)
+        z_q, indices, q_loss = self.encode(x)
+        recon = masked_mse(x, self.decode_codes(z_q), mask)
+        return recon + q_loss, indices, {"recon": float(recon.detach()), "q": float(q_loss.detach())}
