@@ -1,9 +1,201 @@
-"""Commands of this group (filled in by its owner)."""
+"""``igpg-zoo train`` (tokenizer and/or prior) and ``igpg-zoo generate``.
+
+Nothing heavy is imported at module level; torch comes in when a command runs. ``train`` runs
+distributed when started by torchrun (``torchrun --nproc_per_node 2 -m igpg_zoo train ...``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+from igpg_zoo.errors import ConfigError
+
+STAGES = ("tokenizer", "prior", "both")
+
+
+def _zoo(registry, blobs):
+    from igpg_zoo.zoo import open_zoo
+
+    return open_zoo(registry, blobs)
+
+
+def _filters(arch, dataset, task, kind) -> dict:
+    return {k: tuple(v) for k, v in (("arch", arch), ("dataset", dataset), ("task", task), ("kind", kind)) if v}
+
+
+def _bar(total: int, desc: str):
+    """A progress callback ``(step, loss)`` printing to stderr (tqdm when installed)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, None
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+
+    def update(step: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    return update, bar
+
+
+def _train_tokenizer(zoo, filters, holdout, steps, seed):
+    from igpg_zoo.igpg.prior_dataset import select_records
+    from igpg_zoo.igpg.tokenizer_train import train_tokenizer
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    ids = [r.id for r in select_records(zoo, holdout, **filters)]
+    return train_tokenizer(zoo, TokenizerConfig(), ids, seed=seed, steps=steps, progress=True)
+
+
+def _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, ckpt, resume):
+    from igpg_zoo.igpg import distributed
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+
+    distributed.setup()
+    try:
+        tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, seed=seed, batch_size=batch)
+        pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32)}
+        if block:
+            pcfg["block_size"] = block
+        update, bar = _bar(tcfg.steps, "prior") if distributed.is_main() else (None, None)
+        artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
+                               progress=update)
+        if bar is not None:
+            bar.close()
+        return artifact
+    finally:
+        distributed.cleanup()
+
+
+def train(
+    stage: Annotated[str, typer.Option(help="tokenizer | prior | both")] = "both",
+    holdout_task: Annotated[Optional[list[str]], typer.Option(
+        "--holdout-task", help="task (or glob) never trained on, for evaluation (repeatable)")] = None,
+    arch: Annotated[Optional[list[str]], typer.Option("--arch", help="only these architectures")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="only these datasets")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="only these tasks")] = None,
+    kind: Annotated[Optional[list[str]], typer.Option("--kind", help="only records of this kind")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="training steps (default: the stage's default)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    layers: Annotated[int, typer.Option(help="prior: transformer layers")] = 3,
+    width: Annotated[int, typer.Option(help="prior: model width")] = 128,
+    block: Annotated[Optional[int], typer.Option(help="prior: context in tokens (default: longest model)")] = None,
+    batch: Annotated[int, typer.Option(help="prior: sequences per step (per process)")] = 16,
+    checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
+    resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Train the generator: the tokenizer, the prior, or both, with a task-disjoint hold-out."""
+    if stage not in STAGES:
+        raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+    filters, holdout = _filters(arch, dataset, task, kind), list(holdout_task or [])
+    out = {}
+    with _zoo(registry, blobs) as zoo:
+        if stage in ("tokenizer", "both"):
+            art = _train_tokenizer(zoo, filters, holdout, steps if stage == "tokenizer" else None, seed)
+            out["tokenizer"] = {"id": art.id, "name": art.name}
+        if stage in ("prior", "both"):
+            art = _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, checkpoint, resume)
+            if art is not None:
+                out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),
+                                "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}
+    if not out:
+        return  # a non-zero rank under torchrun
+    if json_out:
+        typer.echo(json.dumps(out))
+        return
+    for name, info in out.items():
+        typer.echo(f"{name}: artifact #{info['id']} {info['name']}"
+                   + (f" ({info['seconds']} s, loss {info['final_loss']:.3f})" if name == "prior" else ""))
+
+
+def _target_data(dataset: str | None, data: Path | None):
+    """(name, Dataset, dataset embedding) of --dataset NAME or --data PATH."""
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.embedding import dataset_embedding_for, embed_dataset
+    from igpg_zoo.data.userdata import load_user_data
+
+    if (dataset is None) == (data is None):
+        raise ConfigError("give exactly one of --dataset NAME (built-in or generated task) or --data PATH")
+    if dataset is not None:
+        return dataset, load_dataset(dataset), dataset_embedding_for(dataset)
+    ds = load_user_data(data)
+    return ds.name, ds, embed_dataset(ds)
+
+
+def _summary(g, rank: int) -> dict:
+    nb = g.neighbour or {}
+    return {"rank": rank, "val_acc": g.val_accuracy, "seed": g.provenance["seed"],
+            "sample_index": g.provenance["sample_index"], "nearest_id": nb.get("id"),
+            "nearest_distance": nb.get("distance"), "relative_distance": nb.get("relative_distance"),
+            "prediction_agreement": nb.get("prediction_agreement"), "exact_copy_of": nb.get("exact_copy_of")}
+
+
+def _print_result(s: dict) -> None:
+    acc = f"val acc {s['val_acc']:.3f}" if s["val_acc"] is not None else "no data to score"
+    copy = f"EXACT COPY of #{s['exact_copy_of']}" if s["exact_copy_of"] is not None else "new token sequence"
+    near = (f"nearest zoo member #{s['nearest_id']} at distance {s['nearest_distance']:.3g} "
+            f"({100 * s['relative_distance']:.1f}% of its norm)") if s["nearest_id"] is not None else "zoo empty"
+    agree = (f", agrees on {100 * s['prediction_agreement']:.1f}% of the probe"
+             if s.get("prediction_agreement") is not None else "")
+    typer.echo(f"#{s['rank']} sample {s['sample_index']}: {acc}; {copy}; {near}{agree}")
+
+
+def generate(
+    arch: Annotated[str, typer.Option(help="architecture string to generate")],
+    dataset: Annotated[Optional[str], typer.Option(help="built-in dataset or generated task name")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="your labelled data: .npz, .csv or image folder")] = None,
+    task: Annotated[Optional[str], typer.Option(help="task text (default: the dataset name)")] = None,
+    n: Annotated[int, typer.Option("-n", help="samples; the best on a training sample is kept (best-of-n)")] = 1,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    temperature: Annotated[float, typer.Option(help="sampling temperature (0: greedy)")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="sample among the k likeliest tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling mass")] = None,
+    head: Annotated[str, typer.Option(help="generated | reset (fresh classifier, for fine-tuning)")] = "generated",
+    prior: Annotated[Optional[int], typer.Option("--prior", help="prior artifact id (default: latest)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",
+    register: Annotated[bool, typer.Option(help="add the best model to the registry (kind generated)")] = False,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Generate weights for ARCH conditioned on a dataset (and task text); report novelty."""
+    from igpg_zoo.igpg.generate import Generator, register_generated
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    name, ds, emb = _target_data(dataset, data)
+    task = task or name
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    with _zoo(registry, blobs) as zoo:
+        gen = Generator.load(zoo, prior)
+        results = gen.generate(arch, task=task, data=ds, data_embedding=emb, n=n, settings=settings, seed=seed,
+                               head=head, dataset_name=name)
+        best = results[0]
+        report = {"results": [_summary(g, i) for i, g in enumerate(results)], "provenance": best.provenance}
+        if out is not None:
+            from igpg_zoo.export import export_weights
+
+            export_weights(arch, best.weights, fmt, out, meta={"provenance": best.provenance})
+            report["out"] = str(out)
+        if register:
+            added = register_generated(zoo, best, task, name, ds, emb)
+            report["registered_id"] = added.checkpoint.id
+    if json_out:
+        typer.echo(json.dumps(report, default=str))
+        return
+    for s in report["results"]:
+        _print_result(s)
+    if "out" in report:
+        typer.echo(f"wrote {report['out']} ({fmt})")
+    if "registered_id" in report:
+        typer.echo(f"registered as #{report['registered_id']} (kind generated)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
+    app.command()(train)
+    app.command()(generate)

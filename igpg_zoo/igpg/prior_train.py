@@ -135,3 +135,50 @@ def prior_from_artifact(zoo, artifact) -> Prior:
     prior = Prior(PriorConfig(**artifact.config["prior"]))
     prior.load_state_dict(zoo.load_artifact(artifact))
     return prior.eval()
+
+
+def _data_dim(zoo, records) -> int:
+    for r in records:
+        emb = zoo.dataset_embedding(r.id)
+        if emb is not None:
+            return int(len(emb))
+    return 0
+
+
+def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
+                holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
+                ckpt: Path | None = None, resume: bool = False, progress=None):
+    """Train a prior on the zoo's records (minus held-out tasks) and register it; returns the Artifact
+    (None on ranks other than 0 under torchrun).
+
+    ``pcfg`` overrides PriorConfig fields (n_layer, n_embd, block_size, ...); vocab_size,
+    struct_keys and data_dim come from the tokenizer and the zoo.
+    """
+    from igpg_zoo.igpg.conditioning import Conditioner, struct_keys_for
+    from igpg_zoo.igpg.prior_dataset import build_token_set, select_records
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(zoo, tokenizer_id)
+    records = select_records(zoo, list(holdout), **(filters or {}))
+    archs = sorted({r.arch for r in records})
+    overrides = dict(pcfg or {})
+    longest = max(tokenizer.sequence_length(a) for a in archs)
+    block = min(int(overrides.pop("block_size", longest)), longest)
+    cfg = PriorConfig(**{"window_context": max(1, block // 4), **overrides, "block_size": block,
+                         "vocab_size": tokenizer.vocab_size, "struct_keys": struct_keys_for(archs),
+                         "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim)})
+    conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
+    data = build_token_set(zoo, tokenizer, conditioner, records)
+    torch.manual_seed(tcfg.seed)
+    prior = Prior(cfg)
+    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress)
+    rank, world = distributed.rank_world()
+    if rank != 0:
+        return None
+    config = {"prior": cfg.to_dict(), "tokenizer_id": tokenizer.artifact_id, "train": asdict(tcfg),
+              "embedder": getattr(zoo.embedder, "name", "?")}
+    provenance = {"snapshot": zoo.snapshot(data.ids), "holdout_tasks": list(holdout), "filters": filters or {},
+                  "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
+                  "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params()}
+    name = f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
+    return zoo.add_artifact("prior", name, prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)

@@ -1,0 +1,180 @@
+"""Generation front door: condition -> tokens (windowed) -> state dict, with provenance and an
+honest novelty report (nearest zoo member, exact token copies).
+
+    gen = Generator.load(zoo)                       # latest prior + the tokenizer it was trained on
+    results = gen.generate(arch, task="...", data=ds, n=5, seed=0)   # best first when data is given
+    results[0].weights                              # loads strictly into get_adapter(arch).build(arch)
+
+Head policy (``head``): ``"generated"`` keeps the sampled classifier; ``"reset"`` re-initialises
+``adapter.head_names(arch)`` from the seed. A generated head encodes the label mapping of the zoo
+task it imitates; on a new task that mapping may be wrong (docs/igpg-prior.md measures both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from igpg_zoo.adapters import get_adapter
+from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg.conditioning import Conditioner
+from igpg_zoo.igpg.novelty import NeighbourIndex
+from igpg_zoo.igpg.prior import Prior
+from igpg_zoo.igpg.prior_train import prior_from_artifact
+from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
+from igpg_zoo.igpg.tokenizer import Tokenizer
+from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+
+HEADS = ("generated", "reset")
+PROBE = 512  # samples used for choosing (best-of-n), BN recalibration and prediction agreement
+
+
+@dataclass
+class Generated:
+    arch: str
+    weights: dict[str, torch.Tensor]  # full state dict (buffers included)
+    tokens: torch.Tensor  # (T,)
+    provenance: dict
+    val_accuracy: float | None = None  # on the data sample, when data was given
+    neighbour: dict = field(default_factory=dict)  # nearest zoo member: id, distance, agreement, exact_copy
+
+
+def probe_split(data, n: int = PROBE, seed: int = 0):
+    """A fixed sample of the training split (never the test split): (x, y) tensors."""
+    x, y = data.x_train, data.y_train
+    if len(y) > n:
+        idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
+        x, y = x[idx], y[idx]
+    return torch.tensor(np.asarray(x), dtype=torch.float32), torch.tensor(np.asarray(y), dtype=torch.long)
+
+
+def build_loaded(arch: str, weights: dict[str, torch.Tensor], x=None) -> torch.nn.Module:
+    """The adapter's module with ``weights`` loaded strictly; BN statistics re-estimated on ``x``."""
+    module = get_adapter(arch).build(arch)
+    module.load_state_dict(weights, strict=True)
+    if x is not None and recalibrate_batchnorm(module, [x[i:i + 128] for i in range(0, len(x), 128)]):
+        for name, t in module.state_dict().items():
+            weights[name] = t.detach().clone()
+    return module.eval()
+
+
+@torch.no_grad()
+def accuracy_on(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((module(x).argmax(1) == y).float().mean())
+
+
+def reset_head(weights: dict[str, torch.Tensor], arch: str, seed: int) -> dict[str, torch.Tensor]:
+    """``weights`` with the classifier (adapter.head_names) replaced by a fresh seeded init."""
+    torch.manual_seed(seed)
+    fresh = get_adapter(arch).build(arch).state_dict()
+    out = dict(weights)
+    for name in get_adapter(arch).head_names(arch):
+        out[name] = fresh[name].clone()
+    return out
+
+
+class Generator:
+    def __init__(self, zoo, prior: Prior, tokenizer: Tokenizer, prior_artifact=None):
+        self.zoo, self.prior, self.tokenizer = zoo, prior, tokenizer
+        self.artifact = prior_artifact
+        cfg = prior.cfg
+        self.conditioner = Conditioner(zoo.embedder if zoo is not None else None, cfg.struct_keys, cfg.data_dim)
+        self._neighbours: dict[str, NeighbourIndex] = {}
+
+    @classmethod
+    def load(cls, zoo, prior_id: int | None = None) -> Generator:
+        """The prior artifact ``prior_id`` (latest when None) and the tokenizer it was trained on."""
+        artifact = zoo.get_artifact(id=prior_id, kind="prior")
+        prior = prior_from_artifact(zoo, artifact)
+        tokenizer = Tokenizer.load(zoo, artifact.config.get("tokenizer_id"))
+        if tokenizer.vocab_size != prior.cfg.vocab_size:
+            raise GeneratorError(f"prior #{artifact.id} expects {prior.cfg.vocab_size} codes but tokenizer "
+                                 f"#{tokenizer.artifact_id} has {tokenizer.vocab_size}; retrain the prior")
+        return cls(zoo, prior, tokenizer, artifact)
+
+    def neighbours(self, arch: str) -> NeighbourIndex:
+        if arch not in self._neighbours:
+            ids = None
+            if self.artifact is not None:
+                ids = self.artifact.provenance.get("snapshot", {}).get("ids")
+            self._neighbours[arch] = NeighbourIndex.build(self.zoo, self.tokenizer, arch, ids)
+        return self._neighbours[arch]
+
+    def condition(self, arch: str, task: str | None, data_embedding=None) -> dict:
+        return self.conditioner.condition(arch, task, data_embedding)
+
+    def sample(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int) -> torch.Tensor:
+        """n raw token sequences (n, T) for ``arch``."""
+        length = self.tokenizer.sequence_length(arch)
+        return sample_tokens(self.prior, cond, length, n=n, settings=settings, seed=seed)
+
+    def generate(self, arch: str, task: str | None = None, data=None, data_embedding=None, n: int = 1,
+                 settings: SamplingSettings = SamplingSettings(), seed: int = 0, head: str = "generated",
+                 dataset_name: str | None = None, novelty: bool = True) -> list[Generated]:
+        """``n`` models for one condition; with ``data`` they are ranked by accuracy on a training
+        sample (best-of-n), otherwise returned in sampling order."""
+        if head not in HEADS:
+            raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
+        if n < 1:
+            raise GeneratorError("n must be at least 1")
+        cond = self.condition(arch, task, data_embedding)
+        tokens = self.sample(arch, cond, n, settings, seed)
+        x, y = probe_split(data) if data is not None else (None, None)
+        out = []
+        for i in range(n):
+            weights = self.tokenizer.decode(tokens[i], arch)
+            if head == "reset":
+                weights = reset_head(weights, arch, seed + i)
+            module = build_loaded(arch, weights, x)
+            g = Generated(arch, weights, tokens[i], self._provenance(arch, task, dataset_name, settings,
+                                                                      seed, i, head, cond))
+            if x is not None:
+                g.val_accuracy = accuracy_on(module, x, y)
+            if novelty and self.zoo is not None:
+                g.neighbour = self.neighbours(arch).nearest(weights, tokens[i], module, x)
+            out.append(g)
+        if data is not None:
+            out.sort(key=lambda g: -g.val_accuracy)
+        return out
+
+    def _provenance(self, arch, task, dataset_name, settings, seed, index, head, cond) -> dict:
+        art = self.artifact
+        return {
+            "generator": {"prior_artifact_id": art.id if art else None,
+                          "tokenizer_artifact_id": self.tokenizer.artifact_id},
+            "zoo_snapshot_hash": (art.provenance.get("snapshot", {}).get("hash") if art else None),
+            "conditioning": {"task": task, "dataset": dataset_name, "arch": arch,
+                             "arch_description": get_adapter(arch).describe(arch),
+                             "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
+                                               if cond.get(k) is None)},
+            "seed": seed, "sample_index": index, "sampling": settings.to_dict(), "head": head,
+        }
+
+
+def test_accuracy(g: Generated, data) -> float:
+    """Accuracy of a generated model on the test split of ``data``."""
+    module = build_loaded(g.arch, dict(g.weights))
+    x = torch.tensor(np.asarray(data.x_test), dtype=torch.float32)
+    return accuracy_on(module, x, torch.tensor(np.asarray(data.y_test), dtype=torch.long))
+
+
+def register_generated(zoo, g: Generated, task: str | None, dataset: str | None, data=None, data_embedding=None):
+    """Add ``g`` to the registry as kind "generated"; provenance and novelty go into ``extra``."""
+    from igpg_zoo.records import CheckpointMeta, Metric
+
+    metrics = []
+    if data is not None:
+        metrics.append(Metric("acc", test_accuracy(g, data), f"{dataset or data.name}:test"))
+    if g.val_accuracy is not None:
+        metrics.append(Metric("val_acc", g.val_accuracy, f"{dataset or (data.name if data else '')}:train-sample"))
+    emb = tuple(float(v) for v in np.asarray(data_embedding).ravel()) if data_embedding is not None else None
+    gen = g.provenance["generator"]
+    meta = CheckpointMeta(
+        arch=g.arch, task=task or "", dataset=dataset or "", metrics=tuple(metrics), kind="generated",
+        tags=("generated",), source=f"igpg prior #{gen['prior_artifact_id']}",
+        extra={"provenance": g.provenance, "nearest": g.neighbour,
+               "generator_artifact_id": gen["prior_artifact_id"]},
+        dataset_embedding=emb)
+    return zoo.add_weights(g.weights, meta)

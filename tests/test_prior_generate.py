@@ -1,0 +1,142 @@
+"""End to end on a tiny real zoo: tokenizer -> prior (windowed: context shorter than a model)
+-> generate -> strict load, provenance, novelty, registration; and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 9 chunks of 64 -> 18 tokens
+TASKS = ("digits[classes=0,1,2]", "digits[classes=3,4,5]")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A registry with 6 trained models, a tokenizer and a prior whose context (8) < 18 tokens."""
+    root = tmp_path_factory.mktemp("gen")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
+        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
+        mp.setenv("IGPG_ZOO_PLUGINS", "none")
+        torch.set_num_threads(1)
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.data import load_dataset
+        from igpg_zoo.data.embedding import dataset_embedding_for
+        from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+        from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+        from igpg_zoo.igpg.vqvae import TokenizerConfig
+        from igpg_zoo.records import CheckpointMeta, Metric
+        from igpg_zoo.zoo import open_zoo
+        from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
+
+        zoo = open_zoo(str(root / "registry.db"), embedder="hash")
+        items = []
+        for task in TASKS:
+            ds = load_dataset(task)
+            for seed in range(3):
+                m = fit(init_module(get_adapter(ARCH).build(ARCH), seed), ds.x_train, ds.y_train, epochs=2, seed=seed)
+                w = {k: v.detach().clone() for k, v in m.state_dict().items()}
+                acc = accuracy(m, ds.x_test, ds.y_test)
+                zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=task, dataset=task, kind="trained",
+                                                  metrics=(Metric("acc", acc, task + ":test"),),
+                                                  dataset_embedding=tuple(dataset_embedding_for(task).tolist())))
+                items.append((w, ARCH))
+        tok, _ = fit_tokenizer(items, TokenizerConfig(codebook_size=16, hidden=(32,), code_dim=8, steps=60,
+                                                      refine_steps=0, batch_size=32), seed=0, progress=False)
+        tensors, config = tok.state()
+        tok_art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
+        prior_art = train_prior(zoo, {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8, "window_context": 3},
+                                PriorTrainConfig(steps=30, batch_size=8, warmup=5), holdout=[TASKS[1]])
+        yield zoo, tok_art, prior_art, root
+        zoo.close()
+
+
+def test_prior_artifact_records_snapshot_holdout_and_tokenizer(trained):
+    zoo, tok_art, prior_art, _ = trained
+    assert prior_art.parent_id == tok_art.id and prior_art.config["tokenizer_id"] == tok_art.id
+    assert prior_art.provenance["holdout_tasks"] == [TASKS[1]]
+    trained_on = {zoo.get(i).task for i in prior_art.provenance["snapshot"]["ids"]}
+    assert trained_on == {TASKS[0]}  # task-disjoint: the held-out task never reached training
+    assert prior_art.config["prior"]["block_size"] == 8  # shorter than the 18-token model: windowed
+
+
+def test_generated_state_dict_loads_strictly_with_provenance_and_novelty(trained):
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.embedding import dataset_embedding_for
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, tok_art, prior_art, _ = trained
+    gen = Generator.load(zoo)
+    ds = load_dataset(TASKS[0])
+    results = gen.generate(ARCH, task=TASKS[0], data=ds, data_embedding=dataset_embedding_for(TASKS[0]), n=3,
+                           settings=SamplingSettings(temperature=1.0), seed=5)
+    assert len(results) == 3
+    assert [r.val_accuracy for r in results] == sorted((r.val_accuracy for r in results), reverse=True)
+    for r in results:
+        module = get_adapter(ARCH).build(ARCH)
+        module.load_state_dict(r.weights, strict=True)
+        assert r.tokens.shape == (18,)
+        p = r.provenance
+        assert p["generator"] == {"prior_artifact_id": prior_art.id, "tokenizer_artifact_id": tok_art.id}
+        assert p["zoo_snapshot_hash"] == prior_art.provenance["snapshot"]["hash"] and p["seed"] == 5
+        assert set(r.neighbour) >= {"id", "distance", "exact_copy_of", "prediction_agreement"}
+        assert 0.0 <= r.neighbour["prediction_agreement"] <= 1.0
+
+
+def test_exact_copy_is_detected(trained):
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    member = zoo.list(task=(TASKS[0],))[0]
+    tokens = Tokenizer.load(zoo).encode(zoo.load_weights(member.id), ARCH)
+    weights = gen.tokenizer.decode(tokens, ARCH)
+    nb = gen.neighbours(ARCH).nearest(weights, tokens)
+    assert nb["exact_copy_of"] is not None and nb["max_token_overlap"] == 1.0
+
+
+def test_head_reset_replaces_only_the_classifier(trained):
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    s = SamplingSettings(temperature=0.0)
+    kept = gen.generate(ARCH, task=TASKS[0], n=1, settings=s, novelty=False)[0].weights
+    reset = gen.generate(ARCH, task=TASKS[0], n=1, settings=s, head="reset", novelty=False)[0].weights
+    heads = set(get_adapter(ARCH).head_names(ARCH))
+    for name in kept:
+        assert torch.equal(kept[name], reset[name]) is (name not in heads)
+
+
+def test_cli_generate_writes_and_registers(trained, cli):
+    zoo, _, prior_art, root = trained
+    out = root / "gen.safetensors"
+    result = cli("generate", "--arch", ARCH, "--dataset", TASKS[1], "-n", "2", "--out", out, "--register",
+                 "--json", "--registry", root / "registry.db")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert out.exists() and report["provenance"]["conditioning"]["dataset"] == TASKS[1]
+    rec = zoo.get(report["registered_id"])
+    assert rec.kind == "generated" and rec.extra["generator_artifact_id"] == prior_art.id
+    assert rec.metric("acc") is not None and "nearest" in rec.extra
+
+
+def test_cli_generate_needs_exactly_one_data_source(cli):
+    result = cli("generate", "--arch", ARCH)
+    assert result.exit_code == 2 and "--dataset" in result.output
