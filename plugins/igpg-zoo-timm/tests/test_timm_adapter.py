@@ -130,3 +130,25 @@ def test_plain_state_dict_needs_the_right_num_classes():
     validate_weights(ADAPTER, "timm/test_resnet?num_classes=10", weights)
     with pytest.raises(CheckpointMismatch, match=r"wrong shape: fc.weight \(10, \d+\) != \(1000, \d+\)"):
         validate_weights(ADAPTER, "timm/test_resnet", weights)
+
+
+def test_igpg_zoo_add_imports_a_timm_folder_and_a_plain_state_dict(tmp_path, monkeypatch):
+    from timm.models import save_for_hf
+    from typer.testing import CliRunner
+
+    from igpg_zoo.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IGPG_ZOO_REGISTRY", str(tmp_path / "registry.db"))
+    monkeypatch.setenv("IGPG_ZOO_EMBEDDER", "hash")
+    model = timm.create_model("test_vit", num_classes=3, in_chans=1, img_size=32).eval()
+    save_for_hf(model, str(tmp_path / "vit-folder"), safe_serialization=True)
+    torch.save(model.state_dict(), tmp_path / "vit.pth")
+    runner = CliRunner()
+    folder = runner.invoke(app, ["add", str(tmp_path / "vit-folder"), "--json"])
+    assert folder.exit_code == 0, folder.output
+    assert json.loads(folder.stdout)["arch"] == "timm/test_vit?num_classes=3&in_chans=1&img_size=32"
+    plain = runner.invoke(app, ["add", str(tmp_path / "vit.pth"), "--arch",
+                                "timm/test_vit?num_classes=3&in_chans=1&img_size=32", "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout)["sha256"] == json.loads(folder.stdout)["sha256"]
