@@ -112,6 +112,9 @@ def test_native_folder_round_trip(tmp_path):
     assert all(torch.equal(got[k], weights[k]) for k in weights)
     assert ADAPTER.read_native(tmp_path) is None  # not a native folder
     assert ADAPTER.read_native(out / "model.safetensors") is None
+    with pytest.raises(CheckpointMismatch):
+        ADAPTER.write_checkpoint("cnn-i1x40-c8k5-o10", weights, tmp_path / "bad", {})
+    assert not (tmp_path / "bad").exists()
 
 
 class PlainCNN(nn.Module):

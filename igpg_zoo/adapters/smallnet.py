@@ -78,7 +78,10 @@ class SmallNetAdapter(Adapter):
         """A self-describing folder: model.safetensors + igpg-zoo.json (arch, dataset, meta)."""
         from safetensors.torch import save_file
 
+        from igpg_zoo.adapters.validation import validate_weights
+
         spec = grammar.parse(arch)
+        validate_weights(self, arch, weights)  # before anything is written
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(weights.items())}
