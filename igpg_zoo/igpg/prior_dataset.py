@@ -25,9 +25,11 @@ def is_held_out(task: str, holdout: list[str]) -> bool:
 
 
 def select_records(zoo, holdout: list[str] = (), **filters) -> list:
-    """Records a generator may learn from: the filters, minus generated ones and held-out tasks."""
+    """Records a generator may learn from: the filters, minus generated ones and held-out tasks
+    (a hold-out pattern matches a record's task text or its dataset name)."""
     records = [r for r in zoo.list(**filters) if r.kind != "generated"]
-    kept = [r for r in records if not is_held_out(r.task, list(holdout))]
+    holdout = list(holdout)
+    kept = [r for r in records if not (is_held_out(r.task, holdout) or is_held_out(r.dataset, holdout))]
     if not kept:
         raise GeneratorError(
             f"no zoo records to train on ({len(records)} matched the filters, all held out or generated); "
