@@ -28,7 +28,7 @@ def weights(arch: str = MLP, seed: int = 0) -> dict[str, torch.Tensor]:
     return get_adapter(arch).build(arch).state_dict()
 
 
-def meta(arch: str = MLP, dataset: str = "digits", acc: float = 0.9, **kw) -> CheckpointMeta:
+def meta(arch: str = MLP, dataset: str = "toy-digits", acc: float = 0.9, **kw) -> CheckpointMeta:
     return CheckpointMeta(arch=arch, task=kw.pop("task", "image classification"), dataset=dataset,
                           metrics=(Metric("acc", acc, ""),), **kw)
 
@@ -43,8 +43,8 @@ def test_add_returns_a_plain_record_and_stores_blob_and_vectors(zoo):
     w = weights()
     result = zoo.add_weights(w, meta(tags=("b", "a"), license="MIT", source="unit test"))
     rec = result.checkpoint
-    assert result.created and rec.id >= 1 and rec.arch == MLP and rec.dataset == "digits"
-    assert rec.metrics == (Metric("acc", 0.9, "digits"),)  # metric dataset defaults to the record's
+    assert result.created and rec.id >= 1 and rec.arch == MLP and rec.dataset == "toy-digits"
+    assert rec.metrics == (Metric("acc", 0.9, "toy-digits"),)  # metric dataset defaults to the record's
     assert rec.tags == ("a", "b") and rec.license == "MIT" and rec.kind == "imported"
     assert rec.n_params == sum(t.numel() for t in w.values() if t.is_floating_point())
     assert zoo.blobs.verify(rec.sha256) and zoo.blobs.path(rec.sha256).stat().st_size == rec.size_bytes
@@ -78,29 +78,29 @@ def test_add_many_batches_and_reports_refusals(zoo):
 
 
 def test_list_filters_sort_and_limit(zoo):
-    zoo.add_weights(weights(MLP, 1), meta(MLP, "digits", 0.95, tags=("prod",)))
+    zoo.add_weights(weights(MLP, 1), meta(MLP, "toy-digits", 0.95, tags=("prod",)))
     zoo.add_weights(weights(MLP, 2), meta(MLP, "my-data", 0.70))
-    zoo.add_weights(weights(CNN, 3), meta(CNN, "digits", 0.85, kind="trained"))
+    zoo.add_weights(weights(CNN, 3), meta(CNN, "toy-digits", 0.85, kind="trained"))
     names = lambda recs: [(r.arch, r.dataset, r.metric("acc")) for r in recs]  # noqa: E731
-    assert names(zoo.list(sort="acc")) == [(MLP, "digits", 0.95), (CNN, "digits", 0.85), (MLP, "my-data", 0.7)]
+    assert names(zoo.list(sort="acc")) == [(MLP, "toy-digits", 0.95), (CNN, "toy-digits", 0.85), (MLP, "my-data", 0.7)]
     assert names(zoo.list(sort="acc", descending=False, limit=1)) == [(MLP, "my-data", 0.7)]
-    assert names(zoo.list(dataset="digits", arch=[MLP, CNN], sort="acc")) == [(MLP, "digits", 0.95),
-                                                                              (CNN, "digits", 0.85)]
-    assert names(zoo.list(where=["acc>=0.8", "acc<0.9"])) == [(CNN, "digits", 0.85)]
-    assert names(zoo.list(where="acc@digits>=0.8", sort="acc")) == [(MLP, "digits", 0.95), (CNN, "digits", 0.85)]
+    assert names(zoo.list(dataset="toy-digits", arch=[MLP, CNN], sort="acc")) == [(MLP, "toy-digits", 0.95),
+                                                                              (CNN, "toy-digits", 0.85)]
+    assert names(zoo.list(where=["acc>=0.8", "acc<0.9"])) == [(CNN, "toy-digits", 0.85)]
+    assert names(zoo.list(where="acc@toy-digits>=0.8", sort="acc")) == [(MLP, "toy-digits", 0.95), (CNN, "toy-digits", 0.85)]
     assert names(zoo.list(where="acc@my-data>=0.8")) == []
-    assert names(zoo.list(tags="prod")) == [(MLP, "digits", 0.95)]
-    assert names(zoo.list(kind="trained")) == [(CNN, "digits", 0.85)]
+    assert names(zoo.list(tags="prod")) == [(MLP, "toy-digits", 0.95)]
+    assert names(zoo.list(kind="trained")) == [(CNN, "toy-digits", 0.85)]
     assert names(zoo.list(task="nope")) == []
     assert [r.id for r in zoo.list(sort="n_params", descending=False)][0] == zoo.list(arch=CNN)[0].id
 
 
 def test_query_ranks_by_similarity_within_filters(zoo):
-    a = zoo.add_weights(weights(MLP, 1), meta(MLP, "digits", 0.9)).checkpoint
+    a = zoo.add_weights(weights(MLP, 1), meta(MLP, "toy-digits", 0.9)).checkpoint
     b = zoo.add_weights(weights(CNN, 2), meta(CNN, "fashion-mnist", 0.8, task="clothing recognition")).checkpoint
     hits = zoo.query("clothing recognition fashion-mnist", k=2)
     assert [h.checkpoint.id for h in hits] == [b.id, a.id] and hits[0].score > hits[1].score
-    assert [h.checkpoint.id for h in zoo.query("clothing", dataset="digits")] == [a.id]
+    assert [h.checkpoint.id for h in zoo.query("clothing", dataset="toy-digits")] == [a.id]
     assert [h.checkpoint.id for h in zoo.query("clothing", where="acc>0.85")] == [a.id]
     assert zoo.query("clothing", arch="mlp-i1-o1") == []
     assert len(zoo.query("anything", k=1)) == 1
@@ -146,7 +146,7 @@ def test_out_of_step_index_is_rebuilt_with_a_warning_on_query(registry_url):
         z.search.index(384).remove([rec.id])
         z.search.index(384).save()
     with open_zoo() as z, pytest.warns(UserWarning, match="out of step"):
-        hits = z.query("digits", k=5)
+        hits = z.query("toy-digits", k=5)
     assert rec.id in [h.checkpoint.id for h in hits]
     with open_zoo() as z, warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -195,7 +195,7 @@ def test_failed_index_update_keeps_the_database_right(zoo, monkeypatch):
     (dict(task=3), InvalidMetadata, "'task' must be text"),
 ])
 def test_bad_metadata_writes_nothing(zoo, bad, error, match):
-    fields = dict(arch=MLP, task="t", dataset="digits")
+    fields = dict(arch=MLP, task="t", dataset="toy-digits")
     fields.update(bad)
     with pytest.raises(error, match=match):
         zoo.add_weights(weights(), CheckpointMeta(**fields))
@@ -225,6 +225,16 @@ def test_lineage_extra_snapshot_and_embeddings(zoo):
     assert zoo.snapshot([parent.id])["hash"] != snap["hash"]
     zoo.remove(parent.id)
     assert zoo.get(child.id).parent_id is None  # the lineage link is cleared, the child stays
+
+
+def test_known_dataset_gets_a_dataset_embedding(tmp_path):
+    """A built-in dataset name gets igpg_zoo.data's dataset embedding (sklearn digits: seconds, once)."""
+    with open_zoo() as z:
+        rec = z.add_weights(weights(), meta(dataset="digits")).checkpoint
+        vec = z.dataset_embedding(rec.id)
+        assert vec is not None and vec.ndim == 1 and np.isfinite(vec).all()
+        other = z.add_weights(weights(seed=1), meta(dataset="toy-digits")).checkpoint
+        assert z.dataset_embedding(other.id) is None
 
 
 def test_artifacts_are_versioned_blobs(zoo):

@@ -144,7 +144,7 @@ def _add_manifest(zoo, folder: Path, manifest: Path, flags: dict[str, Any], as_j
             typer.echo(f"refused {path}: {why}")
         typer.echo(f"{len(added)} added, {len(duplicates)} duplicate(s), {len(refused)} refused")
     if refused:
-        raise typer.Exit(1)
+        raise SystemExit(1)  # typer.Exit(1) is lost by app.main (standalone_mode=False returns it)
 
 
 def add(
@@ -284,7 +284,7 @@ def verify(registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonO
     else:
         typer.echo(f"ok: {count} record(s); blobs, database and search index agree")
     if problems:
-        raise typer.Exit(1)
+        raise SystemExit(1)  # typer.Exit(1) is lost by app.main (standalone_mode=False returns it)
 
 
 def reindex(
