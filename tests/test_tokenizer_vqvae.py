@@ -11,7 +11,7 @@ from igpg_zoo.igpg.quantize import EMAQuantizer, GumbelQuantizer, anneal, perple
 from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
     """Tiny matrices: extra threads only add contention on a shared 2-core machine."""
     threads = torch.get_num_threads()
@@ -98,7 +98,7 @@ def test_config_round_trips_and_refuses_unknown_keys():
 
 
 @pytest.mark.parametrize("kind", ["ema", "gumbel"])
-def test_vqvae_overfits_a_tiny_set(kind, one_thread):
+def test_vqvae_overfits_a_tiny_set(kind):
     """Three 99-parameter MLPs: eval-mode reconstruction MSE (normalised units, ~1 before) falls below 0.06."""
     adapter = SmallNetAdapter()
     items = []
