@@ -124,3 +124,28 @@ def test_unknown_exporter_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="unknown ONNX exporter 'jit'"):
         to_onnx(_mlp(), torch.randn(2, 64), tmp_path / "m.onnx", exporter="jit")
 
+
+
+def test_auto_falls_back_to_dynamo_when_legacy_cannot_trace(tmp_path, monkeypatch):
+    from igpg_zoo.export import onnx as onnx_export
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("legacy exporter cannot trace this module")
+
+    monkeypatch.setattr(onnx_export, "_export_legacy", refuse)
+    report = to_onnx(nn.Linear(4, 2), torch.randn(2, 4), tmp_path / "m.onnx")
+    assert report.exporter == "dynamo" and report.max_abs_diff <= 1e-4
+
+
+def test_both_exporters_failing_is_one_line_naming_each(tmp_path, monkeypatch):
+    from igpg_zoo.errors import ExportNotSupported
+    from igpg_zoo.export import onnx as onnx_export
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("cannot trace\nsecond line")
+
+    monkeypatch.setattr(onnx_export, "_export_legacy", refuse)
+    monkeypatch.setattr(onnx_export, "_export_dynamo", refuse)
+    with pytest.raises(ExportNotSupported, match="legacy: RuntimeError: cannot trace; dynamo: RuntimeError") as err:
+        to_onnx(nn.Linear(4, 2), torch.randn(2, 4), tmp_path / "m.onnx")
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
