@@ -6,12 +6,15 @@ light; the first call that needs timm pays its ~6 s import.
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from igpg_zoo.adapters.base import Adapter
 from igpg_zoo.errors import UnknownArchitecture
+from igpg_zoo.records import ParamSpec
 from igpg_zoo_timm.arch import TimmArch, is_timm_arch, parse_arch
 
 if TYPE_CHECKING:
@@ -27,6 +30,34 @@ def _create_kwargs(spec: TimmArch) -> dict[str, Any]:
 
     args = {"img_size": spec.img_size} if spec.img_size else None
     return resolve_model_input_args(spec.model, args=args, **spec.model_kwargs())
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the adapter reports about an arch, computed from one build (timm models take 0.05-1 s)."""
+
+    layout: tuple[ParamSpec, ...]
+    heads: tuple[str, ...]
+    module_class: str
+    num_classes: int
+    counts: tuple[tuple[str, int], ...]
+    n_params: int
+    max_width: int
+
+
+@functools.lru_cache(maxsize=256)
+def _facts(arch: str) -> _Facts:
+    module = TimmAdapter().build(arch)
+    params = list(module.named_parameters())
+    classifier = module.pretrained_cfg.get("classifier")
+    prefixes = [classifier] if isinstance(classifier, str) else list(classifier or ())
+    heads = tuple(n for n, _ in params if any(n.startswith(p + ".") for p in prefixes))
+    return _Facts(
+        layout=tuple(ParamSpec(n, tuple(p.shape)) for n, p in params),
+        heads=heads, module_class=type(module).__name__, num_classes=int(module.num_classes),
+        counts=tuple(_layer_counts(module).items()), n_params=sum(p.numel() for _, p in params),
+        max_width=max((p.shape[0] for _, p in params if p.dim() >= 2), default=0),
+    )
 
 
 class TimmAdapter(Adapter):
@@ -70,39 +101,33 @@ class TimmAdapter(Adapter):
         h, w = spec.img_size or (h, w)
         return c, h, w
 
+    def param_layout(self, arch: str) -> list[ParamSpec]:
+        return list(_facts(arch).layout)
+
     def head_names(self, arch: str) -> list[str]:
         """The parameters of the module(s) timm's pretrained config names as ``classifier``."""
-        module = self.build(arch)
-        classifier = module.pretrained_cfg.get("classifier")
-        prefixes = [classifier] if isinstance(classifier, str) else list(classifier or ())
-        names = [n for n, _ in module.named_parameters() if any(n.startswith(p + ".") for p in prefixes)]
-        return names or super().head_names(arch)
+        heads = _facts(arch).heads
+        return list(heads) if heads else super().head_names(arch)
 
     def describe(self, arch: str) -> str:
-        spec = self.parse(arch)
-        module = self.build(arch)
+        spec, facts = self.parse(arch), _facts(arch)
         c, h, w = self.input_size(arch)
-        counts = _layer_counts(module)
-        n = sum(p.numel() for p in module.parameters())
-        layers = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        return (f"timm model {spec.model} ({type(module).__name__}) for image input {c}x{h}x{w}; "
-                f"{module.num_classes} classes; layers: {layers}; {n:,} parameters")
+        layers = ", ".join(f"{v} {k}" for k, v in facts.counts if v)
+        return (f"timm model {spec.model} ({facts.module_class}) for image input {c}x{h}x{w}; "
+                f"{facts.num_classes} classes; layers: {layers}; {facts.n_params:,} parameters")
 
     def structure(self, arch: str) -> dict[str, float]:
         """Same keys for every timm arch: sizes, layer counts, widest layer, parameter count."""
-        module = self.build(arch)
+        facts = _facts(arch)
         c, h, w = self.input_size(arch)
-        counts = _layer_counts(module)
-        n = sum(p.numel() for p in module.parameters())
-        widths = [p.shape[0] for p in module.parameters() if p.dim() >= 2]
+        counts = dict(facts.counts)
         return {
             "input_channels": float(c), "input_height": float(h), "input_width": float(w),
-            "n_classes": float(module.num_classes), "n_conv": float(counts["conv"]),
+            "n_classes": float(facts.num_classes), "n_conv": float(counts["conv"]),
             "n_linear": float(counts["linear"]), "n_norm": float(counts["norm"]),
-            "n_attention": float(counts["attention"]),
-            "n_tensors": float(sum(1 for _ in module.parameters())),
-            "max_width": float(max(widths, default=0)), "n_params": float(n),
-            "log10_params": math.log10(max(n, 1)),
+            "n_attention": float(counts["attention"]), "n_tensors": float(len(facts.layout)),
+            "max_width": float(facts.max_width), "n_params": float(facts.n_params),
+            "log10_params": math.log10(max(facts.n_params, 1)),
         }
 
     def example_input(self, arch: str) -> torch.Tensor:

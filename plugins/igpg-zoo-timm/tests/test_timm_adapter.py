@@ -33,7 +33,6 @@ TINY = [
     "timm/test_resnet?num_classes=10&in_chans=1&img_size=32",
     "timm/test_vit?num_classes=5&in_chans=3&img_size=32",
     "timm/test_efficientnet?num_classes=7&img_size=48",
-    "timm/test_convnext?num_classes=4&in_chans=1&img_size=32",
 ]
 
 
