@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igpg_zoo.config import ZooConfig, resolve_config
-from igpg_zoo.errors import InvalidMetadata, IntegrityError, RegistryUnavailable, ZooError
+from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, RegistryUnavailable, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
 from igpg_zoo.registry.artifact_store import ArtifactStore
 from igpg_zoo.registry.blobs import BlobStore
@@ -45,6 +45,7 @@ class Zoo:
         self._embedder_spec = embedder if isinstance(embedder, str) else config.embedder
         self._blobs: BlobStore | None = None
         self._database: Database | None = None
+        self._query_dim: int | None = None  # set by the first query once embedder and index are checked
         if config.is_sqlite_file:
             path = Path(config.registry).expanduser().resolve()
             if not path.parent.is_dir():
@@ -201,17 +202,18 @@ class Zoo:
         filters = make_filters(arch, dataset, task, kind, tags, where)
         if k <= 0 or not text.strip():
             raise InvalidMetadata("query needs some text and k >= 1")
-        dim = self.store.dim()
-        if dim is None:
-            return []
+        if self._query_dim is None:  # first query of this session: check embedder and index once
+            dim = self.store.dim()
+            if dim is None:
+                return []
+            others = sorted(set(self.store.embedders()) - {self.embedder.name})
+            if others:
+                raise ConfigError(f"the registry's vectors come from embedder {', '.join(others)}, not "
+                                  f"{self.embedder.name}; use that embedder (IGPG_ZOO_EMBEDDER) or run "
+                                  "'igpg-zoo reindex --reembed'")
+            self._query_dim = dim
         embedder = self.embedder
-        others = sorted(set(self.store.embedders()) - {embedder.name}) if not self.search._checked else []
-        if others:
-            from igpg_zoo.errors import ConfigError
-
-            raise ConfigError(f"the registry's vectors come from embedder {', '.join(others)}, not {embedder.name}; "
-                              "use that embedder (IGPG_ZOO_EMBEDDER) or run 'igpg-zoo reindex --reembed'")
-        index = self.search.synced(dim)
+        index = self.search.synced(self._query_dim)
         allowed = None if filters.empty else self.store.ids(filters)
         if allowed is not None and len(allowed) == 0:
             return []
@@ -284,6 +286,7 @@ class Zoo:
             if texts:
                 vectors = np.asarray(self.embedder.embed([t for _, t in texts]), dtype=np.float32)
                 self.store.set_text_vectors(self.embedder.name, {i: v for (i, _), v in zip(texts, vectors)})
+            self._query_dim = None
         dim = self.store.dim()
         if dim is None and not (self.config.index_path.exists()):
             return 0

@@ -80,7 +80,8 @@ def train(
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="only these datasets")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", help="only these tasks")] = None,
     kind: Annotated[Optional[list[str]], typer.Option("--kind", help="only records of this kind")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="training steps (default: the stage's default)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="prior training steps (default 700)")] = None,
+    tokenizer_steps: Annotated[Optional[int], typer.Option(help="tokenizer training steps (default: its config)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     layers: Annotated[int, typer.Option(help="prior: transformer layers")] = 3,
     width: Annotated[int, typer.Option(help="prior: model width")] = 128,
@@ -97,7 +98,7 @@ def train(
     out = {}
     with _zoo(registry, blobs) as zoo:
         if stage in ("tokenizer", "both"):
-            art = _train_tokenizer(zoo, filters, holdout, steps if stage == "tokenizer" else None, seed)
+            art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed)
             out["tokenizer"] = {"id": art.id, "name": art.name}
         if stage in ("prior", "both"):
             art = _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, checkpoint, resume)

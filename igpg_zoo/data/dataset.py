@@ -64,7 +64,12 @@ def stratified_subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
-    quota = np.maximum(1, np.floor(counts * n / len(y)).astype(int))
+    share = counts * n / len(y)
+    quota = np.maximum(1, np.floor(share).astype(int))
+    short = n - quota.sum()
+    if short > 0:  # largest remainders get the leftover samples
+        quota[np.argsort(-(share - np.floor(share)), kind="stable")[:short]] += 1
+    quota = np.minimum(quota, counts)
     chosen = []
     for c, q in zip(classes, quota):
         idx = np.flatnonzero(y == c)

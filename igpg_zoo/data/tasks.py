@@ -40,6 +40,7 @@ _KEYS = ("classes", "perm", "rot", "flip", "invert", "noise", "size", "n")
 class TaskSpec:
     base: str
     options: tuple[tuple[str, str], ...]  # canonical (key, value); value "" for flags
+    n_classes: int = 0  # after the options (known without loading any data)
 
     @property
     def name(self) -> str:
@@ -119,7 +120,7 @@ def parse_task(name: str) -> TaskSpec:
         if opt[0] == "classes":
             n_classes = len(opt[1].split(","))
         options.append(opt)
-    return TaskSpec(source.info.name, tuple(options))
+    return TaskSpec(source.info.name, tuple(options), n_classes)
 
 
 def canonical_name(name: str) -> str:

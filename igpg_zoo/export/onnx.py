@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
@@ -64,8 +65,6 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
             started = time.perf_counter()
             used = _export(module, example, tmp_path, opset, exporter)
             seconds = time.perf_counter() - started
-            import onnx
-
             onnx.checker.check_model(str(tmp_path))  # path form: works with a side file too
             got_opset = _opset(tmp_path)
             started = time.perf_counter()
@@ -163,8 +162,6 @@ def _weight_bytes(module: nn.Module) -> int:
 
 
 def _opset(path: Path) -> int:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 

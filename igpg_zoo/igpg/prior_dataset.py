@@ -7,7 +7,7 @@ sampling.py generates), padded to ``block_size`` with a loss mask.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass
 
 import torch
@@ -18,10 +18,15 @@ from igpg_zoo.igpg.prior import PriorConfig
 from igpg_zoo.igpg.sampling import n_windows, window_bounds
 
 
+def _pattern(h: str) -> re.Pattern:
+    """Only ``*`` is a wildcard: task names contain brackets (``digits[classes=3,5,8]``)."""
+    return re.compile(".*".join(re.escape(part) for part in h.lower().split("*")) + r"\Z")
+
+
 def is_held_out(task: str, holdout: list[str]) -> bool:
-    """Whether ``task`` matches a hold-out pattern (exact, case-insensitive, or a glob)."""
-    t = task.lower()
-    return any(t == h.lower() or fnmatch.fnmatchcase(t, h.lower()) for h in holdout)
+    """Whether ``task`` matches a hold-out pattern (case-insensitive; ``*`` matches anything)."""
+    t = (task or "").lower()
+    return any(_pattern(h).match(t) for h in holdout)
 
 
 def select_records(zoo, holdout: list[str] = (), **filters) -> list:

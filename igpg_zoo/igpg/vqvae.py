@@ -37,10 +37,10 @@ class TokenizerConfig:
     ema_decay: float = 0.99
     commitment: float = 0.25
     # training
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
-    refine_steps: int = 1000  # decoder-only steps on frozen codes after the main phase
+    refine_steps: int = 500  # decoder-only steps on frozen codes after the main phase
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
     def __post_init__(self):

@@ -7,13 +7,14 @@ Every method runs in its own ``session_scope()``; ``insert`` is one transaction 
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, selectinload
 
@@ -67,29 +68,63 @@ def _record(row: CheckpointRow) -> Checkpoint:
     )
 
 
-def _row(new: NewCheckpoint) -> CheckpointRow:
+def _row_values(new: NewCheckpoint, now: str) -> dict[str, Any]:
     meta = new.meta
-    row = CheckpointRow(
-        name=new.name, arch=meta.arch, task=meta.task, dataset=meta.dataset, kind=meta.kind,
-        n_params=new.n_params, license=meta.license, source=meta.source, created_at=utc_now(),
-        sha256=new.sha256, size_bytes=new.size_bytes, identity=new.identity, parent_id=meta.parent_id,
+    return {"name": new.name, "arch": meta.arch, "task": meta.task, "dataset": meta.dataset, "kind": meta.kind,
+            "n_params": new.n_params, "license": meta.license, "source": meta.source, "created_at": now,
+            "sha256": new.sha256, "size_bytes": new.size_bytes, "identity": new.identity,
+            "parent_id": meta.parent_id, "extra": dict(meta.extra)}
+
+
+def _embedding_values(checkpoint_id: int, new: NewCheckpoint) -> dict[str, Any]:
+    return {"checkpoint_id": checkpoint_id, "embedder": new.embedder, "text": new.text, "text_sha": new.text_sha,
+            "dim": int(new.text_vector.shape[-1]), "text_vector": to_bytes(new.text_vector),
+            "dataset_vector": to_bytes(new.dataset_vector)}
+
+
+def _new_record(checkpoint_id: int, new: NewCheckpoint, now: str) -> Checkpoint:
+    meta = new.meta
+    return Checkpoint(
+        id=checkpoint_id, name=new.name, arch=meta.arch, task=meta.task, dataset=meta.dataset, n_params=new.n_params,
+        metrics=tuple(sorted((Metric(m.name, float(m.value), m.dataset) for m in meta.metrics),
+                             key=lambda m: (m.name, m.dataset))),
+        tags=tuple(sorted(set(meta.tags))), license=meta.license, source=meta.source, created_at=now,
+        sha256=new.sha256, size_bytes=new.size_bytes, parent_id=meta.parent_id, kind=meta.kind,
         extra=dict(meta.extra),
-    )
-    row.metrics = [MetricRow(name=m.name, value=float(m.value), dataset=m.dataset) for m in meta.metrics]
-    row.tags = [TagRow(tag=t) for t in sorted(set(meta.tags))]
-    return row
-
-
-def _embedding(checkpoint_id: int, new: NewCheckpoint) -> EmbeddingRow:
-    return EmbeddingRow(
-        checkpoint_id=checkpoint_id, embedder=new.embedder, text=new.text, text_sha=new.text_sha,
-        dim=int(new.text_vector.shape[-1]), text_vector=to_bytes(new.text_vector),
-        dataset_vector=to_bytes(new.dataset_vector),
     )
 
 
 def _loaded():
     return (selectinload(CheckpointRow.metrics), selectinload(CheckpointRow.tags))
+
+
+_COLUMNS = (CheckpointRow.id, CheckpointRow.name, CheckpointRow.arch, CheckpointRow.task, CheckpointRow.dataset,
+            CheckpointRow.n_params, CheckpointRow.license, CheckpointRow.source, CheckpointRow.created_at,
+            CheckpointRow.sha256, CheckpointRow.size_bytes, CheckpointRow.parent_id, CheckpointRow.kind,
+            CheckpointRow.extra)
+
+
+def _read_records(session: Session, stmt) -> list[Checkpoint]:
+    """Records for a select of ``_COLUMNS``: plain Core queries, no ORM objects (fast for many rows)."""
+    rows = session.execute(stmt).all()
+    ids = [row[0] for row in rows]
+    metrics: dict[int, list[Metric]] = defaultdict(list)
+    tags: dict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for cid, name, value, dataset in session.execute(select(
+                MetricRow.checkpoint_id, MetricRow.name, MetricRow.value, MetricRow.dataset)
+                .where(MetricRow.checkpoint_id.in_(chunk))):
+            metrics[cid].append(Metric(name, value, dataset))
+        for cid, tag in session.execute(select(TagRow.checkpoint_id, TagRow.tag).where(TagRow.checkpoint_id.in_(chunk))):
+            tags[cid].append(tag)
+    return [
+        Checkpoint(id=r[0], name=r[1], arch=r[2], task=r[3], dataset=r[4], n_params=r[5],
+                   metrics=tuple(sorted(metrics.get(r[0], ()), key=lambda m: (m.name, m.dataset))),
+                   tags=tuple(sorted(tags.get(r[0], ()))), license=r[6], source=r[7], created_at=r[8], sha256=r[9],
+                   size_bytes=r[10], parent_id=r[11], kind=r[12], extra=dict(r[13] or {}))
+        for r in rows
+    ]
 
 
 class CheckpointStore:
@@ -121,22 +156,42 @@ class CheckpointStore:
             ) from None
 
     def _insert(self, session: Session, items: Sequence[NewCheckpoint]) -> list[tuple[Checkpoint, bool]]:
-        identities = [n.identity for n in items]
-        known = {row.identity: row for row in session.scalars(
-            select(CheckpointRow).where(CheckpointRow.identity.in_(identities)).options(*_loaded()))}
-        out: list[tuple[CheckpointRow, bool]] = []
+        """Core executemany inserts (ids via RETURNING), so a batch costs a few statements, not a flush per row."""
+        known = self._known(session, sorted({n.identity for n in items}))
+        fresh = list({n.identity: n for n in items if n.identity not in known}.values())
+        if fresh:
+            now = utc_now()
+            table = CheckpointRow.__table__
+            ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                  [_row_values(new, now) for new in fresh]).scalars().all()
+            metric_rows = [{"checkpoint_id": cid, "name": m.name, "value": float(m.value), "dataset": m.dataset}
+                           for cid, new in zip(ids, fresh) for m in new.meta.metrics]
+            tag_rows = [{"checkpoint_id": cid, "tag": t} for cid, new in zip(ids, fresh) for t in sorted(set(new.meta.tags))]
+            for row_type, rows in ((MetricRow, metric_rows), (TagRow, tag_rows)):
+                if rows:
+                    session.execute(insert(row_type.__table__), rows)
+            session.execute(insert(EmbeddingRow.__table__), [_embedding_values(cid, new) for cid, new in zip(ids, fresh)])
+            for cid, new in zip(ids, fresh):
+                known[new.identity] = _new_record(cid, new, now)
+        created = {n.identity for n in fresh}
+        out = []
         for new in items:
-            if new.identity in known:
-                out.append((known[new.identity], False))
-                continue
-            row = _row(new)
-            session.add(row)
-            session.flush()
-            session.add(_embedding(row.id, new))
-            known[new.identity] = row
-            out.append((row, True))
-        session.flush()
-        return [(_record(row), created) for row, created in out]
+            out.append((known[new.identity], new.identity in created))
+            created.discard(new.identity)  # a second copy in the same batch is a duplicate
+        return out
+
+    @staticmethod
+    def _known(session: Session, identities: list[str]) -> dict[str, Checkpoint]:
+        """identity -> existing record, for those of ``identities`` already stored."""
+        by_id: dict[int, str] = {}
+        for start in range(0, len(identities), _CHUNK):
+            stmt = select(CheckpointRow.id, CheckpointRow.identity).where(
+                CheckpointRow.identity.in_(identities[start:start + _CHUNK]))
+            by_id.update((int(i), ident) for i, ident in session.execute(stmt))
+        if not by_id:
+            return {}
+        records = _read_records(session, select(*_COLUMNS).where(CheckpointRow.id.in_(list(by_id))))
+        return {by_id[rec.id]: rec for rec in records}
 
     def find_identity(self, identity: str) -> Checkpoint | None:
         with self.db.session_scope() as session:
@@ -177,8 +232,8 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
-                rows = session.scalars(select(CheckpointRow).where(CheckpointRow.id.in_(chunk)).options(*_loaded()))
-                found.update((row.id, _record(row)) for row in rows)
+                found.update((rec.id, rec) for rec in _read_records(
+                    session, select(*_COLUMNS).where(CheckpointRow.id.in_(chunk))))
         missing = [i for i in ids if i not in found]
         if missing:
             shown = ", ".join(f"#{i}" for i in missing[:5])
@@ -188,14 +243,13 @@ class CheckpointStore:
     def list(self, filters: Filters = Filters(), sort: str | None = None, descending: bool = True,
              limit: int | None = None) -> list[Checkpoint]:
         """Records passing ``filters``, sorted by a metric or column (default: newest id first)."""
-        stmt = self._filtered(select(CheckpointRow), filters).options(*_loaded())
-        stmt = stmt.order_by(*self._order(sort, descending))
+        stmt = self._filtered(select(*_COLUMNS), filters).order_by(*self._order(sort, descending))
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more, got {limit}")
             stmt = stmt.limit(limit)
         with self.db.session_scope() as session:
-            return [_record(row) for row in session.scalars(stmt)]
+            return _read_records(session, stmt)
 
     def ids(self, filters: Filters = Filters()) -> np.ndarray:
         """Ids (int64, ascending) of the records passing ``filters``."""

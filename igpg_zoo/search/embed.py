@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +20,7 @@ from igpg_zoo.errors import ConfigError
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 HASH_PREFIX = "hash"
+SINGLE_THREAD_MAX = 8  # at most this many distinct texts embed on one torch thread
 
 
 @runtime_checkable
@@ -106,11 +108,30 @@ class SentenceEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         distinct, rows = _unique(list(texts))
-        vectors = self._load().encode(
-            distinct, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )  # (u, dim)
+        model = self._load()
+        with _single_thread(len(distinct) <= SINGLE_THREAD_MAX):
+            vectors = model.encode(
+                distinct, batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )  # (u, dim)
         return _normalise(np.asarray(vectors, dtype=np.float32))[rows]  # (n, dim)
+
+
+@contextmanager
+def _single_thread(active: bool):
+    """Run a few texts (a query) on one torch thread: parallelising one short sequence gains little,
+    and on a busy machine waiting for the other threads made a query 15x slower (bench/results)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- hashed character n-grams ------------------------------------------------------------------

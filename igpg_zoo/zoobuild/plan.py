@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from igpg_zoo.data.tasks import canonical_name, load_dataset
+from igpg_zoo.data.tasks import canonical_name, parse_task
 from igpg_zoo.zoobuild.presets import Family, Preset, Variant
 
 MEMBERS = ("base", "finetuned", "independent")
@@ -52,7 +52,7 @@ class Run:
 
 
 def _n_classes(task: str) -> int:
-    return load_dataset(task).info.n_classes
+    return parse_task(task).n_classes
 
 
 def _family_runs(preset: Preset, family: Family, seed: int, holdout: set[str]) -> tuple[list[Run], list[Run]]:

@@ -81,7 +81,7 @@ FULL = Preset("full", (
         "digits[classes=0,8]", "digits[rot=90]", "digits[rot=180]", "digits[rot=270]", "digits[invert]",
         "digits[flip]", "digits[perm=1]", "digits[perm=2]", "digits[noise=0.3]",
         "digits[classes=0-4][rot=180]", "digits[classes=5-9][invert]", "digits[classes=2,5,8][rot=90]"),
-        finetuned=FT2 + (Variant(2, 2e-2),), independent=(Variant(100), Variant(101, 5e-3))),
+        finetuned=FT2, independent=(Variant(100, 5e-3),)),
     Family("mnist1d", MNIST1D_ARCHS, ("mnist1d", "mnist1d[classes=0-4]", "mnist1d[classes=5-9]",
                                       "mnist1d[flip]", "mnist1d[classes=3,5,8]"),
            base_epochs=8, finetune_epochs=4, scratch_epochs=8, finetuned=FT2, independent=(Variant(100),)),

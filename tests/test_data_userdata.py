@@ -1,0 +1,117 @@
+"""User data loaders: .npz, .csv and image folders; bad input is a one-line DatasetError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from igpg_zoo.data.userdata import load_user_data
+from igpg_zoo.errors import DatasetError
+
+RNG = np.random.default_rng(0)
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def _images(root, sizes=((5, 6), (5, 6)), per_class=4, mode="L"):
+    from PIL import Image
+
+    for c, size in zip(("cat", "dog"), sizes):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            shape = size[::-1] + ((3,) if mode == "RGB" else ())
+            Image.fromarray(RNG.integers(0, 256, shape, dtype=np.uint8), mode).save(root / c / f"{i}.png")
+    return root
+
+
+def _good_cases(tmp):
+    ten = np.repeat(np.arange(2), 10)
+    return {
+        "npz images (N,H,W) raw 0..16": (
+            _npz(tmp / "a.npz", x=RNG.integers(0, 17, (20, 8, 8)), y=ten), "image", (1, 8, 8), 2),
+        "npz tabular with string labels": (
+            _npz(tmp / "b.npz", x=RNG.normal(size=(30, 5)), y=np.array(["a", "b", "c"] * 10)), "tabular", (5,), 3),
+        "npz sequences with explicit test": (
+            _npz(tmp / "c.npz", x=RNG.normal(size=(20, 1, 40)), y=ten, x_test=RNG.normal(size=(6, 1, 40)),
+                 y_test=np.array([0, 1] * 3)), "sequence", (1, 40), 2),
+        "npz channels-last uint8": (
+            _npz(tmp / "d.npz", x=RNG.integers(0, 256, (20, 6, 6, 3), dtype=np.uint8), y=ten), "image", (3, 6, 6), 2),
+        "csv": (
+            _csv(tmp / "e.csv", "f1,label,f2\n" + "".join(f"{i},{'ab'[i % 2]},{i * 2}\n" for i in range(10))),
+            "tabular", (2,), 2),
+        "image folder grey": (_images(tmp / "imgs"), "image", (1, 6, 5), 2),
+        "image folder rgb, mixed sizes resized": (
+            _images(tmp / "rgb", sizes=((5, 6), (7, 3)), mode="RGB"), "image", (3, 6, 5), 2),
+    }
+
+
+def test_good_inputs(tmp_path):
+    for label, (path, modality, shape, k) in _good_cases(tmp_path).items():
+        ds = load_user_data(path)
+        assert (ds.info.modality, ds.info.input_shape, ds.info.n_classes) == (modality, shape, k), label
+        assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64, label
+        assert len(ds.y_train) and len(ds.y_test), label
+        if modality == "image":
+            assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0, label
+        assert ds.info.source == "user" and "user data" in ds.info.description, label
+
+
+def test_split_is_deterministic_by_seed(tmp_path):
+    path = _npz(tmp_path / "s.npz", x=RNG.normal(size=(40, 3)), y=np.repeat(np.arange(4), 10))
+    a, b, c = load_user_data(path, seed=1), load_user_data(path, seed=1), load_user_data(path, seed=2)
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    assert not np.array_equal(a.x_test, c.x_test)
+    assert np.bincount(a.y_test).tolist() == [2, 2, 2, 2]  # stratified
+
+
+def _bad_cases(tmp):
+    return [
+        (tmp / "missing.npz", "no such file"),
+        (_csv(tmp / "x.txt", "hello"), "unsupported data file"),
+        (_npz(tmp / "noy.npz", x=np.zeros((4, 2))), r"missing array\(s\) y"),
+        (_npz(tmp / "len.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 0])), "4 samples but y has 3"),
+        (_npz(tmp / "nan.npz", x=np.full((4, 2), np.nan), y=np.array([0, 1, 0, 1])), "NaN"),
+        (_npz(tmp / "one.npz", x=np.zeros((4, 2)), y=np.zeros(4)), "at least 2 classes"),
+        (_npz(tmp / "single.npz", x=np.zeros((5, 2)), y=np.array([0, 0, 0, 0, 1])), "has one sample"),
+        (_npz(tmp / "shape.npz", x=np.zeros((4, 2, 2, 2, 2)), y=np.array([0, 1, 0, 1])), "expected"),
+        (_csv(tmp / "bad.npz", "not a zip"), "cannot read as .npz"),
+        (_csv(tmp / "nolabel.csv", "a,b\n1,2\n"), "no label column 'label'; columns: a, b"),
+        (_csv(tmp / "text.csv", "a,label\n1,x\nfoo,y\n"), "line 3, column 'a': 'foo' is not a number"),
+        (_csv(tmp / "ragged.csv", "a,label\n1,x,3\n"), "line 2 has 3 fields"),
+        (_csv(tmp / "empty.csv", "a,label\n"), "header row and at least one data row"),
+    ]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    for path, message in _bad_cases(tmp_path):
+        with pytest.raises(DatasetError, match=message) as err:
+            load_user_data(path)
+        assert "\n" not in str(err.value), path
+
+
+def test_bad_image_folders(tmp_path):
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DatasetError, match="one subfolder per class"):
+        load_user_data(tmp_path / "flat")
+    root = _images(tmp_path / "imgs")
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError, match="'empty' holds no images"):
+        load_user_data(root)
+    (root / "empty" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="cannot read image empty/broken.png"):
+        load_user_data(root)
+
+
+def test_npz_is_never_unpickled(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, x=np.array([object(), object()], dtype=object), y=np.array([0, 1]))
+    with pytest.raises(DatasetError, match="cannot read as .npz"):
+        load_user_data(path)
