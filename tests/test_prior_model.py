@@ -130,6 +130,9 @@ def test_loss_ignores_masked_positions():
     ("digits 3 vs 5", ["digits 2*"], False),
     ("digits 2 vs 7", ["digits 2*"], True),
     ("fashion", [], False),
+    ("digits[classes=3,5,8][n=120]", ["digits[classes=3,5,8]*"], True),
+    ("digits[classes=3,5,8]", ["digits[classes=2,5,8]"], False),
+    ("digits[classes=5]", ["digits[classes=3,5,8]"], False),
 ])
 def test_holdout_matching(task, holdout, expected):
     assert is_held_out(task, holdout) is expected

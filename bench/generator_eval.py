@@ -1,0 +1,254 @@
+"""The measurements of bench/generator_bench.py (one function per table)."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from igpg_zoo.adapters import get_adapter
+from igpg_zoo.data import load_dataset
+from igpg_zoo.igpg.generate import build_loaded, reset_head
+from igpg_zoo.igpg.prior_dataset import is_held_out
+from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
+from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflatten
+from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
+
+SETTINGS = SamplingSettings(temperature=1.0, top_p=0.95)
+BUDGETS = (0, 5, 20, 100, "epoch")
+
+
+def _arch(template: str, task: str) -> str:
+    return template.format(k=load_dataset(task).info.n_classes)
+
+
+def _test_acc(arch: str, weights: dict, ds) -> float:
+    return accuracy(build_loaded(arch, dict(weights)), ds.x_test, ds.y_test)
+
+
+def _members(zoo, task: str, arch: str) -> list:
+    return [r for r in zoo.list(arch=(arch,), dataset=(task,)) if r.kind != "generated"]
+
+
+def _condition_args(zoo, task: str) -> dict:
+    """The conditioning a user would give for ``task``: its description and dataset embedding."""
+    recs = [r for r in zoo.list(dataset=(task,)) if r.kind != "generated"]
+    emb = zoo.dataset_embedding(recs[0].id) if recs else None
+    if emb is None:
+        from igpg_zoo.data.embedding import dataset_embedding_for
+
+        emb = dataset_embedding_for(task, text_embedder=zoo.embedder)
+    return {"task": load_dataset(task).info.description, "data_embedding": emb}
+
+
+def _random_acc(arch: str, ds, seeds=(0, 1, 2)) -> float:
+    return statistics.mean(accuracy(init_module(get_adapter(arch).build(arch), s).eval(), ds.x_test, ds.y_test)
+                           for s in seeds)
+
+
+def tokenizer_fidelity(zoo, tokenizer_id: int, holdout, n_per_arch: int = 8) -> dict:
+    """Accuracy lost by encode -> decode on zoo members (the ceiling of any generated model)."""
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(zoo, tokenizer_id)
+    losses, per_arch = [], {}
+    rng = np.random.default_rng(0)
+    for arch in sorted({r.arch for r in zoo.list()}):
+        recs = [r for r in zoo.list(arch=(arch,)) if r.kind != "generated"]
+        for i in rng.choice(len(recs), min(n_per_arch, len(recs)), replace=False):
+            r = recs[int(i)]
+            ds = load_dataset(r.dataset)
+            w = zoo.load_weights(r.id)
+            loss = 100 * (_test_acc(arch, w, ds) - _test_acc(arch, tok.round_trip(w, arch), ds))
+            losses.append(loss)
+            per_arch.setdefault(arch, []).append(loss)
+    return {"fidelity_mean_loss_pp": float(np.mean(losses)), "fidelity_worst_loss_pp": float(np.max(losses)),
+            "fidelity_models": len(losses), "tokens_per_model": {a: tok.sequence_length(a) for a in per_arch}}
+
+
+def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:
+    """Nearest zoo member + Gaussian noise whose norm equals the generated model's distance to it."""
+    nb = g.neighbour
+    if not nb:
+        return None
+    layout = Layout.of(arch)
+    base = flatten(gen.zoo.load_weights(nb["id"]), layout)
+    noise = torch.randn(base.shape, generator=torch.Generator().manual_seed(seed))
+    noisy = base + noise / noise.norm() * nb["distance"]
+    return _test_acc(arch, complete_state_dict(unflatten(noisy, layout), arch), ds)
+
+
+def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
+    ds = load_dataset(task)
+    results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+    accs = {g.provenance["sample_index"]: _test_acc(arch, g.weights, ds) for g in results}
+    members = [r.metric("acc") for r in _members(zoo, task, arch)]
+    best = results[0]
+    return {
+        "task": task, "arch": arch, "median_trained": statistics.median(members), "n_members": len(members),
+        "random_init": _random_acc(arch, ds), "single": accs[0], "best_of_n": accs[best.provenance["sample_index"]],
+        "mean_of_n": statistics.mean(accs.values()),
+        "exact_copies": sum(g.neighbour.get("exact_copy_of") is not None for g in results), "n": n,
+        "relative_distance": [g.neighbour.get("relative_distance") for g in results],
+        "agreement_with_nearest": [g.neighbour.get("prediction_agreement") for g in results],
+        "noise_baseline": [_noise_baseline(gen, arch, g, ds, i) for i, g in enumerate(results)],
+        "generated_all": [accs[i] for i in sorted(accs)],
+    }
+
+
+def eval_seen(gen, zoo, templates, holdout, quick: bool, log) -> dict:
+    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))]
+    tasks = tasks[: 4 if quick else 8]
+    rows = []
+    for task in tasks:
+        for template in templates:
+            rows.append(_seen_pair(gen, zoo, task, _arch(template, task), n=5))
+            r = rows[-1]
+            log(f"seen {task} {r['arch']}: trained {r['median_trained']:.3f} single {r['single']:.3f} "
+                f"best5 {r['best_of_n']:.3f} random {r['random_init']:.3f} copies {r['exact_copies']}/5")
+    return _summarise_seen(rows)
+
+
+def _summarise_seen(rows: list[dict]) -> dict:
+    gap_best = [100 * (r["median_trained"] - r["best_of_n"]) for r in rows]
+    gap_single = [100 * (r["median_trained"] - r["single"]) for r in rows]
+    noise = [a for r in rows for a in r["noise_baseline"] if a is not None]
+    gens = [a for r in rows for a in r["generated_all"]]
+    copies = sum(r["exact_copies"] for r in rows)
+    total = sum(r["n"] for r in rows)
+    return {"rows": rows, "pairs": len(rows),
+            "mean_gap_best_of_5_pp": float(np.mean(gap_best)), "worst_gap_best_of_5_pp": float(np.max(gap_best)),
+            "mean_gap_single_pp": float(np.mean(gap_single)), "worst_gap_single_pp": float(np.max(gap_single)),
+            "share_pairs_best5_within_2pp": float(np.mean([g <= 2 for g in gap_best])),
+            "share_pairs_single_within_5pp": float(np.mean([g <= 5 for g in gap_single])),
+            "mean_median_trained": float(np.mean([r["median_trained"] for r in rows])),
+            "mean_best_of_5": float(np.mean([r["best_of_n"] for r in rows])),
+            "mean_single": float(np.mean([r["single"] for r in rows])),
+            "mean_random_init": float(np.mean([r["random_init"] for r in rows])),
+            "exact_copy_share": copies / max(1, total),
+            "mean_relative_distance_to_nearest": float(np.mean([d for r in rows for d in r["relative_distance"]
+                                                                if d is not None])),
+            "mean_generated_acc": float(np.mean(gens)), "mean_noise_baseline_acc": float(np.mean(noise)) if noise else None}
+
+
+def eval_swap(gen, zoo, templates, holdout, quick: bool, log) -> dict:
+    """Same task, generated from its own condition vs from another seen task's (same class count)."""
+    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))]
+    by_k: dict[int, list[str]] = {}
+    for t in tasks:
+        by_k.setdefault(load_dataset(t).info.n_classes, []).append(t)
+    pairs = [(g[i], g[(i + 1) % len(g)]) for g in by_k.values() if len(g) > 1 for i in range(len(g))]
+    pairs = pairs[: 4 if quick else 8]
+    rows = []
+    for task, other in pairs:
+        ds = load_dataset(task)
+        for template in templates:
+            arch = _arch(template, task)
+            own = [_test_acc(arch, g.weights, ds) for g in gen.generate(
+                arch, n=3, settings=SETTINGS, seed=1, novelty=False, **_condition_args(zoo, task))]
+            swap = [_test_acc(arch, g.weights, ds) for g in gen.generate(
+                arch, n=3, settings=SETTINGS, seed=1, novelty=False, **_condition_args(zoo, other))]
+            rows.append({"task": task, "condition_from": other, "arch": arch, "own": float(np.mean(own)),
+                         "swapped": float(np.mean(swap))})
+            log(f"swap {task} <- {other} {arch}: own {rows[-1]['own']:.3f} swapped {rows[-1]['swapped']:.3f}")
+    diffs = [100 * (r["own"] - r["swapped"]) for r in rows]
+    return {"rows": rows, "mean_difference_pp": float(np.mean(diffs)) if diffs else None,
+            "min_difference_pp": float(np.min(diffs)) if diffs else None}
+
+
+def _finetune_curve(arch: str, weights: dict, ds) -> dict:
+    """Test accuracy after each budget of Adam steps (lr 1e-2, batch 64, data order seed 0)."""
+    per_epoch = -(-len(ds.y_train) // 64)
+    out = {}
+    for b in BUDGETS:
+        steps = per_epoch if b == "epoch" else b
+        module = build_loaded(arch, copy.deepcopy(weights))
+        if steps:
+            fit(module, ds.x_train, ds.y_train, steps=steps, lr=1e-2, batch_size=64, seed=0)
+        out[str(b)] = accuracy(module, ds.x_test, ds.y_test)
+    return out
+
+
+def _retrieved(zoo, arch: str, task: str, holdout) -> dict:
+    """The trained zoo member of ``arch`` whose dataset embedding is closest to ``task``'s."""
+    target = np.asarray(_condition_args(zoo, task)["data_embedding"], dtype=np.float64)
+    best, best_sim = None, -2.0
+    for r in zoo.list(arch=(arch,)):
+        if r.kind == "generated" or is_held_out(r.dataset, list(holdout)):
+            continue
+        e = zoo.dataset_embedding(r.id)
+        sim = float(np.dot(target, e) / (np.linalg.norm(target) * np.linalg.norm(e) + 1e-12))
+        if sim > best_sim or (sim == best_sim and r.metric("acc") > best.metric("acc")):
+            best, best_sim = r, sim
+    return {"id": best.id, "dataset": best.dataset, "similarity": best_sim}
+
+
+def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
+    rows = []
+    for task in holdout:
+        ds = load_dataset(task)
+        for template in templates:
+            arch = _arch(template, task)
+            results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+            best = results[0]
+            nb = _retrieved(zoo, arch, task, holdout)
+            seed = 0
+            starts = {
+                "random_init": {k: v.detach().clone() for k, v in
+                                init_module(get_adapter(arch).build(arch), seed).state_dict().items()},
+                "generated": best.weights,
+                "generated_head_reset": reset_head(best.weights, arch, seed),
+                "retrieved_head_reset": reset_head(zoo.load_weights(nb["id"]), arch, seed),
+            }
+            curves = {name: _finetune_curve(arch, w, ds) for name, w in starts.items()}
+            rows.append({"task": task, "arch": arch, "retrieved": nb, "curves": curves,
+                         "generated_exact_copy_of": best.neighbour.get("exact_copy_of"),
+                         "generated_nearest_dataset": zoo.get(best.neighbour["id"]).dataset if best.neighbour else None})
+            log(f"heldout {task} {arch}: " + "; ".join(f"{k} {v['0']:.3f}->{v['20']:.3f}->{v['epoch']:.3f}"
+                                                       for k, v in curves.items()))
+    mean = {name: {str(b): float(np.mean([r["curves"][name][str(b)] for r in rows])) for b in BUDGETS}
+            for name in rows[0]["curves"]}
+    gain = {name: {b: 100 * (v[b] - mean["random_init"][b]) for b in v} for name, v in mean.items()}
+    return {"rows": rows, "mean_acc": mean, "gain_over_random_pp": gain, "budgets": [str(b) for b in BUDGETS]}
+
+
+def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:
+    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))][:3]
+    rows = []
+    for template in variants:
+        for task in tasks:
+            ds = load_dataset(task)
+            arch = _arch(template, task)
+            results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+            accs = [_test_acc(arch, g.weights, ds) for g in results]
+            rows.append({"task": task, "arch": arch, "best_of_5": accs[0], "mean_of_5": float(np.mean(accs)),
+                         "chance": 1.0 / ds.info.n_classes, "random_init": _random_acc(arch, ds)})
+            log(f"variant {arch} on {task}: best5 {accs[0]:.3f} mean {np.mean(accs):.3f} chance {rows[-1]['chance']:.3f}")
+    return {"rows": rows}
+
+
+def eval_speed(gen, templates, log) -> dict:
+    """Sampling with vs without the KV cache (same seed, same tokens), and a full generation."""
+    archs = [t.format(k=10) for t in templates]
+    largest = max(archs, key=gen.tokenizer.sequence_length)
+    length = gen.tokenizer.sequence_length(largest)
+    cond = gen.condition(largest, "handwritten digits")
+    timings = {}
+    for cached in (True, False):
+        s = SamplingSettings(temperature=1.0, use_cache=cached)
+        t0 = time.perf_counter()
+        toks = sample_tokens(gen.prior, cond, length, n=1, settings=s, seed=0)
+        timings["cached" if cached else "uncached"] = time.perf_counter() - t0
+        timings["tokens_" + ("cached" if cached else "uncached")] = toks
+    same = bool(torch.equal(timings.pop("tokens_cached"), timings.pop("tokens_uncached")))
+    t0 = time.perf_counter()
+    gen.generate(largest, task="handwritten digits", n=1, settings=SETTINGS, novelty=False)
+    full = time.perf_counter() - t0
+    return {"arch": largest, "tokens": length, "block_size": gen.prior.cfg.block_size,
+            "seconds_cached": timings["cached"], "seconds_uncached": timings["uncached"],
+            "speedup": timings["uncached"] / timings["cached"], "identical_tokens": same,
+            "tokens_per_second_cached": length / timings["cached"], "generate_largest_seconds": full,
+            "largest_n_params": Layout.of(largest).numel}

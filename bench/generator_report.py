@@ -1,0 +1,90 @@
+"""bench/results/generator.json -> a Markdown summary (bench/results/generator.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _seen(r: dict) -> list[str]:
+    out = ["## Seen tasks (no fine-tuning; test accuracy %)", "",
+           "| task | arch | median trained | best-of-5 | single | random init | exact copies |",
+           "|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        out.append(f"| {x['task']} | {x['arch']} | {_pct(x['median_trained'])} | {_pct(x['best_of_n'])} | "
+                   f"{_pct(x['single'])} | {_pct(x['random_init'])} | {x['exact_copies']}/{x['n']} |")
+    out += ["", f"Mean gap to median trained: best-of-5 {r['mean_gap_best_of_5_pp']:.1f} pp (worst "
+            f"{r['worst_gap_best_of_5_pp']:.1f}), single sample {r['mean_gap_single_pp']:.1f} pp (worst "
+            f"{r['worst_gap_single_pp']:.1f}). Pairs with best-of-5 within 2 pp: "
+            f"{100 * r['share_pairs_best5_within_2pp']:.0f} %; single within 5 pp: "
+            f"{100 * r['share_pairs_single_within_5pp']:.0f} %.",
+            f"Novelty: exact token copies {100 * r['exact_copy_share']:.1f} % of samples; mean distance to the "
+            f"nearest member {100 * r['mean_relative_distance_to_nearest']:.1f} % of its norm; generated mean "
+            f"accuracy {_pct(r['mean_generated_acc'])} vs nearest member + noise at the same distance "
+            f"{_pct(r['mean_noise_baseline_acc'])}.", ""]
+    return out
+
+
+def _swap(r: dict) -> list[str]:
+    out = ["## Swap control (mean of 3 samples, test accuracy %)", "", "| task | condition from | arch | own | swapped |",
+           "|---|---|---|---|---|"]
+    out += [f"| {x['task']} | {x['condition_from']} | {x['arch']} | {_pct(x['own'])} | {_pct(x['swapped'])} |"
+            for x in r["rows"]]
+    out += ["", f"Mean difference own - swapped: {r['mean_difference_pp']:.1f} pp (min {r['min_difference_pp']:.1f}).", ""]
+    return out
+
+
+def _heldout(r: dict) -> list[str]:
+    budgets = r["budgets"]
+    out = ["## Held-out tasks: test accuracy % after N fine-tuning steps (Adam 1e-2, batch 64, same data order)",
+           "", "| start | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name, accs in r["mean_acc"].items():
+        out.append(f"| {name} | " + " | ".join(_pct(accs[b]) for b in budgets) + " |")
+    out += ["", "Gain over random init (pp): "]
+    for name, g in r["gain_over_random_pp"].items():
+        out.append(f"- {name}: " + ", ".join(f"{b}: {g[b]:+.1f}" for b in budgets))
+    out += ["", "Per pair:", "", "| task | arch | start | " + " | ".join(budgets) + " |",
+            "|---|---|---|" + "---|" * len(budgets)]
+    for x in r["rows"]:
+        for name, c in x["curves"].items():
+            out.append(f"| {x['task']} | {x['arch']} | {name} | " + " | ".join(_pct(c[b]) for b in budgets) + " |")
+    return out + [""]
+
+
+def _variants(r: dict) -> list[str]:
+    out = ["## Held-out architecture variants (zero-shot, test accuracy %)", "",
+           "| arch | task | best-of-5 | mean of 5 | random init | chance |", "|---|---|---|---|---|---|"]
+    out += [f"| {x['arch']} | {x['task']} | {_pct(x['best_of_5'])} | {_pct(x['mean_of_5'])} | "
+            f"{_pct(x['random_init'])} | {_pct(x['chance'])} |" for x in r["rows"]]
+    return out + [""]
+
+
+def _speed(r: dict) -> list[str]:
+    return ["## Speed", "",
+            f"Sampling {r['tokens']} tokens ({r['arch']}, block {r['block_size']}): KV cache {r['seconds_cached']:.2f} s, "
+            f"without {r['seconds_uncached']:.2f} s: {r['speedup']:.1f}x (identical tokens: {r['identical_tokens']}). "
+            f"Full generation of the largest model ({r['largest_n_params']} parameters): "
+            f"{r['generate_largest_seconds']:.2f} s.", ""]
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    lines = ["# IGPG generator benchmark", "", f"Command: `{results.get('command')}`. Machine: {results.get('machine')}.", ""]
+    if "zoo" in results:
+        z = results["zoo"]
+        lines += [f"Zoo: preset `{z['preset']}` ({z['records']} records, archs {', '.join(z['archs'])}); "
+                  f"held-out tasks: {', '.join(z['holdout'])}.", ""]
+    if "tokenizer" in results:
+        t = results["tokenizer"]
+        lines += [f"Tokenizer #{t['id']}: round-trip accuracy loss mean {t.get('fidelity_mean_loss_pp', 0):.2f} pp, "
+                  f"worst {t.get('fidelity_worst_loss_pp', 0):.2f} pp; tokens per model {t.get('tokens_per_model')}.", ""]
+    if "prior" in results:
+        p = results["prior"]
+        lines += [f"Prior #{p['id']}: training {p.get('seconds', 0):.0f} s on 1 thread of a shared 2-core machine, "
+                  f"final loss {p.get('final_loss', float('nan')):.3f}, {p.get('n_params', '?')} parameters.", ""]
+    for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed)):
+        if key in results:
+            lines += fn(results[key])
+    Path(path).write_text("\n".join(lines))

@@ -1,0 +1,47 @@
+"""igpg-zoo train (both stages, hold-out, resume) on the tiny zoo preset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow  # builds the tiny zoo and trains both stages: ~20 s quiet
+def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
+    built = cli("zoo", "build", "--preset", "tiny")
+    assert built.exit_code == 0, built.output
+    args = ["train", "--stage", "both", "--tokenizer-steps", "20", "--steps", "12", "--layers", "1", "--width", "32",
+            "--batch", "4", "--holdout-task", "digits[classes=3,5,8]*", "--json"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert {"tokenizer", "prior"} <= set(out)
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo() as zoo:
+        prior = zoo.get_artifact(out["prior"]["id"], kind="prior")
+        datasets = {zoo.get(i).dataset for i in prior.provenance["snapshot"]["ids"]}
+        assert datasets and not any(d.startswith("digits[classes=3,5,8]") for d in datasets)
+        assert prior.parent_id == out["tokenizer"]["id"]
+    assert (tmp_path / "igpg-runs" / "prior.pt").exists()
+    again = cli("train", "--stage", "prior", "--steps", "12", "--layers", "1", "--width", "32", "--batch", "4",
+                "--holdout-task", "digits[classes=3,5,8]*", "--resume", "--json")
+    assert again.exit_code == 0, again.output
+    with open_zoo() as zoo:
+        latest = zoo.get_artifact(kind="prior")
+        assert latest.provenance["resumed_from"] == 12  # nothing left to train: the checkpoint was complete
+
+
+def test_train_rejects_unknown_stage(cli):
+    result = cli("train", "--stage", "decoder")
+    assert result.exit_code == 2 and "--stage" in result.output
