@@ -63,6 +63,7 @@ def test_onnx_parity_for_the_builtin_family(tmp_path, arch):
 def test_native_folder_reads_back_with_the_adapter(tmp_path, arch):
     weights = _weights(arch)
     out = tmp_path / "folder"
+    out.mkdir()  # an empty folder is fine (replaced atomically)
     report = export_weights(arch, weights, "native", out, meta={"dataset": "digits", "id": 7})
     assert report.path == out and report.max_abs_diff == 0.0
     doc = json.loads((out / "igpg-zoo.json").read_text())
