@@ -108,6 +108,7 @@ def build_zoo(zoo, preset: str, seed: int = 0, on_run: Callable[[Run, str], None
     """Train and register ``preset``; ``on_run(run, status)`` after each run ("trained" / "skipped")."""
     spec = get_preset(preset)
     runs = plan_runs(spec, seed)
+    _require_sources(runs)
     report = BuildReport(preset, seed, runs=len(runs))
     start_time = time.perf_counter()
     done = _registered(zoo, preset)
@@ -130,6 +131,16 @@ def build_zoo(zoo, preset: str, seed: int = 0, on_run: Callable[[Run, str], None
         torch.set_num_threads(previous_threads)
     report.seconds = time.perf_counter() - start_time
     return report
+
+
+def _require_sources(runs: list[Run]) -> None:
+    """Fail before training anything when a dataset the preset needs is not installed."""
+    from igpg_zoo.data.sources import SOURCES, is_available
+    from igpg_zoo.data.tasks import parse_task
+
+    for base in sorted({parse_task(r.task).base for r in runs}):
+        if not is_available(base):
+            SOURCES[base].load()  # raises the DatasetError that says how to install it
 
 
 def _train_and_register(zoo, run: Run, done, report: BuildReport) -> dict[int, Checkpoint]:
