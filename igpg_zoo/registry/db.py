@@ -182,12 +182,24 @@ def _upgrade(engine: Engine) -> None:
     """Bring the schema to the newest alembic revision (creates it on a fresh database)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except CommandError as err:  # a revision this version does not know: written by a newer igpg-zoo
+            raise RegistryUnavailable(
+                f"the registry's schema is newer than this igpg-zoo understands ({_first_line(err)}); "
+                "upgrade igpg-zoo (pip install -U igpg-zoo)"
+            ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 class Database:
@@ -199,6 +211,9 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         try:
             _upgrade(self.engine)
+        except RegistryUnavailable:
+            self.engine.dispose()
+            raise
         except exc.OperationalError as err:
             self.engine.dispose()
             reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
