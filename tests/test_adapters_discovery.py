@@ -87,3 +87,29 @@ def test_listing_adapters_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_describes_one_arch_with_its_keys():
+    result = CliRunner().invoke(app, ["adapters", "--arch", "cnn-i1x8x8-c8k3-c16k3-h32-o10-bn", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["adapter"] == "smallnet" and info["n_params"] == 2170 and info["head"] == ["head.weight", "head.bias"]
+    assert info["keys"]["conv2.weight"] == [16, 8, 3, 3] and "bn1.running_var" in info["keys"]
+
+
+def test_cli_check_runs_the_contract_and_fails_loudly(fresh_discovery, monkeypatch):
+    monkeypatch.setenv("IGPG_ZOO_PLUGINS", "none")
+    good = CliRunner().invoke(app, ["adapters", "--check"])
+    assert good.exit_code == 0, good.output
+    assert good.stdout.startswith("ok      smallnet")
+
+    class Liar(SmallNetAdapter):
+        name = "liar"
+
+        def param_layout(self, arch):
+            return super().param_layout(arch)[1:]
+
+    adapters.register_adapter(Liar())
+    bad = CliRunner().invoke(app, ["adapters", "--check"])
+    assert bad.exit_code == 1
+    assert "FAILED  liar" in bad.stdout and "step param_layout" in bad.stdout

@@ -1,5 +1,8 @@
 """``igpg-zoo adapters``: the installed architecture adapters and their state.
 
+``--arch STRING`` describes one architecture (adapter, size, head, state-dict keys: what a module
+written outside igpg-zoo must provide); ``--check`` runs the contract test (igpg_zoo.testing).
+
 Listing loads the adapters' modules (discovery instantiates them) but never torch: adapter
 modules import torch inside their methods.
 """
@@ -7,6 +10,7 @@ modules import torch inside their methods.
 from __future__ import annotations
 
 import json
+from typing import Annotated, Optional
 
 import typer
 
@@ -34,10 +38,64 @@ def _table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def adapters(json_out: JsonOpt = False) -> None:
+def _arch_info(arch: str) -> dict:
+    """What igpg-zoo knows about one arch string: adapter, text, size, head, state-dict keys."""
+    from igpg_zoo.adapters import get_adapter
+
+    adapter = get_adapter(arch)
+    state = adapter.build(arch).state_dict()
+    return {
+        "arch": arch, "adapter": adapter.name, "description": adapter.describe(arch),
+        "n_params": sum(p.numel for p in adapter.param_layout(arch)),
+        "head": adapter.head_names(arch),
+        "keys": {k: list(v.shape) for k, v in state.items()},
+        "export_formats": ["safetensors", *adapter.export_formats],
+    }
+
+
+def _check(arch: str | None) -> bool:
+    """Run the contract test on every loaded adapter's test_arch (or on ``arch``); True if all pass."""
+    from igpg_zoo.adapters import get_adapter, loaded_adapters
+    from igpg_zoo.testing import check_adapter
+
+    targets = [(get_adapter(arch), arch)] if arch else [(a, a.test_arch) for a in loaded_adapters()]
+    ok = True
+    for adapter, target in targets:
+        try:
+            report = check_adapter(adapter, target)
+            skipped = f" (skipped: {'; '.join(report.skipped)})" if report.skipped else ""
+            typer.echo(f"ok      {adapter.name:10s} {target}{skipped}")
+        except Exception as exc:  # report every adapter, not just the first failure
+            ok = False
+            typer.echo(f"FAILED  {adapter.name:10s} {target}: {type(exc).__name__}: {exc}")
+    return ok
+
+
+def adapters(
+    arch: Annotated[Optional[str], typer.Option("--arch", help="describe this architecture string "
+                                                "(adapter, size, head, state-dict keys)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="run the adapter contract test (igpg_zoo.testing) on "
+                                        "each adapter's test_arch, or on --arch")] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """List installed architecture adapters (built-in and plugins) and whether they loaded."""
     import warnings
 
+    if check:
+        if not _check(arch):
+            raise typer.Exit(1)
+        return
+    if arch:
+        info = _arch_info(arch)
+        if json_out:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        typer.echo(f"{info['arch']}  (adapter {info['adapter']}; exports {', '.join(info['export_formats'])})")
+        typer.echo(info["description"])
+        typer.echo(f"head: {', '.join(info['head'])}")
+        for key, shape in info["keys"].items():
+            typer.echo(f"  {key:40s} {tuple(shape)}")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed plugin is shown as a row instead
         rows = _rows()
