@@ -162,7 +162,7 @@ def eval_swap(gen, zoo, templates, holdout, quick: bool, log) -> dict:
 def _finetune_curve(arch: str, weights: dict, ds) -> dict:
     """Test accuracy after each budget of Adam steps (lr 1e-2, batch 64, data order seed 0)."""
     per_epoch = -(-len(ds.y_train) // 64)
-    out = {}
+    out = {"epoch_steps": per_epoch}
     for b in BUDGETS:
         steps = per_epoch if b == "epoch" else b
         module = build_loaded(arch, copy.deepcopy(weights))
@@ -211,8 +211,10 @@ def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
                                                        for k, v in curves.items()))
     mean = {name: {str(b): float(np.mean([r["curves"][name][str(b)] for r in rows])) for b in BUDGETS}
             for name in rows[0]["curves"]}
+    epoch_steps = sorted({r["curves"]["random_init"]["epoch_steps"] for r in rows})
     gain = {name: {b: 100 * (v[b] - mean["random_init"][b]) for b in v} for name, v in mean.items()}
-    return {"rows": rows, "mean_acc": mean, "gain_over_random_pp": gain, "budgets": [str(b) for b in BUDGETS]}
+    return {"rows": rows, "mean_acc": mean, "gain_over_random_pp": gain, "budgets": [str(b) for b in BUDGETS],
+            "epoch_steps": epoch_steps}
 
 
 def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:
@@ -247,8 +249,25 @@ def eval_speed(gen, templates, log) -> dict:
     t0 = time.perf_counter()
     gen.generate(largest, task="handwritten digits", n=1, settings=SETTINGS, novelty=False)
     full = time.perf_counter() - t0
-    return {"arch": largest, "tokens": length, "block_size": gen.prior.cfg.block_size,
+    return {**_long_context_speed(gen.prior.cfg), "arch": largest, "tokens": length,
+            "block_size": gen.prior.cfg.block_size,
             "seconds_cached": timings["cached"], "seconds_uncached": timings["uncached"],
             "speedup": timings["uncached"] / timings["cached"], "identical_tokens": same,
             "tokens_per_second_cached": length / timings["cached"], "generate_largest_seconds": full,
             "largest_n_params": Layout.of(largest).numel}
+
+
+def _long_context_speed(cfg, length: int = 512) -> dict:
+    """The same prior shape with a 512-token context (untrained: speed does not depend on weights)."""
+    from dataclasses import replace
+
+    from igpg_zoo.igpg.prior import Prior
+
+    prior = Prior(replace(cfg, block_size=length)).eval()
+    out = {}
+    for cached in (True, False):
+        t0 = time.perf_counter()
+        sample_tokens(prior, {}, length, n=1, settings=SamplingSettings(use_cache=cached), seed=0)
+        out[cached] = time.perf_counter() - t0
+    return {"long_tokens": length, "long_seconds_cached": out[True], "long_seconds_uncached": out[False],
+            "long_speedup": out[False] / out[True]}

@@ -43,7 +43,8 @@ def _heldout(r: dict) -> list[str]:
            "", "| start | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
     for name, accs in r["mean_acc"].items():
         out.append(f"| {name} | " + " | ".join(_pct(accs[b]) for b in budgets) + " |")
-    out += ["", "Gain over random init (pp): "]
+    out += ["", f"'epoch' = one pass over the training split: {r.get('epoch_steps')} steps (batch 64).", "",
+            "Gain over random init (pp): "]
     for name, g in r["gain_over_random_pp"].items():
         out.append(f"- {name}: " + ", ".join(f"{b}: {g[b]:+.1f}" for b in budgets))
     out += ["", "Per pair:", "", "| task | arch | start | " + " | ".join(budgets) + " |",
@@ -67,7 +68,10 @@ def _speed(r: dict) -> list[str]:
             f"Sampling {r['tokens']} tokens ({r['arch']}, block {r['block_size']}): KV cache {r['seconds_cached']:.2f} s, "
             f"without {r['seconds_uncached']:.2f} s: {r['speedup']:.1f}x (identical tokens: {r['identical_tokens']}). "
             f"Full generation of the largest model ({r['largest_n_params']} parameters): "
-            f"{r['generate_largest_seconds']:.2f} s.", ""]
+            f"{r['generate_largest_seconds']:.2f} s.",
+            f"Same prior shape with a {r.get('long_tokens')}-token context (untrained weights): KV cache "
+            f"{r.get('long_seconds_cached', float('nan')):.2f} s, without {r.get('long_seconds_uncached', float('nan')):.2f} s: "
+            f"{r.get('long_speedup', float('nan')):.1f}x.", ""]
 
 
 def write_markdown(results: dict, path: Path) -> None:
