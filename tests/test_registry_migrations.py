@@ -95,3 +95,22 @@ def test_sqlite_pragmas_on_every_connection(tmp_path):
             assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
             assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar() >= 1000
             assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_processes_creating_one_registry_at_once_take_turns(registry_url):
+    """Several processes opening a brand-new registry together: each migration runs alone, none fails."""
+    import os
+    import subprocess
+    import sys
+
+    url = registry_url if "://" in registry_url else f"sqlite:///{registry_url}"
+    code = "import sys\nfrom igpg_zoo.registry.db import Database\nDatabase(sys.argv[1]).dispose()\nprint('ok')\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ)) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    engine = sa.create_engine(url)
+    try:
+        assert _version(engine) == "0001"
+    finally:
+        engine.dispose()

@@ -140,6 +140,9 @@ class ArtifactRow(Base):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite opens transactions only before DML and runs DDL outside them; take control so every
+    # SQLAlchemy transaction (migrations included) is one real SQLite transaction
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -175,18 +178,33 @@ def _engine(url: str) -> Engine:
                 f"the folder of registry file {database} does not exist; create it or pass --registry"
             )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front, so two processes migrating a new file take turns
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _upgrade(engine: Engine) -> None:
     """Bring the schema to the newest alembic revision (creates it on a fresh database)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and current == ScriptDirectory.from_config(cfg).get_current_head():
+        return  # the common case: nothing to do, no write lock taken
+    with engine.connect().execution_options(sqlite_immediate=True) as connection, connection.begin():
+        if engine.dialect.name == "postgresql":  # one migrator at a time per database
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7211902)")
         cfg.attributes["connection"] = connection
         try:
             command.upgrade(cfg, "head")
