@@ -107,6 +107,15 @@ def test_native_folder_round_trip(tmp_path):
     out = ADAPTER.write_checkpoint(arch, weights, tmp_path / "m", {"dataset": "mnist1d", "task": "classify"})
     doc = json.loads((out / "igpg-zoo.json").read_text())
     assert doc["arch"] == arch and doc["dataset"] == "mnist1d" and doc["adapter"] == "smallnet"
+    meta = ADAPTER.read_native_meta(out)
+    assert meta["task"] == "classify" and meta["dataset_info"]["base"]["input_shape"] == [1, 40]
+    described = ADAPTER.write_checkpoint("mlp-i1x8x8-h8-o3", ADAPTER.build("mlp-i1x8x8-h8-o3").state_dict(),
+                                         tmp_path / "d", {"dataset": "digits[classes=1,2,3]"})
+    info = ADAPTER.read_native_meta(described)["dataset_info"]
+    assert info["name"] == "digits[classes=1,2,3]" and info["n_classes"] == 3 and info["modality"] == "image"
+    own = ADAPTER.write_checkpoint("mlp-i13-h4-o3", ADAPTER.build("mlp-i13-h4-o3").state_dict(), tmp_path / "o",
+                                   {"dataset": "my-lab-data"})
+    assert ADAPTER.read_native_meta(own) == {"dataset": "my-lab-data"}
     got_arch, got = ADAPTER.read_native(out)
     assert got_arch == arch and sorted(got) == sorted(weights)
     assert all(torch.equal(got[k], weights[k]) for k in weights)

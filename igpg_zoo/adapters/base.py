@@ -98,3 +98,7 @@ class Adapter(ABC):
     def read_native(self, path: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
         """(arch, weights) when ``path`` is a native folder of this ecosystem, else None."""
         return None
+
+    def read_native_meta(self, path: Path) -> dict[str, Any]:
+        """The metadata a native folder of this ecosystem carries (dataset, task, ...); {} when none."""
+        return {}

@@ -75,9 +75,10 @@ class SmallNetAdapter(Adapter):
         return torch.randn((2, *spec.input_shape), generator=gen)  # (B, *input_shape)
 
     def write_checkpoint(self, arch: str, weights: dict[str, Any], out: Path, meta: dict[str, Any]) -> Path:
-        """A self-describing folder: model.safetensors + igpg-zoo.json (arch, dataset, meta)."""
+        """A self-describing folder: model.safetensors + igpg-zoo.json (arch, dataset descriptor, meta)."""
         from safetensors.torch import save_file
 
+        from igpg_zoo.adapters.native_meta import native_meta
         from igpg_zoo.adapters.validation import validate_weights
 
         spec = grammar.parse(arch)
@@ -87,27 +88,40 @@ class SmallNetAdapter(Adapter):
         tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(weights.items())}
         save_file(tensors, str(out / WEIGHTS_FILE), metadata={"arch": arch})
         doc = {
-            "format": NATIVE_FORMAT, "format_version": 1, "adapter": self.name, "arch": arch,
+            "format": NATIVE_FORMAT, "format_version": 1, "adapter": self.name,
             "input_shape": list(spec.input_shape), "n_classes": spec.n_classes,
             "n_params": spec.n_params(), "weights": WEIGHTS_FILE,
-            "dataset": meta.get("dataset"),
-            "meta": json.loads(json.dumps(meta, default=str)),
+            **native_meta(arch, meta),  # arch, dataset, dataset_info (descriptor), meta
         }
         (out / NATIVE_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return out
 
-    def read_native(self, path: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
-        """(arch, weights) when ``path`` is a folder written by ``write_checkpoint``, else None."""
-        path = Path(path)
-        doc_path = path / NATIVE_FILE
-        if not path.is_dir() or not doc_path.is_file():
+    def _doc(self, path: Path) -> dict | None:
+        """The folder's igpg-zoo.json when it is one of ours, else None."""
+        doc_path = Path(path) / NATIVE_FILE
+        if not Path(path).is_dir() or not doc_path.is_file():
             return None
         try:
             doc = json.loads(doc_path.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {doc_path}: {exc}; re-export the folder") from None
-        if not isinstance(doc, dict) or doc.get("format") != NATIVE_FORMAT:
+        return doc if isinstance(doc, dict) and doc.get("format") == NATIVE_FORMAT else None
+
+    def read_native_meta(self, path: Path) -> dict[str, Any]:
+        """The meta the folder was written with (dataset, task, metrics, ...), plus its dataset_info."""
+        doc = self._doc(path) or {}
+        meta = dict(doc.get("meta") or {})
+        if doc.get("dataset_info"):
+            meta["dataset_info"] = doc["dataset_info"]
+        return meta
+
+    def read_native(self, path: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
+        """(arch, weights) when ``path`` is a folder written by ``write_checkpoint``, else None."""
+        path = Path(path)
+        doc = self._doc(path)
+        if doc is None:
             return None
+        doc_path = path / NATIVE_FILE
         arch = doc.get("arch")
         weights_path = path / str(doc.get("weights", WEIGHTS_FILE))
         if not isinstance(arch, str) or not weights_path.is_file():

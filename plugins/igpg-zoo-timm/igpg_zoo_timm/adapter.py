@@ -150,6 +150,12 @@ class TimmAdapter(Adapter):
 
         return read_timm_folder(Path(path))
 
+    def read_native_meta(self, path: Path) -> dict[str, Any]:
+        """The meta igpg-zoo wrote into the folder's config.json (key ``igpg_zoo``); {} for other folders."""
+        from igpg_zoo_timm.folder import read_our_meta
+
+        return read_our_meta(Path(path))
+
 
 def _layer_counts(module: nn.Module) -> dict[str, int]:
     from torch import nn

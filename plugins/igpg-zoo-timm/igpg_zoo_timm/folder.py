@@ -31,9 +31,11 @@ def write_timm_folder(module: nn.Module, arch: str, input_size: tuple[int, int, 
     from safetensors.torch import save_file
     from timm.models._hub import save_config_for_hf
 
+    from igpg_zoo.adapters.native_meta import native_meta
+
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(module.state_dict().items())}
-    ours = {"arch": arch, "dataset": meta.get("dataset"), "meta": json.loads(json.dumps(meta, default=str))}
+    ours = native_meta(arch, meta)  # arch, dataset, dataset_info (descriptor), meta
     save_config_for_hf(module, str(out / CONFIG), data_config={"input_size": tuple(input_size)},
                        model_config={OUR_KEY: ours})
     save_file(tensors, str(out / WEIGHTS[0]), metadata={"arch": arch})
@@ -53,6 +55,22 @@ def read_timm_folder(path: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
         return None  # another ecosystem's config.json (e.g. transformers has "architectures")
     arch = _arch_of(path, raw)
     return arch, _read_weights(path)
+
+
+def read_our_meta(path: Path) -> dict[str, Any]:
+    """The caller's meta (plus dataset_info) that write_timm_folder stored; {} when absent."""
+    cfg_file = path / CONFIG
+    try:
+        raw = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    ours = raw.get(OUR_KEY) if isinstance(raw, dict) else None
+    if not isinstance(ours, dict):
+        return {}
+    meta = dict(ours.get("meta") or {})
+    if ours.get("dataset_info"):
+        meta["dataset_info"] = ours["dataset_info"]
+    return meta
 
 
 def _arch_of(path: Path, raw: dict) -> str:
