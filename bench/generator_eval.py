@@ -11,7 +11,7 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.data import load_dataset
-from igpg_zoo.igpg.generate import build_loaded, reset_head
+from igpg_zoo.igpg.generate import build_loaded, fit_head, probe_split, reset_head
 from igpg_zoo.igpg.prior_dataset import is_held_out
 from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
 from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflatten
@@ -172,6 +172,14 @@ def _finetune_curve(arch: str, weights: dict, ds) -> dict:
     return out
 
 
+def _head_fitted(arch: str, weights: dict, ds) -> dict:
+    """``weights`` with the classifier solved on the training sample (what ``--head fit`` does)."""
+    x, y = probe_split(ds)
+    module = build_loaded(arch, dict(weights))
+    fit_head(module, arch, x, y)
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def _retrieved(zoo, arch: str, task: str, holdout) -> dict:
     """The trained zoo member of ``arch`` whose dataset embedding is closest to ``task``'s."""
     target = np.asarray(_condition_args(zoo, task)["data_embedding"], dtype=np.float64)
@@ -196,12 +204,16 @@ def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
             best = results[0]
             nb = _retrieved(zoo, arch, task, holdout)
             seed = 0
+            rand = {k: v.detach().clone() for k, v in init_module(get_adapter(arch).build(arch), seed).state_dict().items()}
+            retrieved = zoo.load_weights(nb["id"])
             starts = {
-                "random_init": {k: v.detach().clone() for k, v in
-                                init_module(get_adapter(arch).build(arch), seed).state_dict().items()},
+                "random_init": rand,
                 "generated": best.weights,
                 "generated_head_reset": reset_head(best.weights, arch, seed),
-                "retrieved_head_reset": reset_head(zoo.load_weights(nb["id"]), arch, seed),
+                "retrieved_head_reset": reset_head(retrieved, arch, seed),
+                "random_head_fit": _head_fitted(arch, rand, ds),
+                "generated_head_fit": _head_fitted(arch, best.weights, ds),
+                "retrieved_head_fit": _head_fitted(arch, retrieved, ds),
             }
             curves = {name: _finetune_curve(arch, w, ds) for name, w in starts.items()}
             rows.append({"task": task, "arch": arch, "retrieved": nb, "curves": curves,

@@ -157,7 +157,7 @@ def generate(
     temperature: Annotated[float, typer.Option(help="sampling temperature (0: greedy)")] = 1.0,
     top_k: Annotated[Optional[int], typer.Option(help="sample among the k likeliest tokens")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling mass")] = None,
-    head: Annotated[str, typer.Option(help="generated | reset (fresh classifier, for fine-tuning)")] = "generated",
+    head: Annotated[str, typer.Option(help="generated | reset (fresh classifier) | fit (classifier solved on your data)")] = "generated",
     prior: Annotated[Optional[int], typer.Option("--prior", help="prior artifact id (default: latest)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",

@@ -6,8 +6,10 @@ honest novelty report (nearest zoo member, exact token copies).
     results[0].weights                              # loads strictly into get_adapter(arch).build(arch)
 
 Head policy (``head``): ``"generated"`` keeps the sampled classifier; ``"reset"`` re-initialises
-``adapter.head_names(arch)`` from the seed. A generated head encodes the label mapping of the zoo
-task it imitates; on a new task that mapping may be wrong (docs/igpg-prior.md measures both).
+``adapter.head_names(arch)`` from the seed; ``"fit"`` (needs data) solves the classifier in closed
+form (ridge regression of one-hot labels on the generated body's features over the training
+sample). A generated head encodes the label mapping of the zoo task it imitates; on a new task
+that mapping may be wrong (docs/igpg-prior.md measures all three).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
 
-HEADS = ("generated", "reset")
+HEADS = ("generated", "reset", "fit")
 PROBE = 512  # samples used for choosing (best-of-n), BN recalibration and prediction agreement
 
 
@@ -75,6 +77,28 @@ def reset_head(weights: dict[str, torch.Tensor], arch: str, seed: int) -> dict[s
     return out
 
 
+@torch.no_grad()
+def fit_head(module: torch.nn.Module, arch: str, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-2) -> None:
+    """Set the classifier of ``module`` to the ridge solution on its own penultimate features of ``x``."""
+    names = get_adapter(arch).head_names(arch)
+    head = module.get_submodule(names[0].rsplit(".", 1)[0])
+    if not isinstance(head, torch.nn.Linear):
+        raise GeneratorError(f"head '{names[0]}' of '{arch}' is not a linear layer; use --head reset")
+    feats = []
+    handle = head.register_forward_hook(lambda m, inp, out: feats.append(inp[0].flatten(1)))
+    try:
+        module(x)
+    finally:
+        handle.remove()
+    F = torch.cat([feats[0], torch.ones(len(x), 1)], dim=1).double()  # (N, D+1)
+    Y = torch.nn.functional.one_hot(y.clamp(max=head.out_features - 1), head.out_features).double()  # (N, K)
+    A = F.T @ F + ridge * len(x) * torch.eye(F.size(1), dtype=F.dtype)
+    W = torch.linalg.solve(A, F.T @ Y)  # (D+1, K)
+    head.weight.copy_(W[:-1].T.float())
+    if head.bias is not None:
+        head.bias.copy_(W[-1].float())
+
+
 class Generator:
     def __init__(self, zoo, prior: Prior, tokenizer: Tokenizer, prior_artifact=None):
         self.zoo, self.prior, self.tokenizer = zoo, prior, tokenizer
@@ -119,6 +143,8 @@ class Generator:
             raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
         if n < 1:
             raise GeneratorError("n must be at least 1")
+        if head == "fit" and data is None:
+            raise GeneratorError("--head fit solves the classifier on your data: give --dataset or --data")
         cond = self.condition(arch, task, data_embedding)
         tokens = self.sample(arch, cond, n, settings, seed)
         x, y = probe_split(data) if data is not None else (None, None)
@@ -128,6 +154,9 @@ class Generator:
             if head == "reset":
                 weights = reset_head(weights, arch, seed + i)
             module = build_loaded(arch, weights, x)
+            if head == "fit":
+                fit_head(module, arch, x, y)
+                weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
             g = Generated(arch, weights, tokens[i], self._provenance(arch, task, dataset_name, settings,
                                                                       seed, i, head, cond))
             if x is not None:
