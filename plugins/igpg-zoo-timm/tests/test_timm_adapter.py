@@ -102,6 +102,8 @@ def test_folder_loads_in_timm_itself_with_same_outputs(arch, tmp_path):
     assert cfg["architecture"] == spec.model and cfg["num_classes"] == spec.num_classes
     assert cfg["pretrained_cfg"]["input_size"] == list(ADAPTER.input_size(arch))
     assert {"mean", "std", "classifier", "first_conv", "crop_pct"} <= set(cfg["pretrained_cfg"])
+    ours = ADAPTER.read_native_meta(out)
+    assert ours["dataset"] == "digits" and ours["dataset_info"]["base"]["name"] == "digits"
     local = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
     size = {"img_size": spec.img_size} if "img_size" in cfg.get("model_args", {}) else {}
     overlay = timm.create_model(spec.model, pretrained=True, num_classes=spec.num_classes, in_chans=spec.in_chans,
