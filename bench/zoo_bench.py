@@ -28,8 +28,7 @@ CLI = str(Path(sys.executable).parent / "igpg-zoo")
 
 
 def _stats(values: list[float]) -> dict:
-    return {"n": len(values), "min": round(min(values), 4), "median": round(statistics.median(values), 4),
-            "max": round(max(values), 4)}
+    return {"n": len(values), "min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def run_build(preset: str, seed: int, folder: Path) -> dict:
