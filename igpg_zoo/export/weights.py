@@ -6,7 +6,7 @@ Formats (``FORMATS``):
 - ``native``: the adapter's own folder (``Adapter.write_checkpoint``), e.g. smallnet's
   self-describing folder that ``igpg-zoo add`` re-imports.
 - ``timm``: the timm adapter's native folder (``model.safetensors`` + timm ``config.json``) that
-  ``timm.create_model("local-dir:PATH")`` loads; only for timm architectures.
+  ``timm.create_model("local-dir:PATH", pretrained=True)`` loads; only for timm architectures.
 - ``safetensors``: one file, the weights plus the arch in its metadata; every adapter.
 
 Every export is checked before it is put in place: ONNX against onnxruntime, folders and files by
