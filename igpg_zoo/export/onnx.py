@@ -1,8 +1,8 @@
 """ONNX export with a dynamic batch axis, ``onnx.checker`` and an onnxruntime parity check.
 
-Exporter choice (measured on the project's 2-core CPU machine, torch 2.14.1, see docs/export.md):
-the legacy TorchScript exporter (``dynamo=False``) takes 0.05-0.6 s for the models igpg-zoo
-handles, the dynamo exporter 4-7 s (10-80x slower); both pass the checker and agree with PyTorch
+Exporter choice (measured side by side, torch 2.14.1, bench/results/export.md, docs/export.md):
+the dynamo exporter was 6-9x slower than the legacy TorchScript exporter (``dynamo=False``) on
+timm models and 26-87x on the small networks; both pass the checker and agree with PyTorch
 to ~1e-7. So ``exporter="auto"`` uses the legacy exporter and falls back to dynamo when the
 legacy one cannot trace a module (or is gone from a future torch). Either way the result is one
 self-contained ``.onnx`` file: dynamo runs with ``external_data=False``; a model too big for one
