@@ -13,6 +13,7 @@ from igpg_zoo.search.index import FLAT, HNSW, VectorIndex
 
 DIM = 16
 N = 300
+FILES = ["r.faiss", "r.faiss.ids.npy", "r.faiss.json"]
 
 
 def unit(rng, n, dim=DIM):
@@ -118,17 +119,43 @@ def test_removed_ids_never_come_back_even_after_reload(tmp_path, data, kind):
             assert [h[0] for h in hits] == exact(ids[10:], vectors[10:], q, 20, allowed)[0]
 
 
-def test_hnsw_tombstones_compact_and_a_reused_id_gets_its_new_vector(tmp_path, data, monkeypatch):
+def test_hnsw_tombstones_compact_and_a_reused_id_gets_its_new_vector(tmp_path, data):
     ids, vectors, queries = data
     idx = built(tmp_path, ids, vectors, HNSW)
     idx.remove(ids[:5])
     assert idx._index.ntotal == N and len(idx._dead) == 5
-    idx.add(ids[:1], queries[:1])  # id reused with another vector: the old one must not survive
-    assert idx._index.ntotal == N - 4 and len(idx._dead) == 0
+    idx.add(ids[:1], queries[:1])  # id reused with another vector: the old one must not come back
     assert idx.search(queries[0], 1)[0][0] == ids[0]
     assert idx.search(vectors[0], 1)[0][0] != ids[0]
-    idx.remove(ids[1:100])  # over a quarter tombstoned: compacted
-    assert idx._index.ntotal == len(idx) == N - 99 and len(idx._dead) == 0
+    idx.add(ids[1:2], vectors[1:2])  # a tombstoned vector used again is live again
+    assert idx._index.ntotal == N + 1 and len(idx._dead) == 4
+    assert idx.search(vectors[1], 1) == [(ids[1], pytest.approx(1.0, abs=1e-5))]
+    idx.remove(ids[2:100])  # over a quarter tombstoned: compacted
+    assert idx._index.ntotal == len(idx) == N - 98 and len(idx._dead) == 0
+
+
+@pytest.mark.parametrize("kind", [FLAT, HNSW])
+def test_records_sharing_a_vector_are_stored_once_and_all_returned(tmp_path, data, kind):
+    ids, vectors, queries = data
+    shared = np.repeat(vectors[:30], 10, axis=0)  # 30 texts, 10 runs each
+    idx = built(tmp_path, ids, shared, kind)
+    assert idx._index.ntotal == 30 and len(idx) == N
+    q = vectors[3]
+    hits = idx.search(q, 25)
+    assert [h[0] for h in hits[:10]] == list(ids[30:40])  # the tie, in ascending id order
+    assert [h[0] for h in hits] == exact(ids, shared, q, 25)[0]
+    assert [h[0] for h in idx.search(q, 4)] == list(ids[30:34])
+    allowed = ids[[31, 35, 200, 201]]
+    assert [h[0] for h in idx.search(q, 3, allowed=allowed)] == [ids[31], ids[35], exact(ids[200:202], shared[200:202], q, 1)[0][0]]
+    idx.remove(ids[30:39])  # one run of the group left: the vector stays
+    assert idx._index.ntotal == 30 and idx.search(q, 1)[0][0] == ids[39]
+    idx.remove(ids[39:40])  # none left: the vector goes (HNSW: tombstone)
+    assert ids[39] not in [h[0] for h in idx.search(q, N)]
+    assert idx._index.ntotal - len(idx._dead) == 29
+    idx.save()
+    again = VectorIndex(tmp_path / "r.faiss", DIM, idx.approx_threshold)
+    assert again.matches(np.setdiff1d(ids, ids[30:40]))
+    assert again.search(q, 5) == idx.search(q, 5)
 
 
 @pytest.mark.parametrize("bad", [
@@ -163,11 +190,11 @@ def test_save_and_reopen_round_trips(tmp_path, data, kind):
     idx = built(tmp_path, ids, vectors, kind)
     idx.save()
     meta = json.loads((tmp_path / "r.faiss.json").read_text())
-    assert meta["dim"] == DIM and meta["kind"] == kind and meta["count"] == N and meta["format"] == 1
+    assert meta["dim"] == DIM and meta["kind"] == kind and meta["count"] == N and meta["format"] == 2
     again = VectorIndex(tmp_path / "r.faiss", DIM, idx.approx_threshold)
     assert again.matches(ids[::-1]) and again.kind == kind
     assert again.search(queries[1], 7) == idx.search(queries[1], 7)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.faiss", "r.faiss.json"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == FILES  # no temp files
 
 
 def test_a_failed_save_leaves_the_previous_files_intact(tmp_path, data, monkeypatch):
@@ -187,7 +214,7 @@ def test_a_failed_save_leaves_the_previous_files_intact(tmp_path, data, monkeypa
     with pytest.raises(RuntimeError):
         idx.save()
     assert (tmp_path / "r.faiss").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.faiss", "r.faiss.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == FILES
     assert VectorIndex(tmp_path / "r.faiss", DIM, 1000).matches(ids[:50])
 
 
@@ -196,6 +223,9 @@ CORRUPTIONS = {
     "missing sidecar": lambda p: p.with_name("r.faiss.json").unlink(),
     "garbage index": lambda p: p.write_bytes(b"not a faiss index"),
     "truncated index": lambda p: p.write_bytes(p.read_bytes()[:100]),
+    "missing id table": lambda p: p.with_name("r.faiss.ids.npy").unlink(),
+    "tampered id table": lambda p: p.with_name("r.faiss.ids.npy").write_bytes(
+        p.with_name("r.faiss.ids.npy").read_bytes()[:-8] + bytes(8)),
     "garbage sidecar": lambda p: p.with_name("r.faiss.json").write_text("{nope"),
     "stale sidecar count": lambda p: p.with_name("r.faiss.json").write_text(
         json.dumps({**json.loads(p.with_name("r.faiss.json").read_text()), "count": 3})),

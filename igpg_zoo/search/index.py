@@ -1,29 +1,36 @@
 """The FAISS index: a cache of the text vectors stored in the database, keyed by checkpoint id.
 
-At or below ``approx_threshold`` live records the index is exact (``IndexFlatIP``); above it, HNSW
-(``IndexHNSWFlat``, inner product), whose parameters come from ``bench/registry_bench.py``'s recall
-measurement. Both sit in an ``IndexIDMap2`` so FAISS labels are checkpoint ids.
+Records that share a text (seeds and sweeps of one configuration) have identical vectors, so FAISS
+holds each distinct vector once, labelled by a *group*; a table maps checkpoint ids to groups.
+Identical points would otherwise crowd HNSW's neighbour lists: on 100k vectors made of 10k
+distinct ones, tie-aware recall@10 at efSearch 64 was 0.963 with duplicates against 0.997 without,
+and the build was 14x slower (bench/results/registry.md).
 
-HNSW cannot delete, so removed ids become tombstones (kept in the sidecar, filtered out of every
-search) until they exceed a quarter of the stored vectors, when the index is compacted.
+At or below ``approx_threshold`` live records the index is exact (``IndexFlatIP``); above it, HNSW
+(``IndexHNSWFlat``, inner product). Both sit in an ``IndexIDMap2`` whose labels are group ids.
+HNSW cannot delete, so a group left without records becomes a tombstone (filtered out of every
+search) until tombstones exceed a quarter of the stored vectors, when the index is compacted.
 
 Nothing is read before the first call that needs it, and ``faiss`` is imported only then.
-Mutations are in memory until ``save()``, which writes the index and then its JSON sidecar, each
-through a temporary file, fsync and rename. A missing, unreadable or inconsistent pair of files
-makes ``matches()`` False; the Zoo then rebuilds from the vectors in the database.
+Mutations are in memory until ``save()``: the index and the id table are written through temporary
+files, fsync and rename, then the JSON sidecar that vouches for both (dim, kind, counts, the table's
+hash, format version). A missing, unreadable or inconsistent set of files makes ``matches()`` False;
+the Zoo then rebuilds from the vectors in the database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from igpg_zoo.errors import IntegrityError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FLAT, HNSW = "flat", "hnsw"
 
 # HNSW parameters, chosen from the recall measurement in bench/results/registry.md
@@ -31,7 +38,7 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 64
 
-BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many ids score them directly (exact)
+BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many vectors score them directly (exact)
 MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses
 COMPACT_FRACTION = 0.25  # compact an HNSW index when tombstones exceed this share of its vectors
 
@@ -54,6 +61,23 @@ def _as_ids(ids) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
+def _digest(row: np.ndarray) -> bytes:
+    return hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+
+
+@contextmanager
+def _one_thread():
+    """One query gains nothing from OpenMP; on a busy machine its barrier waits cost 10-250 ms."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 class VectorIndex:
     """A FAISS index of checkpoint ids -> unit vectors, searched by inner product."""
 
@@ -61,14 +85,18 @@ class VectorIndex:
                  ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH):
         self.path = Path(path)
         self.sidecar = self.path.with_name(self.path.name + ".json")
+        self.table = self.path.with_name(self.path.name + ".ids.npy")
         self.dim = int(dim)
         self.approx_threshold = int(approx_threshold)
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self._loaded = False
-        self._index = None  # faiss.IndexIDMap2, or None when missing / invalid
+        self._index = None  # faiss.IndexIDMap2 labelled by group, or None when missing / invalid
         self._kind = FLAT
-        self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned ids (HNSW only)
-        self._live: np.ndarray | None = None  # sorted live ids, cached
+        self._ids = np.zeros(0, dtype=np.int64)  # sorted live checkpoint ids
+        self._group = np.zeros(0, dtype=np.int64)  # the group of each id
+        self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned groups (HNSW only)
+        self._members = None  # (order, sorted groups): ids of a group, cached
+        self._by_digest: dict[bytes, int] | None = None  # vector digest -> group, built on first add
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -83,22 +111,16 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         """The live ids, sorted (empty when the index is missing)."""
         self._ensure_loaded()
-        if self._index is None:
-            return np.zeros(0, dtype=np.int64)
-        if self._live is None:
-            import faiss
-
-            stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            self._live = np.setdiff1d(stored, self._dead, assume_unique=False)
-        return self._live
+        return self._ids
 
     def matches(self, ids) -> bool:
-        """True when the index file is readable, has this dimension and holds exactly these ids."""
+        """True when the index files are readable, have this dimension and hold exactly these ids."""
         self._ensure_loaded()
         if self._index is None:
             return False
-        want = np.unique(_as_ids(ids))
-        return len(want) == len(_as_ids(ids)) and np.array_equal(self.ids(), want)
+        given = _as_ids(ids)
+        want = np.unique(given)
+        return len(want) == len(given) and np.array_equal(self._ids, want)
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -110,15 +132,25 @@ class VectorIndex:
 
         try:
             meta = json.loads(self.sidecar.read_text())
+            raw = self.table.read_bytes()
+            if meta.get("format") != FORMAT_VERSION or meta.get("table_sha256") != hashlib.sha256(raw).hexdigest():
+                return
+            table = np.load(self.table, allow_pickle=False)
             index = faiss.read_index(str(self.path))
-            dead = np.asarray(meta.get("tombstones", []), dtype=np.int64)
-            ok = (meta.get("format") == FORMAT_VERSION and meta.get("dim") == self.dim == index.d
-                  and meta.get("kind") in (FLAT, HNSW) and isinstance(index, faiss.IndexIDMap2)
-                  and index.ntotal == meta.get("count", -1) + len(dead))
+            dead = np.sort(np.asarray(meta.get("tombstones", []), dtype=np.int64))
+            labels = np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+            ok = (meta.get("dim") == self.dim == index.d and meta.get("kind") in (FLAT, HNSW)
+                  and isinstance(index, faiss.IndexIDMap2) and table.shape == (2, meta.get("count"))
+                  and np.array_equal(labels, np.union1d(table[1], dead)))
         except (OSError, ValueError, TypeError, AttributeError, RuntimeError):
             return  # missing or unreadable: matches() is False
         if ok:
-            self._index, self._kind, self._dead = index, meta["kind"], np.sort(dead)
+            order = np.argsort(table[0], kind="stable")
+            self._set(index, meta["kind"], table[0][order], table[1][order], dead)
+
+    def _set(self, index, kind: str, ids: np.ndarray, groups: np.ndarray, dead: np.ndarray) -> None:
+        self._index, self._kind, self._ids, self._group, self._dead = index, kind, ids, groups, dead
+        self._members, self._by_digest = None, None
 
     def _require(self):
         self._ensure_loaded()
@@ -150,27 +182,43 @@ class VectorIndex:
             raise ValueError("ids given to the index must be distinct")
         return vectors
 
+    def _kind_for(self, n_records: int) -> str:
+        return HNSW if n_records > self.approx_threshold else FLAT
+
     def rebuild(self, ids, vectors) -> None:
         """Replace the whole index by these vectors (exact or HNSW by their count)."""
         ids = _as_ids(ids)
         vectors = self._check(ids, vectors)
-        kind = HNSW if len(ids) > self.approx_threshold else FLAT
-        index = self._empty(kind)
-        if len(ids):
-            index.add_with_ids(vectors, ids)
+        by_digest: dict[bytes, int] = {}
+        groups = np.fromiter((by_digest.setdefault(_digest(v), len(by_digest)) for v in vectors),
+                             dtype=np.int64, count=len(ids))
+        first = np.unique(groups, return_index=True)[1]  # the first row of each group
+        self._build(self._kind_for(len(ids)), np.arange(len(first), dtype=np.int64), vectors[first])
+        order = np.argsort(ids, kind="stable")
         self._loaded = True
-        self._index, self._kind = index, kind
-        self._dead, self._live = np.zeros(0, dtype=np.int64), None
+        self._ids, self._group, self._by_digest = ids[order], groups[order], by_digest
 
-    def _stored(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every live (id, vector) pair, reconstructed from the index."""
-        import faiss
+    def _build(self, kind: str, labels: np.ndarray, vectors: np.ndarray) -> None:
+        index = self._empty(kind)
+        if len(labels):
+            index.add_with_ids(vectors, labels)
+        self._index, self._kind, self._dead, self._members = index, kind, np.zeros(0, dtype=np.int64), None
 
-        index = self._require()
-        stored = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vectors = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)  # (ntotal, dim)
-        keep = ~np.isin(stored, self._dead)
-        return stored[keep], vectors[keep]
+    def _rebuild_groups(self, kind: str) -> None:
+        """The same live groups in a fresh index of ``kind`` (drops tombstones)."""
+        labels = np.unique(self._group)
+        vectors = self._index.reconstruct_batch(labels) if len(labels) else np.zeros((0, self.dim), np.float32)
+        self._build(kind, labels, vectors)
+        self._by_digest = None
+
+    def _digests(self) -> dict[bytes, int]:
+        if self._by_digest is None:
+            import faiss
+
+            labels = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            vectors = faiss.downcast_index(self._index.index).reconstruct_n(0, self._index.ntotal)
+            self._by_digest = {_digest(v): int(g) for g, v in zip(labels, vectors)}
+        return self._by_digest
 
     def add(self, ids, vectors) -> None:
         """Add new ids; switches to HNSW when the count passes the threshold."""
@@ -179,60 +227,80 @@ class VectorIndex:
         index = self._require()
         if len(ids) == 0:
             return
-        if np.isin(ids, self.ids()).any():
+        if np.isin(ids, self._ids).any():
             raise IntegrityError(
-                f"ids {np.intersect1d(ids, self.ids())[:5].tolist()} are already in the search index; "
+                f"ids {np.intersect1d(ids, self._ids)[:5].tolist()} are already in the search index; "
                 "run `igpg-zoo reindex`"
             )
-        if np.isin(ids, self._dead).any():  # an id reused after removal: drop its old vector first
-            self.rebuild(*self._stored())
-            index = self._index
-        if self._kind == FLAT and len(self.ids()) + len(ids) > self.approx_threshold:
-            old_ids, old_vectors = self._stored()
-            self.rebuild(np.concatenate([old_ids, ids]), np.concatenate([old_vectors, vectors]))
-            return
-        index.add_with_ids(vectors, ids)
-        self._live = None
+        by_digest = self._digests()
+        next_label = int(max(by_digest.values(), default=-1)) + 1
+        groups, new_rows = np.empty(len(ids), dtype=np.int64), []
+        for row, v in enumerate(vectors):
+            key = _digest(v)
+            if key not in by_digest:
+                by_digest[key] = next_label
+                next_label += 1
+                new_rows.append(row)
+            groups[row] = by_digest[key]
+        if new_rows:
+            index.add_with_ids(vectors[new_rows], groups[new_rows])
+        self._dead = np.setdiff1d(self._dead, groups)  # a tombstoned vector shared again is live again
+        all_ids, all_groups = np.concatenate([self._ids, ids]), np.concatenate([self._group, groups])
+        order = np.argsort(all_ids, kind="stable")
+        self._ids, self._group, self._members = all_ids[order], all_groups[order], None
+        if self._kind != self._kind_for(len(self._ids)):
+            self._rebuild_groups(self._kind_for(len(self._ids)))
 
     def remove(self, ids) -> None:
-        """Remove ids (unknown ids are ignored); HNSW tombstones them."""
+        """Remove ids (unknown ids are ignored); a vector no record uses any more goes (HNSW: tombstone)."""
         import faiss
 
         index = self._require()
-        ids = np.intersect1d(_as_ids(ids), self.ids())
-        if len(ids) == 0:
+        gone = np.isin(self._ids, _as_ids(ids))
+        if not gone.any():
             return
+        emptied = np.setdiff1d(self._group[gone], self._group[~gone])
+        self._ids, self._group, self._members = self._ids[~gone], self._group[~gone], None
         if self._kind == FLAT:
-            index.remove_ids(faiss.IDSelectorBatch(ids))
-            self._live = None
+            if len(emptied):
+                index.remove_ids(faiss.IDSelectorBatch(emptied))
+                self._by_digest = None
             return
-        self._dead = np.union1d(self._dead, ids)
-        self._live = None
-        live = len(self.ids())
-        if live <= self.approx_threshold or len(self._dead) > COMPACT_FRACTION * index.ntotal:
-            self.rebuild(*self._stored())
+        self._dead = np.union1d(self._dead, emptied)
+        if self._kind_for(len(self._ids)) == FLAT:
+            self._rebuild_groups(FLAT)
+        elif len(self._dead) > COMPACT_FRACTION * index.ntotal:
+            self._rebuild_groups(HNSW)
 
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the index, then its sidecar, each atomically (temp file, fsync, rename)."""
+        """Write the index and the id table, then the sidecar, each atomically (temp file, fsync, rename)."""
         import faiss
 
         index = self._require()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
+        table = np.stack([self._ids, self._group])  # (2, n)
+        with self._temporary(self.path) as tmp:
             faiss.write_index(index, str(tmp))
             _fsync_replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        meta = {"format": FORMAT_VERSION, "dim": self.dim, "kind": self._kind, "count": len(self.ids()),
+        with self._temporary(self.table) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, table, allow_pickle=False)
+            _fsync_replace(tmp, self.table)
+        meta = {"format": FORMAT_VERSION, "dim": self.dim, "kind": self._kind, "count": len(self._ids),
+                "vectors": int(index.ntotal), "table_sha256": hashlib.sha256(self.table.read_bytes()).hexdigest(),
                 "hnsw": {"M": self.hnsw_m, "efConstruction": self.ef_construction} if self._kind == HNSW else None,
                 "tombstones": self._dead.tolist()}
-        tmp = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
-        try:
+        with self._temporary(self.sidecar) as tmp:
             tmp.write_text(json.dumps(meta))
             _fsync_replace(tmp, self.sidecar)
+
+    @contextmanager
+    def _temporary(self, final: Path):
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            yield tmp
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -242,40 +310,60 @@ class VectorIndex:
         """The k ids with the highest inner product with q, best first, as (id, score) pairs.
 
         ``allowed``: only these ids may be returned (the ids that pass structured filters).
+        Ties (records sharing a vector) come in ascending id order.
         """
         import faiss
 
         index = self._require()
         q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(1, self.dim))  # (1, dim)
-        live = self.ids()
-        if k <= 0 or len(live) == 0:
+        if k <= 0 or len(self._ids) == 0:
             return []
-        selector = None
+        mask = selector = None
+        n_groups = index.ntotal - len(self._dead)
         if allowed is not None:
             allowed = _as_ids(allowed)
-            if len(allowed) <= BRUTE_FORCE_LIMIT:
-                return self._score_directly(q[0], np.intersect1d(allowed, live), k)
-            if len(self._dead):
-                allowed = np.setdiff1d(allowed, self._dead)
-            selector = faiss.IDSelectorBatch(allowed)  # unknown ids in it are harmless
+            pos = np.minimum(np.searchsorted(self._ids, allowed), len(self._ids) - 1)
+            pos = pos[self._ids[pos] == allowed]  # rows of the allowed ids that are live
+            if len(pos) == 0:
+                return []
+            mask = np.zeros(len(self._ids), dtype=bool)
+            mask[pos] = True
+            labels = np.unique(self._group[pos])
+            if len(labels) <= BRUTE_FORCE_LIMIT:
+                scores = index.reconstruct_batch(labels) @ q[0]  # (g,)
+                ranked = ((int(labels[i]), float(scores[i])) for i in np.argsort(-scores, kind="stable"))
+                return self._expand(ranked, k, mask)
+            selector = faiss.IDSelectorBatch(labels)
+            n_groups = len(labels)
         elif len(self._dead):
-            batch = faiss.IDSelectorBatch(self._dead)
-            selector = faiss.IDSelectorNot(batch)
+            dead = faiss.IDSelectorBatch(self._dead)
+            selector = faiss.IDSelectorNot(dead)
+        kk = min(k, n_groups)  # every group holds at least one wanted id
         if self._kind == HNSW:
-            ef = max(self.ef_search, k)
-            if allowed is not None:  # a filter hides most of the graph: widen the beam as it narrows
-                ef = max(ef, min(MAX_FILTERED_EF, ef * len(live) // max(len(allowed), 1)))
+            ef = max(self.ef_search, kk)
+            if mask is not None:  # a filter hides most of the graph: widen the beam as it narrows
+                ef = max(ef, min(MAX_FILTERED_EF, ef * (index.ntotal - len(self._dead)) // n_groups))
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         else:
             params = faiss.SearchParameters(sel=selector)
-        scores, labels = index.search(q, min(k, len(live)), params=params)  # (1, k)
-        hits = [(int(i), float(s)) for i, s in zip(labels[0], scores[0]) if i >= 0]
-        return sorted(hits, key=lambda h: (-h[1], h[0]))
+        with _one_thread():
+            scores, labels = index.search(q, kk, params=params)  # (1, kk)
+        ranked = ((int(g), float(s)) for g, s in zip(labels[0], scores[0]) if g >= 0)
+        return self._expand(ranked, k, mask)
 
-    def _score_directly(self, q: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(allowed) == 0:
-            return []
-        vectors = self._index.reconstruct_batch(allowed)  # (m, dim)
-        scores = vectors @ q  # (m,)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(int(allowed[i]), float(scores[i])) for i in top]
+    def _expand(self, ranked, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        """Groups (best first) -> their (allowed) ids, until k ids are collected."""
+        if self._members is None:
+            order = np.argsort(self._group, kind="stable")
+            self._members = (order, self._group[order])
+        order, sorted_groups = self._members
+        hits: list[tuple[int, float]] = []
+        for label, score in ranked:
+            lo, hi = np.searchsorted(sorted_groups, [label, label + 1])
+            rows = order[lo:hi]
+            if mask is not None:
+                rows = rows[mask[rows]]
+            hits.extend((int(i), score) for i in self._ids[rows])
+            if len(hits) >= k:
+                break
+        return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]

@@ -1,0 +1,362 @@
+"""Registry benchmark: bulk add rate, query latency and approximate-index recall.
+
+    .venv/bin/python bench/registry_bench.py --quick      # 2k records, a few minutes
+    .venv/bin/python bench/registry_bench.py              # 10k and 100k records
+
+Writes bench/results/registry.json (all numbers) and registry.md (the table); the scratch
+registries live under bench/scratch/registry/ (deleted at the start of each run).
+
+What is timed:
+- add: ``Zoo.add_many(items, batch=256)`` through the public facade with the hash embedder,
+  growing one registry to each size; generating the synthetic weights is excluded (timed apart).
+  ``add_weights`` (one record, one call) is timed at each size too. The real MiniLM add rate is
+  measured on a smaller registry (``--minilm-records``): embedding dominates it.
+- query (a) ``VectorIndex.search`` only, (b) ``Zoo.query`` with the real MiniLM embedding the query
+  text, (c) ``Zoo.query`` with the hash embedder. Single queries, one at a time, in-process;
+  p50/p95 per round, median over rounds.
+- recall@10 of the HNSW index vs exact search over the registry's stored vectors ("strict": the
+  same ids; "ties": hits scoring at least the exact 10th score, since identical texts tie).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import registry_synthetic as syn  # noqa: E402
+
+SCRATCH = HERE / "scratch" / "registry"
+RESULTS = HERE / "results"
+FILTERS = {  # Zoo.query keyword filters; each also gives the allowed ids for (a)
+    "none": {},
+    "dataset in (digits, iris)": {"dataset": ("digits", "iris")},
+    "acc>=0.95": {"where": ("acc>=0.95",)},
+}
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def latency(fn, args: list, rounds: int) -> dict:
+    """p50/p95 (ms) of single calls, per round; the median round figures are reported."""
+    fn(args[0])  # warm
+    per_round = []
+    for _ in range(rounds):
+        samples = []
+        for a in args:
+            t = time.perf_counter()
+            fn(a)
+            samples.append(time.perf_counter() - t)
+        ms = np.asarray(samples) * 1e3
+        per_round.append((float(np.percentile(ms, 50)), float(np.percentile(ms, 95))))
+    p50s, p95s = zip(*per_round)
+    return {"p50_ms": round(float(np.median(p50s)), 3), "p95_ms": round(float(np.median(p95s)), 3),
+            "rounds": [[round(a, 3), round(b, 3)] for a, b in per_round], "calls_per_round": len(args)}
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def query_texts(records: list, n_derived: int, seed: int = 0) -> list[str]:
+    """The hand-written queries plus queries made from random records' task and dataset."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(records), size=n_derived, replace=len(records) < n_derived)
+    derived = [f"{records[i].task} on {records[i].dataset}" for i in picks]
+    return syn.QUERIES + derived
+
+
+# -- the registry through the Zoo facade ---------------------------------------------------------
+
+
+def make_items(records: list, start: int, stop: int) -> list:
+    from igpg_zoo.records import CheckpointMeta, Metric
+
+    rng = np.random.default_rng(start)
+    return [(syn.random_weights(r.arch, rng),
+             CheckpointMeta(arch=r.arch, task=r.task, dataset=r.dataset, tags=r.tags, name=r.name,
+                            metrics=tuple(Metric(k, v, r.dataset) for k, v in r.metrics.items())))
+            for r in records[start:stop]]
+
+
+def grow(zoo, records: list, start: int, stop: int, chunk: int = 5000, batch: int = 256) -> dict:
+    """Add records[start:stop] with add_many in chunks; only the add_many calls are timed."""
+    add_s = gen_s = 0.0
+    for lo in range(start, stop, chunk):
+        t = time.perf_counter()
+        items = make_items(records, lo, min(stop, lo + chunk))
+        gen_s += time.perf_counter() - t
+        t = time.perf_counter()
+        results = zoo.add_many(items, batch=batch)
+        add_s += time.perf_counter() - t
+        assert all(r.created for r in results), "synthetic records must all be new"
+        print(f"  added {min(stop, lo + chunk)} / {stop}  ({(min(stop, lo + chunk) - start) / add_s:.0f}/s)", flush=True)
+    n = stop - start
+    return {"records": n, "batch": batch, "seconds": round(add_s, 2), "per_s": round(n / add_s, 1),
+            "generate_seconds": round(gen_s, 2), "load": load()}
+
+
+def single_adds(zoo, records: list, start: int, m: int) -> dict:
+    """``add_weights`` one record per call: the latency of one interactive add at this size."""
+    samples = []
+    for weights, meta in make_items(records, start, start + m):
+        t = time.perf_counter()
+        zoo.add_weights(weights, meta)
+        samples.append(time.perf_counter() - t)
+    ms = np.asarray(samples) * 1e3
+    return {"calls": m, "p50_ms": round(float(np.median(ms)), 1), "max_ms": round(float(ms.max()), 1)}
+
+
+def query_latency(zoo, texts: list[str], rounds: int) -> dict:
+    """(a) index search only and Zoo.query, per filter."""
+    from igpg_zoo.registry.filters import make_filters
+
+    index = zoo.search.synced(zoo.store.dim())
+    qvecs = zoo.embedder.embed(texts)
+    out = {"index_kind": index.kind, "records": len(index)}
+    for label, kw in FILTERS.items():
+        f = make_filters(kw.get("arch", ()), kw.get("dataset", ()), kw.get("task", ()), (), (), kw.get("where", ()))
+        allowed = None if f.empty else zoo.store.ids(f)
+        out[label] = {
+            "allowed": None if allowed is None else int(len(allowed)),
+            "index_search": latency(lambda q: index.search(q, 10, allowed), list(qvecs), rounds),
+            "zoo_query": latency(lambda t: zoo.query(t, k=10, **kw), texts, rounds),
+        }
+    return out
+
+
+def embed_latency(embedder, texts: list[str], rounds: int) -> dict:
+    return latency(lambda t: embedder.embed([t]), texts, rounds)
+
+
+# -- recall of the approximate index -------------------------------------------------------------
+
+
+def recall(approx, exact, qvecs: np.ndarray, allowed=None, k: int = 10) -> dict:
+    strict, ties = [], []
+    for q in qvecs:
+        want = exact.search(q, k, allowed)
+        got = approx.search(q, k, allowed)
+        if not want:
+            continue
+        floor = want[-1][1] - 1e-5
+        strict.append(len({i for i, _ in got} & {i for i, _ in want}) / len(want))
+        ties.append(sum(s >= floor for _, s in got) / len(want))
+    return {"strict": round(float(np.mean(strict)), 4), "ties": round(float(np.mean(ties)), 4), "queries": len(strict)}
+
+
+def recall_bench(zoo, records: list, n_queries: int, rounds: int, sweep: tuple[int, ...]) -> dict:
+    """HNSW vs exact on the registry's stored vectors, with and without a filter, and an efSearch sweep."""
+    from igpg_zoo.registry.filters import make_filters
+    from igpg_zoo.search.index import HNSW, VectorIndex
+
+    ids, vectors = zoo.store.vectors()
+    dim = vectors.shape[1]
+    exact = VectorIndex(SCRATCH / "exact.faiss", dim, approx_threshold=10**12)
+    exact.rebuild(ids, vectors)
+    approx = zoo.search.synced(dim)
+    built_s = None
+    if approx.kind != HNSW:  # a registry below the threshold: build one to measure it
+        approx = VectorIndex(SCRATCH / "approx.faiss", dim, approx_threshold=0)
+        t = time.perf_counter()
+        approx.rebuild(ids, vectors)
+        built_s = round(time.perf_counter() - t, 2)
+    texts = query_texts(records, n_queries - len(syn.QUERIES), seed=1)
+    qvecs = zoo.embedder.embed(texts)
+    allowed = zoo.store.ids(make_filters((), (), (), (), (), ("acc>=0.9",)))
+    out = {"records": len(ids), "distinct_vectors": int(len(np.unique(vectors, axis=0))),
+           "hnsw": {"M": approx.hnsw_m, "efConstruction": approx.ef_construction, "efSearch": approx.ef_search},
+           "hnsw_build_seconds": built_s, "unfiltered": recall(approx, exact, qvecs),
+           "filtered acc>=0.9": {**recall(approx, exact, qvecs, allowed), "allowed": int(len(allowed))},
+           "exact_search": latency(lambda q: exact.search(q, 10), list(qvecs), rounds), "ef_sweep": []}
+    default_ef = approx.ef_search
+    for ef in sweep:
+        approx.ef_search = ef
+        out["ef_sweep"].append({"efSearch": ef, **recall(approx, exact, qvecs),
+                                "search": latency(lambda q: approx.search(q, 10), list(qvecs), rounds)})
+    approx.ef_search = default_ef
+    return out
+
+
+def distinct_recall(dim: int, n: int, qn: int, sweep: tuple[int, ...], ms: tuple[int, ...]) -> list[dict]:
+    """HNSW on n distinct clustered unit vectors (2,000 centres + noise), a proxy for text embeddings."""
+    from igpg_zoo.search.index import VectorIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    x = centres[rng.integers(2000, size=n + qn)] + 0.35 * rng.standard_normal((n + qn, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base, queries, ids = x[:n], x[n:], np.arange(1, n + 1)
+    exact = VectorIndex(SCRATCH / "proxy-exact.faiss", dim, 10**12)
+    exact.rebuild(ids, base)
+    rows = []
+    for m in ms:
+        approx = VectorIndex(SCRATCH / f"proxy-hnsw{m}.faiss", dim, 0, hnsw_m=m)
+        t = time.perf_counter()
+        approx.rebuild(ids, base)
+        build = round(time.perf_counter() - t, 1)
+        for ef in sweep:
+            approx.ef_search = ef
+            rows.append({"M": m, "efSearch": ef, "build_seconds": build, **recall(approx, exact, queries),
+                         "search": latency(lambda q: approx.search(q, 10), list(queries[:200]), 3)})
+            print(f"  proxy M={m} ef={ef}: {rows[-1]['ties']}", flush=True)
+    return rows
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def warm_datasets(embedder) -> float:
+    """Compute (or load from the cache) the dataset embeddings of the real datasets used: a one-off
+    cost per dataset and embedder that would otherwise land in the first add's timing."""
+    from igpg_zoo.data.embedding import dataset_embedding_for
+
+    t = time.perf_counter()
+    for name, *_ in syn._DATASETS:
+        dataset_embedding_for(name, text_embedder=embedder)
+    return round(time.perf_counter() - t, 2)
+
+
+def machine() -> dict:
+    import faiss
+    import sqlalchemy
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "faiss": faiss.__version__,
+            "sqlalchemy": sqlalchemy.__version__, "numpy": np.__version__, "platform": platform.platform()}
+
+
+def run(args) -> dict:
+    from igpg_zoo.search.embed import HashEmbedder, get_embedder
+    from igpg_zoo.zoo import open_zoo
+
+    sizes = [int(s) for s in (args.sizes or ("2000" if args.quick else "10000,100000")).split(",")]
+    n_minilm = args.minilm_records or (200 if args.quick else 1000)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    SCRATCH.mkdir(parents=True)
+    os.environ.setdefault("IGPG_ZOO_CACHE", str(HERE / "scratch" / "cache"))
+    records = syn.records(max(sizes) + 10 * len(sizes) + 10)
+    texts = query_texts(records[: sizes[0]], args.queries - len(syn.QUERIES))
+    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+           "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_at_start": load(),
+           "queries": len(texts), "rounds": args.rounds, "runs_per_config": 10, "sizes": {}}
+    hash_embedder = HashEmbedder()
+    out["dataset_warmup_seconds_hash"] = warm_datasets(hash_embedder)
+    (SCRATCH / "hash").mkdir()
+    zoo = open_zoo(registry=str(SCRATCH / "hash" / "registry.db"), embedder=hash_embedder)
+    done = 0
+    for size in sizes:
+        print(f"hash registry -> {size} records", flush=True)
+        entry = {"add_many": grow(zoo, records, done, size)}
+        entry["query_hash"] = query_latency(zoo, texts, args.rounds)  # (a) and (c)
+        entry["add_weights_one_call"] = single_adds(zoo, records, size, 5)
+        entry["load_after"] = load()
+        out["sizes"][str(size)] = entry
+        done = size + 5
+        _save(out, args.out)
+    print("recall", flush=True)
+    out["recall"] = recall_bench(zoo, records, args.recall_queries, args.rounds, (16, 32, 64, 128, 256))
+    out["embed_hash_single"] = embed_latency(hash_embedder, texts, args.rounds)
+    zoo.close()
+    _save(out, args.out)
+
+    print(f"MiniLM registry -> {n_minilm} records", flush=True)
+    minilm = get_embedder(None)
+    out["dataset_warmup_seconds_minilm"] = warm_datasets(minilm)
+    (SCRATCH / "minilm").mkdir()
+    mzoo = open_zoo(registry=str(SCRATCH / "minilm" / "registry.db"), embedder=minilm)
+    out["minilm"] = {"add_many": grow(mzoo, records, 0, n_minilm, chunk=n_minilm),
+                     "distinct_texts": len({(r.task, r.dataset, r.arch) for r in records[:n_minilm]}),
+                     "query_minilm": query_latency(mzoo, texts, args.rounds),  # (a) and (b)
+                     "embed_minilm_single": embed_latency(minilm, texts, args.rounds)}
+    mzoo.close()
+    if args.proxy:
+        print("distinct clustered proxy", flush=True)
+        out["proxy_clustered_100k"] = distinct_recall(384, 100_000, 500, (32, 64, 128), (16, 32))
+    out["load_at_end"] = load()
+    out["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return out
+
+
+def _save(out: dict, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, path)
+
+
+def table(out: dict) -> str:
+    """The markdown summary of a result file."""
+    lines = [f"Registry benchmark, `{out['command']}`, {out['started_utc']}; load average at start "
+             f"{out['load_at_start']} on {out['machine']['cpus']} CPUs (shared machine: timings are noisy).", "",
+             "| records | index | add_many rec/s (hash) | add_weights 1 call p50 ms | filter | (a) index search p50/p95 ms "
+             "| (c) Zoo.query hash p50/p95 ms |", "|---|---|---|---|---|---|---|"]
+    for size, e in out["sizes"].items():
+        q = e["query_hash"]
+        for label in FILTERS:
+            a, c = q[label]["index_search"], q[label]["zoo_query"]
+            lines.append(f"| {size} | {q['index_kind']} | {e['add_many']['per_s']} | {e['add_weights_one_call']['p50_ms']} "
+                         f"| {label} ({q[label]['allowed'] or 'all'}) | {a['p50_ms']} / {a['p95_ms']} | {c['p50_ms']} / {c['p95_ms']} |")
+    if "minilm" in out:
+        m = out["minilm"]
+        q = m["query_minilm"]
+        lines += ["", f"MiniLM registry of {m['add_many']['records']} records ({m['distinct_texts']} distinct texts): "
+                  f"add_many {m['add_many']['per_s']} rec/s; one query text embedded p50/p95 "
+                  f"{m['embed_minilm_single']['p50_ms']} / {m['embed_minilm_single']['p95_ms']} ms (hash embedder: "
+                  f"{out['embed_hash_single']['p50_ms']} / {out['embed_hash_single']['p95_ms']} ms).", "",
+                  "| filter | (a) index search p50/p95 ms | (b) Zoo.query MiniLM p50/p95 ms |", "|---|---|---|"]
+        for label in FILTERS:
+            a, b = q[label]["index_search"], q[label]["zoo_query"]
+            lines.append(f"| {label} | {a['p50_ms']} / {a['p95_ms']} | {b['p50_ms']} / {b['p95_ms']} |")
+    r = out.get("recall")
+    if r:
+        lines += ["", f"Recall@10, HNSW (M={r['hnsw']['M']}, efConstruction={r['hnsw']['efConstruction']}) vs exact, "
+                  f"{r['records']} stored vectors ({r['distinct_vectors']} distinct), {r['unfiltered']['queries']} queries; "
+                  f"exact search p50 {r['exact_search']['p50_ms']} ms. Unfiltered at the default efSearch="
+                  f"{r['hnsw']['efSearch']}: strict {r['unfiltered']['strict']}, tie-aware {r['unfiltered']['ties']}; "
+                  f"filtered (acc>=0.9, {r['filtered acc>=0.9']['allowed']} ids): strict {r['filtered acc>=0.9']['strict']}, "
+                  f"tie-aware {r['filtered acc>=0.9']['ties']}.", "",
+                  "| efSearch | recall strict | recall tie-aware | search p50/p95 ms |", "|---|---|---|---|"]
+        for s in r["ef_sweep"]:
+            lines.append(f"| {s['efSearch']} | {s['strict']} | {s['ties']} | {s['search']['p50_ms']} / {s['search']['p95_ms']} |")
+    if out.get("proxy_clustered_100k"):
+        lines += ["", "Distinct clustered proxy (100k unit vectors, 2,000 centres + noise, 500 queries):", "",
+                  "| M | efSearch | build s | recall@10 | search p50/p95 ms |", "|---|---|---|---|---|"]
+        for s in out["proxy_clustered_100k"]:
+            lines.append(f"| {s['M']} | {s['efSearch']} | {s['build_seconds']} | {s['strict']} "
+                         f"| {s['search']['p50_ms']} / {s['search']['p95_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2k records and a 200-record MiniLM registry")
+    ap.add_argument("--sizes", help="comma-separated registry sizes (default 10000,100000; quick: 2000)")
+    ap.add_argument("--minilm-records", type=int, help="size of the MiniLM registry (default 1000; quick: 200)")
+    ap.add_argument("--rounds", type=int, default=3, help="latency rounds (median reported)")
+    ap.add_argument("--queries", type=int, default=48, help="query texts per latency round")
+    ap.add_argument("--recall-queries", type=int, default=300)
+    ap.add_argument("--proxy", action="store_true", help="also HNSW recall on 100k distinct clustered vectors")
+    ap.add_argument("--out", default=str(RESULTS / "registry.json"))
+    args = ap.parse_args(argv)
+    out = run(args)
+    _save(out, args.out)
+    md = Path(args.out).with_suffix(".md")
+    md.write_text(table(out))
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
