@@ -151,7 +151,7 @@ def generate(
     arch: Annotated[str, typer.Option(help="architecture string to generate")],
     dataset: Annotated[Optional[str], typer.Option(help="built-in dataset or generated task name")] = None,
     data: Annotated[Optional[Path], typer.Option(help="your labelled data: .npz, .csv or image folder")] = None,
-    task: Annotated[Optional[str], typer.Option(help="task text (default: the dataset name)")] = None,
+    task: Annotated[Optional[str], typer.Option(help="task text (default: the dataset's description)")] = None,
     n: Annotated[int, typer.Option("-n", help="samples; the best on a training sample is kept (best-of-n)")] = 1,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     temperature: Annotated[float, typer.Option(help="sampling temperature (0: greedy)")] = 1.0,
@@ -169,7 +169,7 @@ def generate(
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     name, ds, emb = _target_data(dataset, data)
-    task = task or name
+    task = task or ds.info.description  # what zoo build records as a record's task text
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
     with _zoo(registry, blobs) as zoo:
         gen = Generator.load(zoo, prior)
