@@ -119,6 +119,7 @@ class Zoo:
         """
         if batch < 1:
             raise InvalidMetadata(f"batch must be 1 or more, got {batch}")
+        _ = self.blobs  # a server registry without a blob folder fails here, before any work
         self._writable()
         ingest = Ingest(self.store, lambda: self.embedder)
         results: list[AddResult] = []
@@ -251,6 +252,7 @@ class Zoo:
 
     def remove(self, checkpoint_id: int) -> Checkpoint:
         """Delete a record; its blob goes too unless another record or artifact uses it."""
+        _ = self.blobs
         self._writable()
         record = self.store.remove(checkpoint_id)
         self._drop_unused([record.sha256])

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from igpg_zoo.errors import ConfigError, InvalidMetadata, NotFound
 from igpg_zoo.records import Checkpoint, CheckpointMeta, Metric
@@ -57,17 +57,6 @@ class NewCheckpoint:
     dataset_vector: np.ndarray | None
 
 
-def _record(row: CheckpointRow) -> Checkpoint:
-    metrics = tuple(sorted((Metric(m.name, m.value, m.dataset) for m in row.metrics),
-                           key=lambda m: (m.name, m.dataset)))
-    return Checkpoint(
-        id=row.id, name=row.name, arch=row.arch, task=row.task, dataset=row.dataset, n_params=row.n_params,
-        metrics=metrics, tags=tuple(sorted(t.tag for t in row.tags)), license=row.license, source=row.source,
-        created_at=row.created_at, sha256=row.sha256, size_bytes=row.size_bytes, parent_id=row.parent_id,
-        kind=row.kind, extra=dict(row.extra or {}),
-    )
-
-
 def _row_values(new: NewCheckpoint, now: str) -> dict[str, Any]:
     meta = new.meta
     return {"name": new.name, "arch": meta.arch, "task": meta.task, "dataset": meta.dataset, "kind": meta.kind,
@@ -92,10 +81,6 @@ def _new_record(checkpoint_id: int, new: NewCheckpoint, now: str) -> Checkpoint:
         sha256=new.sha256, size_bytes=new.size_bytes, parent_id=meta.parent_id, kind=meta.kind,
         extra=dict(meta.extra),
     )
-
-
-def _loaded():
-    return (selectinload(CheckpointRow.metrics), selectinload(CheckpointRow.tags))
 
 
 _COLUMNS = (CheckpointRow.id, CheckpointRow.name, CheckpointRow.arch, CheckpointRow.task, CheckpointRow.dataset,
@@ -195,35 +180,34 @@ class CheckpointStore:
 
     def find_identity(self, identity: str) -> Checkpoint | None:
         with self.db.session_scope() as session:
-            row = session.scalar(select(CheckpointRow).where(CheckpointRow.identity == identity).options(*_loaded()))
-            return _record(row) if row is not None else None
+            return self._known(session, [identity]).get(identity)
 
     def remove(self, checkpoint_id: int) -> Checkpoint:
         """Delete a record (metrics, tags and vectors go with it); children lose their parent link."""
         with self.db.session_scope() as session:
-            row = self._get_row(session, checkpoint_id)
-            record = _record(row)
-            session.execute(delete(CheckpointRow).where(CheckpointRow.id == checkpoint_id))
+            record = self._get(session, checkpoint_id)
+            session.execute(delete(CheckpointRow).where(CheckpointRow.id == record.id))
             return record
 
     def update_extra(self, checkpoint_id: int, facts: dict[str, Any]) -> Checkpoint:
         with self.db.session_scope() as session:
-            row = self._get_row(session, checkpoint_id)
-            row.extra = {**(row.extra or {}), **facts}
-            session.flush()
-            return _record(row)
+            record = self._get(session, checkpoint_id)
+            session.execute(update(CheckpointRow).where(CheckpointRow.id == record.id)
+                            .values(extra={**record.extra, **facts}))
+            return self._get(session, checkpoint_id)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _get_row(self, session: Session, checkpoint_id: int) -> CheckpointRow:
-        row = session.get(CheckpointRow, int(checkpoint_id), options=_loaded())
-        if row is None:
+    @staticmethod
+    def _get(session: Session, checkpoint_id: int) -> Checkpoint:
+        found = _read_records(session, select(*_COLUMNS).where(CheckpointRow.id == int(checkpoint_id)))
+        if not found:
             raise NotFound(f"no checkpoint #{checkpoint_id} in the registry; see 'igpg-zoo list'")
-        return row
+        return found[0]
 
     def get(self, checkpoint_id: int) -> Checkpoint:
         with self.db.session_scope() as session:
-            return _record(self._get_row(session, checkpoint_id))
+            return self._get(session, checkpoint_id)
 
     def get_many(self, ids: Iterable[int]) -> list[Checkpoint]:
         """Records in the order of ``ids``; any unknown id raises ``NotFound``."""
@@ -388,6 +372,6 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             row = session.get(EmbeddingRow, int(checkpoint_id))
             if row is None:
-                self._get_row(session, checkpoint_id)
+                self._get(session, checkpoint_id)
                 return None, None
             return to_vector(row.text_vector), to_vector(row.dataset_vector)
