@@ -61,6 +61,8 @@ def test_valid_arch_builds_with_documented_param_count(arch, n_params):
     assert out.shape == (2, parse(arch).n_classes)
     assert get_adapter(arch) is not None and ADAPTER.supports(arch)
     assert parse(parse(arch).to_arch()) == parse(arch)
+    assert ADAPTER.canonical_arch(arch) == arch.removesuffix("-relu")  # the table is canonical already
+    assert ADAPTER.canonical_arch(arch + ("-relu" if arch.endswith(tuple("0123456789")) else "")) == arch
 
 
 @pytest.mark.parametrize("arch,token", INVALID)

@@ -36,6 +36,10 @@ class Adapter(ABC):
 
     # -- defaults -------------------------------------------------------------------------
 
+    def canonical_arch(self, arch: str) -> str:
+        """The one spelling of ``arch`` the registry stores (same network, same string); default: as given."""
+        return arch
+
     def read_weights(self, path: Path) -> dict[str, torch.Tensor]:
         """Read a checkpoint file into a canonical state dict (safe loaders only)."""
         from igpg_zoo.registry.checkpoint_io import read_state_dict

@@ -48,6 +48,10 @@ class SmallNetAdapter(Adapter):
         """True for any string of the family's form; a malformed one raises from ``build``."""
         return grammar.looks_like_smallnet(arch)
 
+    def canonical_arch(self, arch: str) -> str:
+        """Default activation left out: ``mlp-i13-h32-o3-relu`` -> ``mlp-i13-h32-o3``."""
+        return grammar.parse(arch).to_arch()
+
     def parse(self, arch: str) -> grammar.SmallNetSpec:
         return grammar.parse(arch)
 

@@ -76,6 +76,10 @@ class TimmAdapter(Adapter):
         model = arch[len("timm/"):].partition("?")[0]
         return bool(model) and timm.is_model(model)
 
+    def canonical_arch(self, arch: str) -> str:
+        """Options in the order num_classes, in_chans, img_size, global_pool; square sizes as one number."""
+        return self.parse(arch).to_arch()
+
     def parse(self, arch: str) -> TimmArch:
         import timm
 
