@@ -85,8 +85,11 @@ def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
     ds = load_dataset(task)
     results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
     accs = {g.provenance["sample_index"]: _test_acc(arch, g.weights, ds) for g in results}
-    members = [r.metric("acc") for r in _members(zoo, task, arch)]
+    recs = _members(zoo, task, arch)
+    members = [r.metric("acc") for r in recs]
     best = results[0]
+    rand = init_module(get_adapter(arch).build(arch), 0).state_dict()
+    ceiling = [_test_acc(arch, gen.tokenizer.round_trip(zoo.load_weights(r.id), arch), ds) for r in recs[:3]]
     return {
         "task": task, "arch": arch, "median_trained": statistics.median(members), "n_members": len(members),
         "random_init": _random_acc(arch, ds), "single": accs[0], "best_of_n": accs[best.provenance["sample_index"]],
@@ -96,6 +99,9 @@ def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
         "agreement_with_nearest": [g.neighbour.get("prediction_agreement") for g in results],
         "noise_baseline": [_noise_baseline(gen, arch, g, ds, i) for i, g in enumerate(results)],
         "generated_all": [accs[i] for i in sorted(accs)],
+        "tokenizer_ceiling": statistics.median(ceiling),
+        "best_of_n_head_fit": _test_acc(arch, _head_fitted(arch, best.weights, ds), ds),
+        "random_head_fit": _test_acc(arch, _head_fitted(arch, rand, ds), ds),
     }
 
 
@@ -128,6 +134,9 @@ def _summarise_seen(rows: list[dict]) -> dict:
             "mean_best_of_5": float(np.mean([r["best_of_n"] for r in rows])),
             "mean_single": float(np.mean([r["single"] for r in rows])),
             "mean_random_init": float(np.mean([r["random_init"] for r in rows])),
+            "mean_tokenizer_ceiling": float(np.mean([r["tokenizer_ceiling"] for r in rows])),
+            "mean_best_of_5_head_fit": float(np.mean([r["best_of_n_head_fit"] for r in rows])),
+            "mean_random_head_fit": float(np.mean([r["random_head_fit"] for r in rows])),
             "exact_copy_share": copies / max(1, total),
             "mean_relative_distance_to_nearest": float(np.mean([d for r in rows for d in r["relative_distance"]
                                                                 if d is not None])),

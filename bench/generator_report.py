@@ -11,11 +11,17 @@ def _pct(v) -> str:
 
 def _seen(r: dict) -> list[str]:
     out = ["## Seen tasks (no fine-tuning; test accuracy %)", "",
-           "| task | arch | median trained | best-of-5 | single | random init | exact copies |",
-           "|---|---|---|---|---|---|---|"]
+           "| task | arch | median trained | tokenizer round trip of members | best-of-5 | single | random init | "
+           "best-of-5, head fit | random, head fit | exact copies |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
-        out.append(f"| {x['task']} | {x['arch']} | {_pct(x['median_trained'])} | {_pct(x['best_of_n'])} | "
-                   f"{_pct(x['single'])} | {_pct(x['random_init'])} | {x['exact_copies']}/{x['n']} |")
+        out.append(f"| {x['task']} | {x['arch']} | {_pct(x['median_trained'])} | {_pct(x.get('tokenizer_ceiling'))} | "
+                   f"{_pct(x['best_of_n'])} | {_pct(x['single'])} | {_pct(x['random_init'])} | "
+                   f"{_pct(x.get('best_of_n_head_fit'))} | {_pct(x.get('random_head_fit'))} | {x['exact_copies']}/{x['n']} |")
+    out += ["", f"Means: median trained {_pct(r['mean_median_trained'])}, tokenizer round trip "
+            f"{_pct(r.get('mean_tokenizer_ceiling'))}, best-of-5 {_pct(r['mean_best_of_5'])}, single "
+            f"{_pct(r['mean_single'])}, random init {_pct(r['mean_random_init'])}, best-of-5 with head fit "
+            f"{_pct(r.get('mean_best_of_5_head_fit'))}, random body with head fit {_pct(r.get('mean_random_head_fit'))}."]
     out += ["", f"Mean gap to median trained: best-of-5 {r['mean_gap_best_of_5_pp']:.1f} pp (worst "
             f"{r['worst_gap_best_of_5_pp']:.1f}), single sample {r['mean_gap_single_pp']:.1f} pp (worst "
             f"{r['worst_gap_single_pp']:.1f}). Pairs with best-of-5 within 2 pp: "
