@@ -227,7 +227,7 @@ class CheckpointStore:
     def list(self, filters: Filters = Filters(), sort: str | None = None, descending: bool = True,
              limit: int | None = None) -> list[Checkpoint]:
         """Records passing ``filters``, sorted by a metric or column (default: newest id first)."""
-        stmt = self._filtered(select(*_COLUMNS), filters).order_by(*self._order(sort, descending))
+        stmt = self._sorted(self._filtered(select(*_COLUMNS), filters), sort, descending)
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more, got {limit}")
@@ -246,35 +246,37 @@ class CheckpointStore:
             return int(session.scalar(select(func.count()).select_from(CheckpointRow)))
 
     def _filtered(self, stmt, filters: Filters):
+        # uncorrelated IN (...) subqueries: each runs once on its index, not once per checkpoint row
         for column, values in ((CheckpointRow.arch, filters.arch), (CheckpointRow.dataset, filters.dataset),
                                (CheckpointRow.task, filters.task), (CheckpointRow.kind, filters.kind)):
             if values:
                 stmt = stmt.where(column.in_(values))
         if filters.tags:
-            stmt = stmt.where(exists().where(TagRow.checkpoint_id == CheckpointRow.id, TagRow.tag.in_(filters.tags)))
+            stmt = stmt.where(CheckpointRow.id.in_(select(TagRow.checkpoint_id).where(TagRow.tag.in_(filters.tags))))
         for cond in filters.where:
-            clause = [MetricRow.checkpoint_id == CheckpointRow.id, MetricRow.name == cond.name,
-                      _OPS[cond.op](MetricRow.value, cond.value)]
+            clause = [MetricRow.name == cond.name, _OPS[cond.op](MetricRow.value, cond.value)]
             if cond.dataset is not None:
                 clause.append(MetricRow.dataset == cond.dataset)
-            stmt = stmt.where(exists().where(*clause))
+            stmt = stmt.where(CheckpointRow.id.in_(select(MetricRow.checkpoint_id).where(*clause)))
         return stmt
 
-    def _order(self, sort: str | None, descending: bool) -> list:
+    @staticmethod
+    def _sorted(stmt, sort: str | None, descending: bool):
+        """Order by id, a column, or a metric (its best value per record, records without it last)."""
+        tiebreak = CheckpointRow.id.desc() if descending else CheckpointRow.id.asc()
         if sort is None:
-            key = CheckpointRow.id
-            return [key.desc() if descending else key.asc()]
+            return stmt.order_by(tiebreak)
         if sort in COLUMN_SORTS:
             key = getattr(CheckpointRow, sort)
         else:
             name, _, dataset = sort.partition("@")
-            clause = [MetricRow.checkpoint_id == CheckpointRow.id, MetricRow.name == name]
-            if dataset:
-                clause.append(MetricRow.dataset == dataset)
-            best = func.max if descending else func.min
-            key = select(best(MetricRow.value)).where(*clause).scalar_subquery()
-        ordered = key.desc() if descending else key.asc()
-        return [ordered.nulls_last(), CheckpointRow.id.desc() if descending else CheckpointRow.id.asc()]
+            clause = [MetricRow.name == name] + ([MetricRow.dataset == dataset] if dataset else [])
+            best = (func.max if descending else func.min)(MetricRow.value).label("value")
+            values = (select(MetricRow.checkpoint_id.label("checkpoint_id"), best).where(*clause)
+                      .group_by(MetricRow.checkpoint_id).subquery())
+            stmt = stmt.outerjoin(values, values.c.checkpoint_id == CheckpointRow.id)
+            key = values.c.value
+        return stmt.order_by((key.desc() if descending else key.asc()).nulls_last(), tiebreak)
 
     def sort_is_known(self, sort: str) -> bool:
         """Whether ``sort`` is a column or a metric some record has (so a typo can be reported)."""
