@@ -208,7 +208,8 @@ def _module_with(adapter: Adapter, arch: str, weights: dict[str, torch.Tensor],
 def _roundtrip_diff(adapter: Adapter, arch: str, module: nn.Module, arch_back: str,
                     weights_back: dict[str, torch.Tensor], atol: float) -> tuple[float, str]:
     """max|outputs of the re-read module - original outputs|; raises ExportParityError > atol."""
-    rebuilt = _module_with(adapter, arch_back, weights_back, like=module if arch_back == arch else None)
+    same = adapter.canonical_arch(arch_back) == adapter.canonical_arch(arch)
+    rebuilt = _module_with(adapter, arch_back, weights_back, like=module if same else None)
     try:
         example = adapter.example_input(arch)
     except ExportNotSupported:  # no example input: compare the tensors themselves
