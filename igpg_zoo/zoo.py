@@ -114,7 +114,7 @@ class Zoo:
         Args:
             batch: models per transaction; above 1 the blobs of a batch share one flush to disk.
             on_error: called with (position, error) for a refused item, which is skipped; without it
-                the first error is raised (items before it stay added).
+                the first error is raised after the items before it are added.
             progress: called with the number of items handled so far.
         """
         if batch < 1:
@@ -126,14 +126,18 @@ class Zoo:
         new_ids: list[int] = []
         new_vectors: list[np.ndarray] = []
         iterator, position = iter(items), 0
+        failure: ZooError | None = None
         try:
-            while chunk := list(islice(iterator, PREPARE_CHUNK)):
+            while failure is None and (chunk := list(islice(iterator, PREPARE_CHUNK))):
                 prepared: list[tuple[int, Prepared]] = []
                 for offset, (weights, meta) in enumerate(chunk):
                     try:
                         prepared.append((position + offset, ingest.prepare(weights, meta)))
                     except ZooError as err:
-                        self._refuse(on_error, position + offset, err)
+                        if on_error is None:
+                            failure = err  # commit the items before it, then raise
+                            break
+                        on_error(position + offset, err)
                 rows = ingest.embed([p for _, p in prepared])
                 for start in range(0, len(prepared), batch):
                     group = list(zip(prepared[start:start + batch], rows[start:start + batch]))
@@ -148,13 +152,9 @@ class Zoo:
         finally:
             if new_ids:
                 self.search.after_add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
+        if failure is not None:
+            raise failure
         return results
-
-    @staticmethod
-    def _refuse(on_error, position: int, err: ZooError) -> None:
-        if on_error is None:
-            raise err
-        on_error(position, err)
 
     def _commit(self, group, on_error) -> list[tuple[AddResult, np.ndarray]]:
         """Write the group's blobs, then its rows in one transaction; undo new blobs on failure."""

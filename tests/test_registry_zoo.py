@@ -77,6 +77,14 @@ def test_add_many_batches_and_reports_refusals(zoo):
     assert [r.created for r in again] == [False, False]
 
 
+def test_add_many_without_on_error_adds_the_items_before_the_bad_one(zoo):
+    items = [(weights(seed=1), meta()), ({"nope": torch.zeros(1)}, meta()), (weights(seed=2), meta(acc=0.2))]
+    with pytest.raises(CheckpointMismatch):
+        zoo.add_many(items)
+    assert [r.metric("acc") for r in zoo.list()] == [0.9]
+    assert zoo.verify() == []
+
+
 def test_list_filters_sort_and_limit(zoo):
     zoo.add_weights(weights(MLP, 1), meta(MLP, "toy-digits", 0.95, tags=("prod",)))
     zoo.add_weights(weights(MLP, 2), meta(MLP, "my-data", 0.70))
