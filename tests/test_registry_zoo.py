@@ -276,3 +276,11 @@ def test_unusable_registry_is_one_line_error_and_writes_nothing(tmp_path, url, m
         open_zoo(url)
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_registry_is_one_line_error(tmp_path):
+    (tmp_path / "notes.db").write_text("hello, not a database\n")
+    with pytest.raises(RegistryUnavailable, match="file is not a database") as err:
+        open_zoo("notes.db")
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "notes.db").read_text() == "hello, not a database\n"

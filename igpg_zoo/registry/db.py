@@ -232,12 +232,13 @@ class Database:
         except RegistryUnavailable:
             self.engine.dispose()
             raise
-        except exc.OperationalError as err:
+        except exc.DBAPIError as err:  # unreachable server, bad credentials, a file that is no database
             self.engine.dispose()
-            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            reason = _first_line(err.orig) if err.orig is not None else _first_line(err)
+            hint = ("check that it is an igpg-zoo SQLite registry file" if self.is_sqlite else
+                    "check the URL and that the server is running")
             raise RegistryUnavailable(
-                f"cannot open registry {make_url(url).render_as_string(hide_password=True)}: {reason}; "
-                "check the URL and that the server is running"
+                f"cannot open registry {make_url(url).render_as_string(hide_password=True)}: {reason}; {hint}"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
