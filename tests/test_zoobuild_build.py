@@ -145,3 +145,11 @@ def test_datasets_command_lists_availability(cli):
     assert json.loads(one.stdout)["classes"] == ["3", "5", "8"]
     bad = cli("datasets", "digits[rot=45]")
     assert bad.exit_code == 2 and "90, 180 or 270" in bad.stderr
+
+
+def test_datasets_command_describes_user_data(cli, tmp_path):
+    (tmp_path / "t.csv").write_text("a,kind\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(10)))
+    ok = cli("datasets", "--data", tmp_path / "t.csv", "--label", "kind", "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["classes"] == ["x", "y"]
+    bad = cli("datasets", "--data", tmp_path / "t.csv")
+    assert bad.exit_code == 2 and "no label column 'label'; columns: a, kind" in bad.stderr

@@ -66,14 +66,17 @@ def presets(as_json: JsonOpt = False) -> None:
 def datasets(
     as_json: JsonOpt = False,
     show: Annotated[Optional[str], typer.Argument(help="a dataset or task name to describe, e.g. 'digits[classes=3,5,8]'")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="describe your own data: .npz, .csv or image folder")] = None,
+    label: Annotated[str, typer.Option("--label", help="label column of a .csv")] = "label",
 ) -> None:
-    """List the built-in datasets (and whether each is available here), or describe one task name."""
+    """List the built-in datasets (and whether each is available here), or describe one task or your data."""
     from igpg_zoo.data import SOURCES, is_available
 
-    if show:
+    if show or data:
         from igpg_zoo.data import load_dataset
+        from igpg_zoo.data.userdata import load_user_data
 
-        ds = load_dataset(show)
+        ds = load_user_data(data, label=label) if data else load_dataset(show)
         row = {"name": ds.name, "modality": ds.info.modality, "input_shape": list(ds.info.input_shape),
                "n_classes": ds.info.n_classes, "classes": list(ds.class_names), "train": len(ds.y_train),
                "test": len(ds.y_test), "description": ds.info.description, "source": ds.info.source}
