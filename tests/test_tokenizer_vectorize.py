@@ -126,3 +126,22 @@ def test_buffers_default_then_recalibrate_to_the_data():
         h = first_conv(x)
     assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-4)
     assert all(torch.equal(p, params[n]) for n, p in module.named_parameters())
+
+
+def test_anchors_centre_each_seen_architecture_and_round_trip():
+    adapter = SmallNetAdapter()
+    archs = ["mlp-i13-h32-o3", "mlp-i8-h8-o3"]
+    layouts = {a: Layout.of(a, adapter) for a in archs}
+    vecs = [(flatten(adapter.build(a).state_dict(), layouts[a]), layouts[a]) for a in archs for _ in range(3)]
+    norm = Normalizer("fanin").fit(vecs, anchors=True)
+    assert sorted(norm.anchors) == sorted(archs)
+    zs = torch.stack([norm.normalize(v, lay) for v, lay in vecs if lay.arch == archs[0]])
+    assert float(zs.mean(0).abs().max()) < 1e-5  # the architecture's mean is coded as zero
+    back = Normalizer.from_dict(norm.to_dict(), norm.tensors())
+    v, lay = vecs[0]
+    assert torch.allclose(back.denormalize(back.normalize(v, lay), lay), v, rtol=1e-6, atol=1e-7)
+    unseen = Layout.of("mlp-i13-h64-o3", adapter)  # no anchor: coded around zero, still invertible
+    u = flatten(adapter.build(unseen.arch).state_dict(), unseen)
+    assert torch.allclose(back.denormalize(back.normalize(u, unseen), unseen), u, rtol=1e-6, atol=1e-7)
+    with pytest.raises(GeneratorError):
+        Normalizer.from_dict(norm.to_dict(), {})

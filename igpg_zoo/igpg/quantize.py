@@ -79,12 +79,14 @@ class GumbelQuantizer(nn.Module):
 class EMAQuantizer(nn.Module):
     """Nearest code, codebook updated by exponential moving averages (no codebook gradient).
 
-    Loss = commitment * ||z - sg(z_q)||^2. Codes whose EMA usage falls below ``dead_threshold`` are
-    re-seeded with random encoder outputs of the current batch (dead-code revival).
+    Loss = commitment * ||z - sg(z_q)||^2. Codes whose EMA usage falls below ``dead_threshold`` times
+    the usage of a code under a uniform assignment (batch vectors / codebook size) are re-seeded with
+    random encoder outputs of the current batch (dead-code revival). The threshold is relative so that
+    a rarely used but live code (one chunk in thousands) is not mistaken for a dead one.
     """
 
     def __init__(self, code_dim: int, codebook_size: int, decay: float = 0.99, commitment: float = 0.25,
-                 dead_threshold: float = 0.5, eps: float = 1e-5):
+                 dead_threshold: float = 0.01, eps: float = 1e-5):
         super().__init__()
         self.codebook_size, self.decay, self.commitment = codebook_size, decay, commitment
         self.dead_threshold, self.eps = dead_threshold, eps
@@ -127,7 +129,8 @@ class EMAQuantizer(nn.Module):
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n  # Laplace
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
-        dead = (self.cluster_size < self.dead_threshold).nonzero().squeeze(1)
+        expected = flat.shape[0] / self.codebook_size
+        dead = (self.cluster_size < self.dead_threshold * expected).nonzero().squeeze(1)
         if len(dead):
             self._seed(flat, dead)
             self.revived += len(dead)

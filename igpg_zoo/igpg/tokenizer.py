@@ -21,6 +21,7 @@ from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, complete_state_di
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig
 
 PREFIX = "vqvae."
+ANCHOR = "anchor."  # + arch: the normaliser's per-architecture mean (float64)
 BUFFER_POLICY = "fresh-defaults"  # decoded BN buffers: running_mean 0, running_var 1 (recalibrate on data)
 
 
@@ -46,7 +47,8 @@ class Tokenizer:
     def from_state(cls, tensors: dict[str, torch.Tensor], config: dict, artifact_id: int | None = None) -> Tokenizer:
         try:
             cfg = TokenizerConfig.from_dict(dict(config["tokenizer"]))
-            normalizer = Normalizer.from_dict(config["normalizer"])
+            anchors = {k[len(ANCHOR):]: v for k, v in tensors.items() if k.startswith(ANCHOR)}
+            normalizer = Normalizer.from_dict(config["normalizer"], anchors)
         except (KeyError, TypeError) as exc:
             raise GeneratorError(f"tokenizer artifact config is malformed ({exc}); retrain the tokenizer") from None
         model = ChunkVQVAE(cfg)
@@ -61,6 +63,7 @@ class Tokenizer:
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, config) to store as an artifact; ``from_state`` inverts it."""
         tensors = {PREFIX + k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
+        tensors.update({ANCHOR + arch: t for arch, t in self.normalizer.tensors().items()})
         config = {"tokenizer": self.config.to_dict(), "normalizer": self.normalizer.to_dict(),
                   "buffers": BUFFER_POLICY, "vocab_size": self.vocab_size}
         return tensors, config

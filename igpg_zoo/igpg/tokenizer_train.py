@@ -28,7 +28,7 @@ def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokenize
     """All models' normalised chunks X (N, K), masks M (N, K), and the normaliser fitted on them."""
     layouts = {arch: Layout.of(arch) for _, arch in items}
     vecs = [(flatten(w, layouts[arch]), layouts[arch]) for w, arch in items]
-    normalizer = Normalizer(cfg.norm).fit(vecs)
+    normalizer = Normalizer(cfg.norm).fit(vecs, anchors=cfg.anchor)
     xs, ms = zip(*(chunk(normalizer.normalize(v, lay), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
     return torch.cat(xs), torch.cat(ms), normalizer
 
@@ -76,7 +76,7 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: To
     """Fit the decoder alone to the eval-mode codes of every chunk."""
     with torch.no_grad():
         codes = model.quantizer.lookup(model.encode(X)[1])  # (N, L, D), fixed
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr * 0.3)
+    opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.refine_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     bar = _bar(steps, progress, "decoder refine")
     model.decoder.train()

@@ -21,7 +21,7 @@ them from a data sample, which is what a generated BN model needs before evaluat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
@@ -165,10 +165,16 @@ def _expand(layout: Layout, per_tensor: list[float]) -> torch.Tensor:
 
 @dataclass
 class Normalizer:
-    """z = (x * r - mean_role) / std_role with r = sqrt(fan_in) ("fanin"), or one global (mean, std)."""
+    """z = (x * r - mean_role) / std_role - anchor[arch], r = sqrt(fan_in) ("fanin") or 1 ("global").
+
+    ``anchors`` (optional) hold, per architecture of the training zoo, the mean normalised vector of
+    its models: the tokenizer then codes each model's difference from its architecture's mean, and an
+    architecture without an anchor (one the zoo never had) is coded around zero.
+    """
 
     kind: str = "fanin"
     stats: dict[str, tuple[float, float]] | None = None  # role (or "all") -> (mean, std)
+    anchors: dict[str, torch.Tensor] = field(default_factory=dict)  # arch -> (D,) float64
 
     def _rescale(self, layout: Layout) -> torch.Tensor:  # (D,) float64
         if self.kind != "fanin":
@@ -178,10 +184,11 @@ class Normalizer:
     def _role_keys(self, layout: Layout) -> list[str]:
         return [r if self.kind == "fanin" else "all" for r, _ in _roles_and_fanin(layout)]
 
-    def fit(self, items: Iterable[tuple[torch.Tensor, Layout]]) -> Normalizer:
-        """Pool statistics over the training zoo's flat vectors."""
+    def fit(self, items: Iterable[tuple[torch.Tensor, Layout]], anchors: bool = False) -> Normalizer:
+        """Pool statistics over the training zoo's flat vectors (and per-architecture means if ``anchors``)."""
         if self.kind not in NORMS:
             raise GeneratorError(f"unknown normalisation '{self.kind}'; use one of {', '.join(NORMS)}")
+        items = list(items)
         sums: dict[str, list[float]] = {}
         for vec, layout in items:
             x = vec.to(torch.float64) * self._rescale(layout)
@@ -197,15 +204,27 @@ class Normalizer:
             var = max(s2 / n - (s / n) ** 2, 0.0)
             std = math.sqrt(var) if self.kind != "none" and var > 1e-16 else 1.0
             self.stats[key] = (mean, std)
+        self.anchors = {}
+        if anchors:
+            groups: dict[str, list[torch.Tensor]] = {}
+            for vec, layout in items:
+                a, b = self._affine(layout)
+                groups.setdefault(layout.arch, []).append(vec.to(torch.float64) * a - b)
+            self.anchors = {arch: torch.stack(zs).mean(0) for arch, zs in groups.items()}
         return self
 
     def _affine(self, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) with z = x * a - b, the anchor included."""
         if self.stats is None:
             raise GeneratorError("the normaliser is not fitted; train the tokenizer first")
         keys = self._role_keys(layout)
         mean = _expand(layout, [self.stats.get(k, (0.0, 1.0))[0] for k in keys])
         std = _expand(layout, [self.stats.get(k, (0.0, 1.0))[1] for k in keys])
-        return self._rescale(layout) / std, mean / std  # z = x * a - b
+        b = mean / std
+        anchor = self.anchors.get(layout.arch)
+        if anchor is not None and anchor.numel() == layout.numel:
+            b = b + anchor
+        return self._rescale(layout) / std, b
 
     def normalize(self, vec: torch.Tensor, layout: Layout) -> torch.Tensor:
         a, b = self._affine(layout)
@@ -216,11 +235,21 @@ class Normalizer:
         return ((z.to(torch.float64) + b) / a).to(torch.float32)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "stats": {k: list(v) for k, v in (self.stats or {}).items()}}
+        return {"kind": self.kind, "stats": {k: list(v) for k, v in (self.stats or {}).items()},
+                "anchored_archs": sorted(self.anchors)}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The anchors, to store beside the model (float64, exact)."""
+        return {arch: t.contiguous() for arch, t in self.anchors.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Normalizer:
-        return cls(d["kind"], {k: (float(v[0]), float(v[1])) for k, v in d["stats"].items()})
+    def from_dict(cls, d: dict, tensors: dict[str, torch.Tensor] | None = None) -> Normalizer:
+        tensors = tensors or {}
+        missing = [a for a in d.get("anchored_archs", []) if a not in tensors]
+        if missing:
+            raise GeneratorError(f"tokenizer artifact lacks the anchors of {missing}; retrain the tokenizer")
+        return cls(d["kind"], {k: (float(v[0]), float(v[1])) for k, v in d["stats"].items()},
+                   {a: tensors[a].to(torch.float64) for a in d.get("anchored_archs", [])})
 
 
 # -- buffers -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class TokenizerConfig:
     tokens_per_chunk: int = 2  # L
     mode: str = "model"  # "model" (one vector per model) | "layer" (layers padded separately)
     norm: str = "fanin"  # "fanin" | "global" | "none" (vectorize.Normalizer)
+    anchor: bool = False  # code each model as its difference from its architecture's zoo mean
     # the network
     code_dim: int = 32
     codebook_size: int = 1024  # V, the prior's vocabulary
@@ -41,6 +42,7 @@ class TokenizerConfig:
     batch_size: int = 256
     lr: float = 1e-3
     refine_steps: int = 500  # decoder-only steps on frozen codes after the main phase
+    refine_lr: float = 1e-3
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
     def __post_init__(self):
