@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from generator_eval import (  # noqa: E402
-    eval_arch_variants, eval_heldout, eval_seen, eval_speed, eval_swap, tokenizer_fidelity)
+    eval_arch_variants, eval_heldout, eval_seen, eval_speed, eval_swap, eval_temperature, tokenizer_fidelity)
 
 ARCHS = ("cnn-i1x8x8-c8k3-c16k3-o{k}", "mlp-i64-h32-o{k}", "cnn-i1x8x8-c16k3-c32k3-o{k}-gelu")
 VARIANTS = ("cnn-i1x8x8-c8k3-c16k3-h32-o{k}-tanh", "mlp-i64-h48-o{k}")  # never in training
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true")
-    ap.add_argument("--phases", default="seen,swap,heldout,variants,speed")
+    ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     args = ap.parse_args()
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)
@@ -151,7 +151,8 @@ def main() -> None:
              "swap": lambda: eval_swap(gen, zoo, archs, HOLDOUT, args.quick, log),
              "heldout": lambda: eval_heldout(gen, zoo, archs, HOLDOUT, args.quick, log),
              "variants": lambda: eval_arch_variants(gen, zoo, VARIANTS, HOLDOUT, log),
-             "speed": lambda: eval_speed(gen, archs, log)}
+             "speed": lambda: eval_speed(gen, archs, log),
+             "temperature": lambda: eval_temperature(gen, zoo, archs, HOLDOUT, args.quick, log)}
     for phase in phases:
         t0 = time.perf_counter()
         results[phase] = steps[phase]()

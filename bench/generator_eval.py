@@ -292,3 +292,28 @@ def _long_context_speed(cfg, length: int = 512) -> dict:
         out[cached] = time.perf_counter() - t0
     return {"long_tokens": length, "long_seconds_cached": out[True], "long_seconds_uncached": out[False],
             "long_speedup": out[False] / out[True]}
+
+
+def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5, 1.0, 1.5, 2.0)) -> dict:
+    """Memorisation vs quality: exact-copy share and accuracy of 5 samples per seen pair, per temperature."""
+    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))][:4]
+    rows = []
+    for temp in temps:
+        s = SamplingSettings(temperature=temp)
+        accs, best, copies, dist, n = [], [], 0, [], 0
+        for task in tasks:
+            ds = load_dataset(task)
+            for template in templates:
+                arch = _arch(template, task)
+                res = gen.generate(arch, data=ds, n=5, settings=s, seed=0, **_condition_args(zoo, task))
+                a = [_test_acc(arch, g.weights, ds) for g in res]
+                accs += a
+                best.append(a[0])
+                copies += sum(g.neighbour.get("exact_copy_of") is not None for g in res)
+                dist += [g.neighbour.get("relative_distance") for g in res]
+                n += len(res)
+        rows.append({"temperature": temp, "mean_acc": float(np.mean(accs)), "mean_best_of_5": float(np.mean(best)),
+                     "exact_copy_share": copies / n, "mean_relative_distance": float(np.mean(dist))})
+        log(f"temperature {temp}: acc {rows[-1]['mean_acc']:.3f} best5 {rows[-1]['mean_best_of_5']:.3f} "
+            f"copies {rows[-1]['exact_copy_share']:.2f}")
+    return {"tasks": tasks, "rows": rows}

@@ -80,6 +80,15 @@ def _speed(r: dict) -> list[str]:
             f"{r.get('long_speedup', float('nan')):.1f}x.", ""]
 
 
+def _temperature(r: dict) -> list[str]:
+    out = ["## Memorisation vs temperature (5 samples per pair, 4 seen tasks x each arch; test accuracy %)", "",
+           "| temperature | mean accuracy | mean best-of-5 | exact copies | distance to nearest (% of its norm) |",
+           "|---|---|---|---|---|"]
+    out += [f"| {x['temperature']} | {_pct(x['mean_acc'])} | {_pct(x['mean_best_of_5'])} | "
+            f"{100 * x['exact_copy_share']:.0f} % | {100 * x['mean_relative_distance']:.1f} |" for x in r["rows"]]
+    return out + [""]
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# IGPG generator benchmark", "", f"Command: `{results.get('command')}`. Machine: {results.get('machine')}.", ""]
     if "zoo" in results:
@@ -94,7 +103,8 @@ def write_markdown(results: dict, path: Path) -> None:
         p = results["prior"]
         lines += [f"Prior #{p['id']}: training {p.get('seconds', 0):.0f} s on 1 thread of a shared 2-core machine, "
                   f"final loss {p.get('final_loss', float('nan')):.3f}, {p.get('n_params', '?')} parameters.", ""]
-    for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed)):
+    for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed),
+                     ("temperature", _temperature)):
         if key in results:
             lines += fn(results[key])
     Path(path).write_text("\n".join(lines))
