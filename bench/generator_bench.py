@@ -151,7 +151,7 @@ def main() -> None:
              "swap": lambda: eval_swap(gen, zoo, archs, HOLDOUT, args.quick, log),
              "heldout": lambda: eval_heldout(gen, zoo, archs, HOLDOUT, args.quick, log),
              "variants": lambda: eval_arch_variants(gen, zoo, VARIANTS, HOLDOUT, log),
-             "speed": lambda: eval_speed(gen, archs, log),
+             "speed": lambda: eval_speed(gen, sorted({r.arch for r in zoo.list()}), log),
              "temperature": lambda: eval_temperature(gen, zoo, archs, HOLDOUT, args.quick, log)}
     for phase in phases:
         t0 = time.perf_counter()
