@@ -112,6 +112,10 @@ class Generator:
         """The prior artifact ``prior_id`` (latest when None) and the tokenizer it was trained on."""
         artifact = zoo.get_artifact(id=prior_id, kind="prior")
         prior = prior_from_artifact(zoo, artifact)
+        trained_with = artifact.config.get("embedder")
+        if trained_with and getattr(zoo.embedder, "name", trained_with) != trained_with:
+            raise GeneratorError(f"prior #{artifact.id} was trained with text embedder '{trained_with}' but this "
+                                 f"registry uses '{zoo.embedder.name}'; set the embedder back or retrain the prior")
         tokenizer = Tokenizer.load(zoo, artifact.config.get("tokenizer_id"))
         if tokenizer.vocab_size != prior.cfg.vocab_size:
             raise GeneratorError(f"prior #{artifact.id} expects {prior.cfg.vocab_size} codes but tokenizer "
