@@ -237,8 +237,3 @@ def _load_canonical(name: str) -> Dataset:
 def load_dataset(name: str) -> Dataset:
     """Load a built-in dataset or generated task by name (cached; arrays are read-only)."""
     return _load_canonical(canonical_name(name))
-
-
-def task_info(name: str):
-    """The DatasetInfo of a task without loading its arrays when that can be avoided."""
-    return load_dataset(name).info
