@@ -58,6 +58,7 @@ def test_safetensors_read_and_prefixes_stripped(tmp_path):
     assert got["bn.num_batches_tracked"].dtype == torch.int64  # non-floating tensors kept as they are
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("payload,error", [
     ("inside_dict", UnsafeCheckpoint),  # torch.save'd dict holding an object
     ("bare", UnsafeCheckpoint),  # a protocol-2 pickle of the object
