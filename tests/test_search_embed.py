@@ -122,3 +122,11 @@ def test_minilm_rows_unit_deduplicated_and_batch_independent(minilm):
     np.testing.assert_allclose(minilm.embed([IRIS])[0], v[1], atol=1e-5)
     assert minilm.embed([]).shape == (0, 384)
     assert minilm.dim == minilm._load().get_embedding_dimension()
+
+
+def test_minilm_short_embeds_leave_the_torch_thread_count_as_it_was(minilm):
+    import torch
+
+    before = torch.get_num_threads()
+    minilm.embed(["one query"])
+    assert torch.get_num_threads() == before

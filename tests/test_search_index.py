@@ -36,7 +36,8 @@ def exact(ids, vectors, q, k, allowed=None):
 
 
 def built(tmp_path, ids, vectors, kind):
-    threshold = N + 10 if kind == FLAT else N // 2
+    distinct = len(np.unique(vectors, axis=0))
+    threshold = distinct if kind == FLAT else distinct // 2
     idx = VectorIndex(tmp_path / "r.faiss", DIM, threshold)
     idx.rebuild(ids, vectors)
     assert idx.kind == kind
@@ -85,6 +86,15 @@ def test_kind_switches_strictly_above_the_threshold(tmp_path, data, n, kind):
     idx = VectorIndex(tmp_path / "r.faiss", DIM, approx_threshold=100)
     idx.rebuild(ids[:n], vectors[:n])
     assert idx.kind == kind and len(idx) == n
+
+
+def test_the_threshold_counts_distinct_vectors_not_records(tmp_path, data):
+    ids, vectors, _ = data
+    idx = VectorIndex(tmp_path / "r.faiss", DIM, approx_threshold=100)
+    idx.rebuild(ids, np.repeat(vectors[:100], 3, axis=0))  # 300 records, 100 vectors
+    assert idx.kind == FLAT and len(idx) == N
+    idx.add([10**6], vectors[200:201])  # the 101st vector
+    assert idx.kind == HNSW
 
 
 def test_add_across_the_threshold_goes_approximate_and_remove_goes_back(tmp_path, data):
@@ -260,3 +270,14 @@ def test_opening_is_lazy_and_does_not_import_faiss(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", [FLAT, HNSW])
+def test_search_leaves_the_openmp_thread_count_as_it_was(tmp_path, data, kind):
+    import faiss
+
+    ids, vectors, queries = data
+    idx = built(tmp_path, ids, vectors, kind)
+    before = faiss.omp_get_max_threads()
+    idx.search(queries[0], 5)
+    assert faiss.omp_get_max_threads() == before
