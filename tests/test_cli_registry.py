@@ -67,6 +67,13 @@ def test_add_list_show_query_remove_verify_reindex(cli, registry_url, tmp_path):
     table = cli("list")
     assert table.exit_code == 0 and "digits-mlp" in table.stdout and "loss=0.2@toy-digits:test" in table.stdout
 
+    assert cli("add", "digits-mlp.safetensors", "--arch", MLP, "--dataset", "toy-digits", "-m", "acc=0.5",
+               "-m", "acc@toy-digits:test=0.4", "--name", "two-accs").exit_code == 0
+    two = _as_json(cli("list", "--json", "--where", "acc<0.6", "--dataset", "toy-digits"))[0]
+    assert two["metrics"] == {"acc": {"value": 0.5, "dataset": "toy-digits"},
+                              "acc@toy-digits:test": {"value": 0.4, "dataset": "toy-digits:test"}}
+    assert cli("remove", str(two["id"])).exit_code == 0
+
     shown = _as_json(cli("show", "1", "--json"))
     assert shown["tags"] == ["demo"] and shown["license"] == "MIT" and len(shown["sha256"]) == 64
     assert "metric   loss = 0.2 on toy-digits:test" in cli("show", "1").stdout

@@ -35,6 +35,19 @@ def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
+def _record_json(record) -> dict[str, Any]:
+    """``Checkpoint.to_dict()``, except that a metric measured on several datasets keeps every value:
+    the one on the record's dataset (or the first) under its name, the others under ``name@dataset``."""
+    out = record.to_dict()
+    metrics: dict[str, dict[str, Any]] = {}
+    ordered = sorted(record.metrics, key=lambda m: (m.name, m.dataset != record.dataset, m.dataset))
+    for m in ordered:
+        key = m.name if m.name not in metrics else f"{m.name}@{m.dataset}"
+        metrics[key] = {"value": m.value, "dataset": m.dataset}
+    out["metrics"] = metrics
+    return out
+
+
 def _metrics_text(record) -> str:
     return " ".join(f"{m.name}={m.value:.4g}" + (f"@{m.dataset}" if m.dataset != record.dataset else "")
                     for m in record.metrics)
@@ -91,7 +104,7 @@ def _add_one(zoo, path: Path, flags: dict[str, Any], meta_file: Path | None, as_
         fields = merge({"name": path.stem}, base, extra, flags)
         result = zoo.add(path, to_meta(fields, str(path)))
     if as_json:
-        _echo_json({**result.checkpoint.to_dict(), "created": result.created})
+        _echo_json({**_record_json(result.checkpoint), "created": result.created})
     else:
         typer.echo(("added " if result.created else "already registered ") + _summary(result.checkpoint))
 
@@ -200,7 +213,7 @@ def list_(
         records = zoo.list(arch or (), dataset or (), task or (), kind or (), tag or (), where or (),
                            sort=sort, descending=not ascending, limit=limit)
     if json_out:
-        _echo_json([r.to_dict() for r in records])
+        _echo_json([_record_json(r) for r in records])
         return
     if not records:
         typer.echo("no checkpoints match" if any((arch, dataset, task, kind, tag, where)) else
@@ -219,7 +232,7 @@ def show(
         record = zoo.get(checkpoint_id)
         blob = zoo.blobs.path(record.sha256) if (zoo.config.blobs or zoo.config.is_sqlite_file) else None
     if json_out:
-        _echo_json(record.to_dict())
+        _echo_json(_record_json(record))
         return
     lines = [("id", f"#{record.id}"), ("name", record.name), ("arch", record.arch), ("task", record.task),
              ("dataset", record.dataset), ("kind", record.kind), ("params", f"{record.n_params:,}"),
@@ -246,7 +259,7 @@ def query(
         hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
                          kind=kind or (), tags=tag or ())
     if json_out:
-        _echo_json([{"score": round(h.score, 6), **h.checkpoint.to_dict()} for h in hits])
+        _echo_json([{"score": round(h.score, 6), **_record_json(h.checkpoint)} for h in hits])
         return
     if not hits:
         typer.echo("nothing matches")
