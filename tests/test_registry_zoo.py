@@ -284,3 +284,19 @@ def test_a_file_that_is_not_a_registry_is_one_line_error(tmp_path):
         open_zoo("notes.db")
     assert "\n" not in str(err.value)
     assert (tmp_path / "notes.db").read_text() == "hello, not a database\n"
+
+
+def test_changing_the_embedder_needs_reembed(registry_url):
+    from igpg_zoo.errors import ConfigError
+
+    with open_zoo(embedder="hash") as z:
+        rec = z.add_weights(weights(), meta()).checkpoint
+    with open_zoo(embedder="hash:64") as z:
+        with pytest.raises(ConfigError, match="reindex --reembed"):
+            z.query("toy digits")
+        with pytest.raises(ConfigError, match="reindex --reembed"):
+            z.add_weights(weights(seed=3), meta(dataset="other"))
+        assert z.reindex(reembed=True) == 1
+        assert z.text_embedding(rec.id).shape == (64,)
+        assert [h.checkpoint.id for h in z.query("toy digits")] == [rec.id]
+        assert z.verify() == []
