@@ -103,6 +103,18 @@ def test_list_filters_sort_and_limit(zoo):
     assert [r.id for r in zoo.list(sort="n_params", descending=False)][0] == zoo.list(arch=CNN)[0].id
 
 
+def test_filters_take_shell_patterns(zoo):
+    zoo.add_weights(weights(MLP, 1), meta(MLP, "toy_digits", tags=("run_1",)))
+    zoo.add_weights(weights(CNN, 2), meta(CNN, "toyXdigits", tags=("run-2",)))
+    archs = lambda **kw: sorted(r.arch for r in zoo.list(**kw))  # noqa: E731
+    assert archs(arch="cnn-*") == [CNN] and archs(arch=["mlp-*", "cnn-*"]) == sorted([MLP, CNN])
+    assert archs(arch="CNN-*") == []  # case-sensitive on every backend
+    assert archs(dataset="toy_digits") == [MLP]  # '_' is literal
+    assert archs(dataset="toy?digits") == sorted([MLP, CNN]) and archs(dataset="toy%digits") == []
+    assert archs(tags="run_*") == [MLP] and archs(tags="run?2") == [CNN]
+    assert [h.checkpoint.arch for h in zoo.query("digits", arch="mlp-i64-*")] == [MLP]
+
+
 def test_query_ranks_by_similarity_within_filters(zoo):
     a = zoo.add_weights(weights(MLP, 1), meta(MLP, "toy-digits", 0.9)).checkpoint
     b = zoo.add_weights(weights(CNN, 2), meta(CNN, "fashion-mnist", 0.8, task="clothing recognition")).checkpoint

@@ -15,11 +15,13 @@ import typer
 
 from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
 
-ArchFilter = Annotated[Optional[list[str]], typer.Option("--arch", help="architecture (repeat to OR)")]
-DatasetFilter = Annotated[Optional[list[str]], typer.Option("--dataset", help="dataset (repeat to OR)")]
-TaskFilter = Annotated[Optional[list[str]], typer.Option("--task", help="task (repeat to OR)")]
+ArchFilter = Annotated[
+    Optional[list[str]], typer.Option("--arch", help="architecture; * and ? match any text (repeat to OR)")
+]
+DatasetFilter = Annotated[Optional[list[str]], typer.Option("--dataset", help="dataset; * and ? allowed (repeat to OR)")]
+TaskFilter = Annotated[Optional[list[str]], typer.Option("--task", help="task; * and ? allowed (repeat to OR)")]
 KindFilter = Annotated[Optional[list[str]], typer.Option("--kind", help="trained|finetuned|generated|imported")]
-TagFilter = Annotated[Optional[list[str]], typer.Option("--tag", help="tag (repeat to OR)")]
+TagFilter = Annotated[Optional[list[str]], typer.Option("--tag", help="tag; * and ? allowed (repeat to OR)")]
 WhereFilter = Annotated[
     Optional[list[str]], typer.Option("--where", help="metric condition such as 'acc>=0.9' (repeat to AND)")
 ]

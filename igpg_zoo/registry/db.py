@@ -146,6 +146,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE patterns match as on PostgreSQL
     # write-ahead log: readers never block the writer, and a commit costs one fsync
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()

@@ -1,6 +1,7 @@
 """Structured filters of ``list`` and ``query``: field values and metric conditions.
 
-Values of one field are ORed, fields are ANDed, and every metric condition must hold. A condition
+Values of one field are ORed, fields are ANDed, and every metric condition must hold. A value with
+``*`` or ``?`` is a shell-style pattern (``cnn-*``), matched case-sensitively. A condition
 reads ``NAME OP VALUE`` with ``OP`` one of ``>= <= > < = !=`` (``==`` is accepted for ``=``);
 ``NAME@DATASET`` restricts it to the value measured on that dataset.
 """

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,20 @@ def _read_records(session: Session, stmt) -> list[Checkpoint]:
                    size_bytes=r[10], parent_id=r[11], kind=r[12], extra=dict(r[13] or {}))
         for r in rows
     ]
+
+
+def _like(pattern: str) -> str:
+    """A shell-style pattern (``*``, ``?``) as a LIKE pattern with ``\\`` as the escape character."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _matches(column, values: Sequence[str]):
+    """Any of ``values``: exact names, or shell-style patterns such as ``cnn-*`` (case-sensitive)."""
+    exact = [v for v in values if "*" not in v and "?" not in v]
+    clauses = [column.in_(exact)] if exact else []
+    clauses += [column.like(_like(v), escape="\\") for v in values if v not in exact]
+    return or_(*clauses)
 
 
 class CheckpointStore:
@@ -250,9 +264,9 @@ class CheckpointStore:
         for column, values in ((CheckpointRow.arch, filters.arch), (CheckpointRow.dataset, filters.dataset),
                                (CheckpointRow.task, filters.task), (CheckpointRow.kind, filters.kind)):
             if values:
-                stmt = stmt.where(column.in_(values))
+                stmt = stmt.where(_matches(column, values))
         if filters.tags:
-            stmt = stmt.where(CheckpointRow.id.in_(select(TagRow.checkpoint_id).where(TagRow.tag.in_(filters.tags))))
+            stmt = stmt.where(CheckpointRow.id.in_(select(TagRow.checkpoint_id).where(_matches(TagRow.tag, filters.tags))))
         for cond in filters.where:
             clause = [MetricRow.name == cond.name, _OPS[cond.op](MetricRow.value, cond.value)]
             if cond.dataset is not None:
