@@ -82,7 +82,10 @@ def prior(zoo, args, log) -> dict:
     key = {"steps": args.prior_steps, "layers": args.layers, "width": args.width, "seed": args.seed}
     existing = [a for a in zoo.list_artifacts("prior") if a.provenance.get("bench") == key]
     if existing and not args.retrain:
-        return {"id": existing[-1].id, "reused": True, "seconds": existing[-1].provenance["seconds"]}
+        prov = existing[-1].provenance
+        return {"id": existing[-1].id, "reused": True, "seconds": round(prov["seconds"], 1),
+                "final_loss": prov["losses"][-1], "n_params": prov["n_params"], "threads": 1,
+                "steps": args.prior_steps, "block_size": existing[-1].config["prior"]["block_size"]}
     torch.set_num_threads(1)
     last = [time.perf_counter()]
 
@@ -98,7 +101,8 @@ def prior(zoo, args, log) -> dict:
     prov = {**art.provenance, "bench": key}
     art = zoo.add_artifact("prior", art.name, zoo.load_artifact(art), art.config, prov, parent_id=art.parent_id)
     return {"id": art.id, "reused": False, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
-            "n_params": prov["n_params"], "threads": 1}
+            "n_params": prov["n_params"], "threads": 1, "steps": args.prior_steps,
+            "block_size": art.config["prior"]["block_size"]}
 
 
 def main() -> None:

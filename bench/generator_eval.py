@@ -19,6 +19,7 @@ from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
 SETTINGS = SamplingSettings(temperature=1.0, top_p=0.95)
 BUDGETS = (0, 5, 20, 100, "epoch")
+LRS = (1e-2, 1e-3)  # Adam learning rates of the fine-tuning comparison
 
 
 def _arch(template: str, task: str) -> str:
@@ -101,6 +102,8 @@ def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
         "generated_all": [accs[i] for i in sorted(accs)],
         "tokenizer_ceiling": statistics.median(ceiling),
         "best_of_n_head_fit": _test_acc(arch, _head_fitted(arch, best.weights, ds), ds),
+        "single_head_fit": _test_acc(arch, _head_fitted(arch, next(g for g in results
+                                                                    if g.provenance["sample_index"] == 0).weights, ds), ds),
         "random_head_fit": _test_acc(arch, _head_fitted(arch, rand, ds), ds),
     }
 
@@ -136,6 +139,11 @@ def _summarise_seen(rows: list[dict]) -> dict:
             "mean_random_init": float(np.mean([r["random_init"] for r in rows])),
             "mean_tokenizer_ceiling": float(np.mean([r["tokenizer_ceiling"] for r in rows])),
             "mean_best_of_5_head_fit": float(np.mean([r["best_of_n_head_fit"] for r in rows])),
+            "mean_single_head_fit": float(np.mean([r["single_head_fit"] for r in rows])),
+            "mean_gap_best_of_5_head_fit_pp": float(np.mean([100 * (r["median_trained"] - r["best_of_n_head_fit"])
+                                                             for r in rows])),
+            "mean_gap_single_head_fit_pp": float(np.mean([100 * (r["median_trained"] - r["single_head_fit"])
+                                                          for r in rows])),
             "mean_random_head_fit": float(np.mean([r["random_head_fit"] for r in rows])),
             "exact_copy_share": copies / max(1, total),
             "mean_relative_distance_to_nearest": float(np.mean([d for r in rows for d in r["relative_distance"]
@@ -168,16 +176,20 @@ def eval_swap(gen, zoo, templates, holdout, quick: bool, log) -> dict:
             "min_difference_pp": float(np.min(diffs)) if diffs else None}
 
 
-def _finetune_curve(arch: str, weights: dict, ds) -> dict:
-    """Test accuracy after each budget of Adam steps (lr 1e-2, batch 64, data order seed 0)."""
+def _finetune_curve(arch: str, weights: dict, ds, lr: float, seeds=(0, 1, 2)) -> dict:
+    """Test accuracy after each budget of Adam steps (batch 64), mean over data-order seeds; every
+    start sees the same seeds, so only the starting weights differ."""
     per_epoch = -(-len(ds.y_train) // 64)
     out = {"epoch_steps": per_epoch}
     for b in BUDGETS:
         steps = per_epoch if b == "epoch" else b
-        module = build_loaded(arch, copy.deepcopy(weights))
-        if steps:
-            fit(module, ds.x_train, ds.y_train, steps=steps, lr=1e-2, batch_size=64, seed=0)
-        out[str(b)] = accuracy(module, ds.x_test, ds.y_test)
+        accs = []
+        for seed in seeds if steps else (0,):
+            module = build_loaded(arch, copy.deepcopy(weights))
+            if steps:
+                fit(module, ds.x_train, ds.y_train, steps=steps, lr=lr, batch_size=64, seed=seed)
+            accs.append(accuracy(module, ds.x_test, ds.y_test))
+        out[str(b)] = float(np.mean(accs))
     return out
 
 
@@ -224,18 +236,20 @@ def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
                 "generated_head_fit": _head_fitted(arch, best.weights, ds),
                 "retrieved_head_fit": _head_fitted(arch, retrieved, ds),
             }
-            curves = {name: _finetune_curve(arch, w, ds) for name, w in starts.items()}
+            curves = {str(lr): {name: _finetune_curve(arch, w, ds, lr) for name, w in starts.items()} for lr in LRS}
             rows.append({"task": task, "arch": arch, "retrieved": nb, "curves": curves,
                          "generated_exact_copy_of": best.neighbour.get("exact_copy_of"),
                          "generated_nearest_dataset": zoo.get(best.neighbour["id"]).dataset if best.neighbour else None})
             log(f"heldout {task} {arch}: " + "; ".join(f"{k} {v['0']:.3f}->{v['20']:.3f}->{v['epoch']:.3f}"
-                                                       for k, v in curves.items()))
-    mean = {name: {str(b): float(np.mean([r["curves"][name][str(b)] for r in rows])) for b in BUDGETS}
-            for name in rows[0]["curves"]}
-    epoch_steps = sorted({r["curves"]["random_init"]["epoch_steps"] for r in rows})
-    gain = {name: {b: 100 * (v[b] - mean["random_init"][b]) for b in v} for name, v in mean.items()}
+                                                       for k, v in curves[str(LRS[0])].items()))
+    mean, gain = {}, {}
+    for lr in map(str, LRS):
+        mean[lr] = {name: {str(b): float(np.mean([r["curves"][lr][name][str(b)] for r in rows])) for b in BUDGETS}
+                    for name in rows[0]["curves"][lr]}
+        gain[lr] = {name: {b: 100 * (v[b] - mean[lr]["random_init"][b]) for b in v} for name, v in mean[lr].items()}
+    epoch_steps = sorted({r["curves"][str(LRS[0])]["random_init"]["epoch_steps"] for r in rows})
     return {"rows": rows, "mean_acc": mean, "gain_over_random_pp": gain, "budgets": [str(b) for b in BUDGETS],
-            "epoch_steps": epoch_steps}
+            "epoch_steps": epoch_steps, "lrs": [str(lr) for lr in LRS], "finetune_seeds": 3}
 
 
 def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:

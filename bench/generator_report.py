@@ -12,16 +12,20 @@ def _pct(v) -> str:
 def _seen(r: dict) -> list[str]:
     out = ["## Seen tasks (no fine-tuning; test accuracy %)", "",
            "| task | arch | median trained | tokenizer round trip of members | best-of-5 | single | random init | "
-           "best-of-5, head fit | random, head fit | exact copies |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "best-of-5, head fit | single, head fit | random, head fit | exact copies |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         out.append(f"| {x['task']} | {x['arch']} | {_pct(x['median_trained'])} | {_pct(x.get('tokenizer_ceiling'))} | "
                    f"{_pct(x['best_of_n'])} | {_pct(x['single'])} | {_pct(x['random_init'])} | "
-                   f"{_pct(x.get('best_of_n_head_fit'))} | {_pct(x.get('random_head_fit'))} | {x['exact_copies']}/{x['n']} |")
+                   f"{_pct(x.get('best_of_n_head_fit'))} | {_pct(x.get('single_head_fit'))} | "
+                   f"{_pct(x.get('random_head_fit'))} | {x['exact_copies']}/{x['n']} |")
     out += ["", f"Means: median trained {_pct(r['mean_median_trained'])}, tokenizer round trip "
             f"{_pct(r.get('mean_tokenizer_ceiling'))}, best-of-5 {_pct(r['mean_best_of_5'])}, single "
             f"{_pct(r['mean_single'])}, random init {_pct(r['mean_random_init'])}, best-of-5 with head fit "
-            f"{_pct(r.get('mean_best_of_5_head_fit'))}, random body with head fit {_pct(r.get('mean_random_head_fit'))}."]
+            f"{_pct(r.get('mean_best_of_5_head_fit'))}, single with head fit {_pct(r.get('mean_single_head_fit'))}, "
+            f"random body with head fit {_pct(r.get('mean_random_head_fit'))}.",
+            f"With head fit: gap to median trained best-of-5 {r.get('mean_gap_best_of_5_head_fit_pp', float('nan')):.1f} pp, "
+            f"single {r.get('mean_gap_single_head_fit_pp', float('nan')):.1f} pp."]
     out += ["", f"Mean gap to median trained: best-of-5 {r['mean_gap_best_of_5_pp']:.1f} pp (worst "
             f"{r['worst_gap_best_of_5_pp']:.1f}), single sample {r['mean_gap_single_pp']:.1f} pp (worst "
             f"{r['worst_gap_single_pp']:.1f}). Pairs with best-of-5 within 2 pp: "
@@ -45,18 +49,23 @@ def _swap(r: dict) -> list[str]:
 
 def _heldout(r: dict) -> list[str]:
     budgets = r["budgets"]
-    out = ["## Held-out tasks: test accuracy % after N fine-tuning steps (Adam 1e-2, batch 64, same data order)",
-           "", "| start | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
-    for name, accs in r["mean_acc"].items():
-        out.append(f"| {name} | " + " | ".join(_pct(accs[b]) for b in budgets) + " |")
-    out += ["", f"'epoch' = one pass over the training split: {r.get('epoch_steps')} steps (batch 64).", "",
-            "Gain over random init (pp): "]
-    for name, g in r["gain_over_random_pp"].items():
-        out.append(f"- {name}: " + ", ".join(f"{b}: {g[b]:+.1f}" for b in budgets))
-    out += ["", "Per pair:", "", "| task | arch | start | " + " | ".join(budgets) + " |",
+    out = ["## Held-out tasks: test accuracy % after N Adam fine-tuning steps (batch 64; mean of 3 data orders, "
+           "the same for every start)", "",
+           f"'epoch' = one pass over the training split: {r.get('epoch_steps')} steps. 'head fit' = classifier solved "
+           "by ridge regression on the training sample (`--head fit`).", ""]
+    for lr in r["lrs"]:
+        out += [f"### lr {lr}", "", "| start | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for name, accs in r["mean_acc"][lr].items():
+            out.append(f"| {name} | " + " | ".join(_pct(accs[b]) for b in budgets) + " |")
+        out += ["", "Gain over random init (pp):", ""]
+        for name, g in r["gain_over_random_pp"][lr].items():
+            if name != "random_init":
+                out.append(f"- {name}: " + ", ".join(f"{b}: {g[b]:+.1f}" for b in budgets))
+        out.append("")
+    out += ["Per pair (lr " + r["lrs"][0] + "):", "", "| task | arch | start | " + " | ".join(budgets) + " |",
             "|---|---|---|" + "---|" * len(budgets)]
     for x in r["rows"]:
-        for name, c in x["curves"].items():
+        for name, c in x["curves"][r["lrs"][0]].items():
             out.append(f"| {x['task']} | {x['arch']} | {name} | " + " | ".join(_pct(c[b]) for b in budgets) + " |")
     return out + [""]
 
@@ -101,8 +110,9 @@ def write_markdown(results: dict, path: Path) -> None:
                   f"worst {t.get('fidelity_worst_loss_pp', 0):.2f} pp; tokens per model {t.get('tokens_per_model')}.", ""]
     if "prior" in results:
         p = results["prior"]
-        lines += [f"Prior #{p['id']}: training {p.get('seconds', 0):.0f} s on 1 thread of a shared 2-core machine, "
-                  f"final loss {p.get('final_loss', float('nan')):.3f}, {p.get('n_params', '?')} parameters.", ""]
+        lines += [f"Prior #{p['id']}: {p.get('steps')} steps in {p.get('seconds', 0):.0f} s on 1 thread of a shared "
+                  f"2-core machine, final loss {p.get('final_loss', float('nan')):.3f} nats/token, "
+                  f"{p.get('n_params', '?')} parameters, context {p.get('block_size')} tokens.", ""]
     for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed),
                      ("temperature", _temperature)):
         if key in results:
