@@ -80,6 +80,8 @@ def prior(zoo, args, log) -> dict:
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
 
     key = {"steps": args.prior_steps, "layers": args.layers, "width": args.width, "seed": args.seed}
+    if args.dropout:
+        key["dropout"] = args.dropout
     existing = [a for a in zoo.list_artifacts("prior") if a.provenance.get("bench") == key]
     if existing and not args.retrain:
         prov = existing[-1].provenance
@@ -95,9 +97,9 @@ def prior(zoo, args, log) -> dict:
             last[0] = time.perf_counter()
 
     tcfg = PriorTrainConfig(steps=args.prior_steps, batch_size=16, seed=args.seed, lr=1e-3, warmup=100)
-    art = train_prior(zoo, {"n_layer": args.layers, "n_embd": args.width, "n_head": 4, "dropout": 0.0},
-                      tcfg, holdout=list(HOLDOUT), progress=progress,
-                      ckpt=Path(args.scratch) / "prior.pt", resume=True)
+    ckpt = Path(args.scratch) / f"prior-{'-'.join(f'{k}{v}' for k, v in key.items())}.pt"
+    art = train_prior(zoo, {"n_layer": args.layers, "n_embd": args.width, "n_head": 4, "dropout": args.dropout},
+                      tcfg, holdout=list(HOLDOUT), progress=progress, ckpt=ckpt, resume=True)
     prov = {**art.provenance, "bench": key}
     art = zoo.add_artifact("prior", art.name, zoo.load_artifact(art), art.config, prov, parent_id=art.parent_id)
     return {"id": art.id, "reused": False, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
@@ -114,13 +116,16 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--tag", default="", help="results file suffix, for variants of the prior")
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     args = ap.parse_args()
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)
     args.scratch = str(ROOT / "scratch" / ("generator-quick" if args.quick else "generator"))
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
-    out_json = ROOT / "results" / ("generator-quick.json" if args.quick else "generator.json")
+    out_json = ROOT / "results" / (("generator-quick" if args.quick else "generator") + (f"-{args.tag}" if args.tag else "")
+                                   + ".json")
     out_json.parent.mkdir(exist_ok=True)
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     results["machine"] = "shared 2-core CPU VM, loaded by other jobs (timings are indicative)"
