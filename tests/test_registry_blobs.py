@@ -74,3 +74,13 @@ def test_write_many_dedupes_and_skips_existing(tmp_path):
     assert created == [b[0]]
     assert sorted(blobs) == sorted([a[0], b[0]]) and blobs.temporaries() == []
     assert all(blobs.verify(s) for s in blobs)
+
+
+def test_writing_again_repairs_a_corrupted_blob(tmp_path):
+    blobs = BlobStore(tmp_path)
+    sha, data = _blob(7.0)
+    blobs.write(sha, data)
+    blobs.path(sha).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert blobs.write(sha, data) is True and blobs.verify(sha)
+    blobs.path(sha).write_bytes(b"broken")
+    assert blobs.write_many([(sha, data)]) == [sha] and blobs.verify(sha)

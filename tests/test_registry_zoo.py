@@ -157,6 +157,9 @@ def test_verify_finds_corruption_orphans_and_stale_index(zoo):
     assert any("out of step" in p and "reindex" in p for p in problems)
     assert zoo.reindex() == 2
     assert not any("out of step" in p for p in zoo.verify())
+    assert zoo.add_weights(weights(), meta()).created is False  # adding the weights again repairs the blob
+    zoo.blobs.delete("ab" * 32)
+    assert zoo.verify() == []
 
 
 def test_out_of_step_index_is_rebuilt_with_a_warning_on_query(registry_url):

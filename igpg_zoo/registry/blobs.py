@@ -61,9 +61,13 @@ class BlobStore:
         return self.path(sha256).is_file()
 
     def write(self, sha256: str, data: bytes, *, sync: bool = True) -> bool:
-        """Store ``data`` under ``sha256``; False when the blob was already there."""
+        """Store ``data`` under ``sha256``; False when an intact blob was already there.
+
+        A blob that is there but corrupted is replaced (and True returned), so adding the weights
+        again repairs it.
+        """
         target = self.path(sha256)
-        if target.is_file():
+        if self.verify(sha256):
             return False
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{sha256[:12]}-", suffix=".tmp", dir=self.root)
@@ -87,7 +91,7 @@ class BlobStore:
         pending: list[tuple[str, Path]] = []
         try:
             for sha, data in blobs:
-                if self.has(sha) or any(s == sha for s, _ in pending):
+                if any(s == sha for s, _ in pending) or self.verify(sha):
                     continue
                 self.root.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{sha[:12]}-", suffix=".tmp", dir=self.root)
