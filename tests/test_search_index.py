@@ -281,3 +281,13 @@ def test_search_leaves_the_openmp_thread_count_as_it_was(tmp_path, data, kind):
     before = faiss.omp_get_max_threads()
     idx.search(queries[0], 5)
     assert faiss.omp_get_max_threads() == before
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])  # dense ids use a lookup table, sparse ones a binary search
+def test_filtered_search_with_dense_and_sparse_ids(tmp_path, data, scale):
+    ids, vectors, queries = data
+    ids = ids * scale
+    idx = built(tmp_path, ids, vectors, FLAT)
+    allowed = np.concatenate([ids[::7], [-3, 5, ids[-1] + 1]])
+    for q in queries:
+        assert [h[0] for h in idx.search(q, 10, allowed)] == exact(ids, vectors, q, 10, allowed)[0]

@@ -97,6 +97,7 @@ class VectorIndex:
         self._group = np.zeros(0, dtype=np.int64)  # the group of each id
         self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned groups (HNSW only)
         self._members = None  # (order, sorted groups): ids of a group, cached
+        self._row_of: np.ndarray | None = None  # id -> row, for dense ids, cached
         self._by_digest: dict[bytes, int] | None = None  # vector digest -> group, built on first add
 
     # -- state ---------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class VectorIndex:
 
     def _set(self, index, kind: str, ids: np.ndarray, groups: np.ndarray, dead: np.ndarray) -> None:
         self._index, self._kind, self._ids, self._group, self._dead = index, kind, ids, groups, dead
-        self._members, self._by_digest = None, None
+        self._members, self._row_of, self._by_digest = None, None, None
 
     def _require(self):
         self._ensure_loaded()
@@ -202,12 +203,14 @@ class VectorIndex:
         order = np.argsort(ids, kind="stable")
         self._loaded = True
         self._ids, self._group, self._by_digest = ids[order], groups[order], by_digest
+        self._members = self._row_of = None
 
     def _build(self, kind: str, labels: np.ndarray, vectors: np.ndarray) -> None:
         index = self._empty(kind)
         if len(labels):
             index.add_with_ids(vectors, labels)
-        self._index, self._kind, self._dead, self._members = index, kind, np.zeros(0, dtype=np.int64), None
+        self._index, self._kind, self._dead = index, kind, np.zeros(0, dtype=np.int64)
+        self._members = self._row_of = None
 
     def _rebuild_groups(self, kind: str) -> None:
         """The same live groups in a fresh index of ``kind`` (drops tombstones)."""
@@ -252,7 +255,8 @@ class VectorIndex:
         self._dead = np.setdiff1d(self._dead, groups)  # a tombstoned vector shared again is live again
         all_ids, all_groups = np.concatenate([self._ids, ids]), np.concatenate([self._group, groups])
         order = np.argsort(all_ids, kind="stable")
-        self._ids, self._group, self._members = all_ids[order], all_groups[order], None
+        self._ids, self._group = all_ids[order], all_groups[order]
+        self._members = self._row_of = None
         if self._kind != self._kind_for(self._live_vectors()):
             self._rebuild_groups(self._kind_for(self._live_vectors()))
 
@@ -265,7 +269,8 @@ class VectorIndex:
         if not gone.any():
             return
         emptied = np.setdiff1d(self._group[gone], self._group[~gone])
-        self._ids, self._group, self._members = self._ids[~gone], self._group[~gone], None
+        self._ids, self._group = self._ids[~gone], self._group[~gone]
+        self._members = self._row_of = None
         if self._kind == FLAT:
             if len(emptied):
                 index.remove_ids(faiss.IDSelectorBatch(emptied))
@@ -326,14 +331,14 @@ class VectorIndex:
         mask = selector = None
         n_groups = index.ntotal - len(self._dead)
         if allowed is not None:
-            allowed = _as_ids(allowed)
-            pos = np.minimum(np.searchsorted(self._ids, allowed), len(self._ids) - 1)
-            pos = pos[self._ids[pos] == allowed]  # rows of the allowed ids that are live
+            pos = self._rows(_as_ids(allowed))  # rows of the allowed ids that are live
             if len(pos) == 0:
                 return []
             mask = np.zeros(len(self._ids), dtype=bool)
             mask[pos] = True
-            labels = np.unique(self._group[pos])
+            present = np.zeros(int(self._group.max()) + 1, dtype=bool)
+            present[self._group[pos]] = True
+            labels = np.flatnonzero(present).astype(np.int64)
             if len(labels) <= BRUTE_FORCE_LIMIT:
                 scores = index.reconstruct_batch(labels) @ q[0]  # (g,)
                 ranked = ((int(labels[i]), float(scores[i])) for i in np.argsort(-scores, kind="stable"))
@@ -355,6 +360,19 @@ class VectorIndex:
             scores, labels = index.search(q, kk, params=params)  # (1, kk)
         ranked = ((int(g), float(s)) for g, s in zip(labels[0], scores[0]) if g >= 0)
         return self._expand(ranked, k, mask)
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers of the given ids among the live ones (unknown ids dropped)."""
+        top = int(self._ids[-1])
+        if 0 <= self._ids[0] and top <= 4 * len(self._ids) + 1024:  # dense ids: a lookup table
+            if self._row_of is None:
+                self._row_of = np.full(top + 1, -1, dtype=np.int64)
+                self._row_of[self._ids] = np.arange(len(self._ids))
+            ids = ids[(ids >= 0) & (ids <= top)]
+            rows = self._row_of[ids]
+            return rows[rows >= 0]
+        rows = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        return rows[self._ids[rows] == ids]
 
     def _expand(self, ranked, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
         """Groups (best first) -> their (allowed) ids, until k ids are collected."""
