@@ -48,6 +48,8 @@ def _swap(r: dict) -> list[str]:
 
 
 def _heldout(r: dict) -> list[str]:
+    if "lrs" not in r:  # a result from an older version of the benchmark
+        return []
     budgets = r["budgets"]
     out = ["## Held-out tasks: test accuracy % after N Adam fine-tuning steps (batch 64; mean of 3 data orders, "
            "the same for every start)", "",
