@@ -49,7 +49,9 @@ class Zoo:
         if config.is_sqlite_file:
             path = Path(config.registry).expanduser().resolve()
             if not path.parent.is_dir():
-                raise RegistryUnavailable(f"the folder of registry file {path} does not exist; create it or pass --registry")
+                raise RegistryUnavailable(
+                    f"the folder of registry file {path} does not exist; create it or pass --registry"
+                )
             if path.exists():
                 self._database = Database(config.url)
         else:
@@ -140,7 +142,7 @@ class Zoo:
                         on_error(position + offset, err)
                 rows = ingest.embed([p for _, p in prepared])
                 for start in range(0, len(prepared), batch):
-                    group = list(zip(prepared[start:start + batch], rows[start:start + batch]))
+                    group = list(zip(prepared[start:start + batch], rows[start:start + batch], strict=True))
                     for result, vector in self._commit(group, on_error):
                         results.append(result)
                         if result.created:
@@ -174,7 +176,7 @@ class Zoo:
                 on_error(group[0][0][0], err)
                 return []
             raise
-        return [(AddResult(rec, made), new.text_vector) for (rec, made), (_, new) in zip(inserted, group)]
+        return [(AddResult(rec, made), new.text_vector) for (rec, made), (_, new) in zip(inserted, group, strict=True)]
 
     def _drop_unused(self, shas: Sequence[str]) -> None:
         for sha in shas:
@@ -221,7 +223,7 @@ class Zoo:
         q = np.asarray(embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
         hits = index.search(q, k, allowed)
         records = self.store.get_many([i for i, _ in hits])
-        return [Hit(rec, float(score)) for rec, (_, score) in zip(records, hits)]
+        return [Hit(rec, float(score)) for rec, (_, score) in zip(records, hits, strict=True)]
 
     def load_weights(self, checkpoint_id: int) -> dict[str, torch.Tensor]:
         """The record's weights, read from its blob after checking the blob's hash."""
@@ -230,7 +232,9 @@ class Zoo:
     def text_embedding(self, checkpoint_id: int) -> np.ndarray:
         vector, _ = self.store.embedding(checkpoint_id)
         if vector is None:
-            raise IntegrityError(f"checkpoint #{checkpoint_id} has no stored text vector; run 'igpg-zoo reindex --reembed'")
+            raise IntegrityError(
+                f"checkpoint #{checkpoint_id} has no stored text vector; run 'igpg-zoo reindex --reembed'"
+            )
         return vector
 
     def dataset_embedding(self, checkpoint_id: int) -> np.ndarray | None:
@@ -287,7 +291,8 @@ class Zoo:
             texts = self.store.texts()
             if texts:
                 vectors = np.asarray(self.embedder.embed([t for _, t in texts]), dtype=np.float32)
-                self.store.set_text_vectors(self.embedder.name, {i: v for (i, _), v in zip(texts, vectors)})
+                fresh = {i: v for (i, _), v in zip(texts, vectors, strict=True)}
+                self.store.set_text_vectors(self.embedder.name, fresh)
             self._query_dim = None
         dim = self.store.dim()
         if dim is None and not (self.config.index_path.exists()):

@@ -54,7 +54,8 @@ def test_add_list_show_query_remove_verify_reindex(cli, registry_url, tmp_path):
             "--metric", "acc=0.93", "-m", "loss@toy-digits:test=0.2", "--tag", "demo", "--license", "MIT")
     assert r.exit_code == 0 and r.stdout.startswith("added #1 digits-mlp"), r.output
     again = cli("add", "digits-mlp.safetensors", "--arch", MLP, "--task", "image classification", "--dataset",
-                "toy-digits", "--metric", "acc=0.93", "-m", "loss@toy-digits:test=0.2", "--tag", "demo", "--license", "MIT")
+                "toy-digits", "--metric", "acc=0.93", "-m", "loss@toy-digits:test=0.2", "--tag", "demo",
+                "--license", "MIT")
     assert again.exit_code == 0 and again.stdout.startswith("already registered #1"), again.output
     added = _as_json(cli("add", "fashion-cnn.pt", "--arch", CNN, "--task", "clothing recognition",
                          "--dataset", "fashion-mnist", "-m", "acc=0.81", "--json"))
@@ -63,7 +64,8 @@ def test_add_list_show_query_remove_verify_reindex(cli, registry_url, tmp_path):
     listed = _as_json(cli("list", "--json", "--sort", "acc"))
     assert [(d["id"], d["metrics"]["acc"]["value"]) for d in listed] == [(1, 0.93), (2, 0.81)]
     assert [d["id"] for d in _as_json(cli("list", "--json", "--where", "acc<0.9"))] == [2]
-    assert [d["id"] for d in _as_json(cli("list", "--json", "--arch", MLP, "--arch", CNN, "--dataset", "toy-digits"))] == [1]
+    both = cli("list", "--json", "--arch", MLP, "--arch", CNN, "--dataset", "toy-digits")
+    assert [d["id"] for d in _as_json(both)] == [1]
     table = cli("list")
     assert table.exit_code == 0 and "digits-mlp" in table.stdout and "loss=0.2@toy-digits:test" in table.stdout
 
@@ -117,7 +119,8 @@ def test_verify_reports_a_corrupted_blob(cli, registry_url, tmp_path):
 def test_sidecar_and_meta_file(cli, registry_url, tmp_path):
     _save(tmp_path / "m.safetensors")
     (tmp_path / "m.safetensors.yaml").write_text(yaml.safe_dump(
-        {"arch": MLP, "task": "digit recognition", "dataset": "toy-digits", "metrics": {"acc": 0.9, "f1": {"value": 0.8}},
+        {"arch": MLP, "task": "digit recognition", "dataset": "toy-digits",
+         "metrics": {"acc": 0.9, "f1": {"value": 0.8}},
          "tags": ["side"], "extra": {"epochs": 3}}))
     rec = _as_json(cli("add", "m.safetensors", "--tag", "flag", "-m", "acc=0.95", "--json"))
     assert rec["arch"] == MLP and rec["task"] == "digit recognition" and rec["extra"] == {"epochs": 3}

@@ -50,9 +50,9 @@ def _version(url_or_engine) -> str:
 
 def test_alembic_schema_equals_the_models(registry_url):
     from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from alembic.config import Config
 
     with open_zoo() as zoo:
         _add_one(zoo)

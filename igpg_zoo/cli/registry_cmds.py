@@ -18,7 +18,9 @@ from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
 ArchFilter = Annotated[
     Optional[list[str]], typer.Option("--arch", help="architecture; * and ? match any text (repeat to OR)")
 ]
-DatasetFilter = Annotated[Optional[list[str]], typer.Option("--dataset", help="dataset; * and ? allowed (repeat to OR)")]
+DatasetFilter = Annotated[
+    Optional[list[str]], typer.Option("--dataset", help="dataset; * and ? allowed (repeat to OR)")
+]
 TaskFilter = Annotated[Optional[list[str]], typer.Option("--task", help="task; * and ? allowed (repeat to OR)")]
 KindFilter = Annotated[Optional[list[str]], typer.Option("--kind", help="trained|finetuned|generated|imported")]
 TagFilter = Annotated[Optional[list[str]], typer.Option("--tag", help="tag; * and ? allowed (repeat to OR)")]
@@ -58,11 +60,12 @@ def _metrics_text(record) -> str:
 def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _summary(record) -> str:
-    return f"#{record.id} {record.name} [{record.arch}] {record.dataset or '-'} ({record.n_params:,} params, sha {record.sha256[:12]})"
+    where = record.dataset or "-"
+    return f"#{record.id} {record.name} [{record.arch}] {where} ({record.n_params:,} params, sha {record.sha256[:12]})"
 
 
 # -- add ---------------------------------------------------------------------------------------
@@ -303,7 +306,9 @@ def verify(registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonO
 
 
 def reindex(
-    reembed: Annotated[bool, typer.Option(help="embed every record's text again (after changing the embedder)")] = False,
+    reembed: Annotated[
+        bool, typer.Option(help="embed every record's text again (after changing the embedder)")
+    ] = False,
     registry: RegistryOpt = None, blobs: BlobsOpt = None,
 ) -> None:
     """Rebuild the search index from the vectors stored in the database."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 
 from igpg_zoo.errors import InvalidMetadata, NotFound
 from igpg_zoo.records import Artifact

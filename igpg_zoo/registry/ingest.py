@@ -132,7 +132,7 @@ class Ingest:
         missing = {sha: text for sha, text in wanted.items() if sha not in self._vectors}
         if missing:
             vectors = np.asarray(embedder.embed(list(missing.values())), dtype=np.float32)  # (m, dim)
-            self._vectors.update(zip(missing, vectors))
+            self._vectors.update(zip(missing, vectors, strict=True))
         return [p.with_vector(embedder.name, self._vectors[p.text_sha]) for p in items]
 
     def _check_embedder(self, embedder) -> None:

@@ -101,7 +101,8 @@ def _read_records(session: Session, stmt) -> list[Checkpoint]:
                 MetricRow.checkpoint_id, MetricRow.name, MetricRow.value, MetricRow.dataset)
                 .where(MetricRow.checkpoint_id.in_(chunk))):
             metrics[cid].append(Metric(name, value, dataset))
-        for cid, tag in session.execute(select(TagRow.checkpoint_id, TagRow.tag).where(TagRow.checkpoint_id.in_(chunk))):
+        tag_stmt = select(TagRow.checkpoint_id, TagRow.tag).where(TagRow.checkpoint_id.in_(chunk))
+        for cid, tag in session.execute(tag_stmt):
             tags[cid].append(tag)
     return [
         Checkpoint(id=r[0], name=r[1], arch=r[2], task=r[3], dataset=r[4], n_params=r[5],
@@ -164,13 +165,15 @@ class CheckpointStore:
             ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                                   [_row_values(new, now) for new in fresh]).scalars().all()
             metric_rows = [{"checkpoint_id": cid, "name": m.name, "value": float(m.value), "dataset": m.dataset}
-                           for cid, new in zip(ids, fresh) for m in new.meta.metrics]
-            tag_rows = [{"checkpoint_id": cid, "tag": t} for cid, new in zip(ids, fresh) for t in sorted(set(new.meta.tags))]
+                           for cid, new in zip(ids, fresh, strict=True) for m in new.meta.metrics]
+            tag_rows = [{"checkpoint_id": cid, "tag": t}
+                        for cid, new in zip(ids, fresh, strict=True) for t in sorted(set(new.meta.tags))]
             for row_type, rows in ((MetricRow, metric_rows), (TagRow, tag_rows)):
                 if rows:
                     session.execute(insert(row_type.__table__), rows)
-            session.execute(insert(EmbeddingRow.__table__), [_embedding_values(cid, new) for cid, new in zip(ids, fresh)])
-            for cid, new in zip(ids, fresh):
+            session.execute(insert(EmbeddingRow.__table__),
+                            [_embedding_values(cid, new) for cid, new in zip(ids, fresh, strict=True)])
+            for cid, new in zip(ids, fresh, strict=True):
                 known[new.identity] = _new_record(cid, new, now)
         created = {n.identity for n in fresh}
         out = []
@@ -238,9 +241,10 @@ class CheckpointStore:
             raise NotFound(f"no checkpoint {shown} in the registry; see 'igpg-zoo list'")
         return [found[i] for i in ids]
 
-    def list(self, filters: Filters = Filters(), sort: str | None = None, descending: bool = True,
+    def list(self, filters: Filters | None = None, sort: str | None = None, descending: bool = True,
              limit: int | None = None) -> list[Checkpoint]:
         """Records passing ``filters``, sorted by a metric or column (default: newest id first)."""
+        filters = filters or Filters()
         stmt = self._sorted(self._filtered(select(*_COLUMNS), filters), sort, descending)
         if limit is not None:
             if limit < 0:
@@ -249,8 +253,9 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             return _read_records(session, stmt)
 
-    def ids(self, filters: Filters = Filters()) -> np.ndarray:
+    def ids(self, filters: Filters | None = None) -> np.ndarray:
         """Ids (int64, ascending) of the records passing ``filters``."""
+        filters = filters or Filters()
         stmt = self._filtered(select(CheckpointRow.id), filters).order_by(CheckpointRow.id)
         with self.db.session_scope() as session:
             return np.fromiter(session.scalars(stmt), dtype=np.int64)
@@ -266,7 +271,8 @@ class CheckpointStore:
             if values:
                 stmt = stmt.where(_matches(column, values))
         if filters.tags:
-            stmt = stmt.where(CheckpointRow.id.in_(select(TagRow.checkpoint_id).where(_matches(TagRow.tag, filters.tags))))
+            tagged = select(TagRow.checkpoint_id).where(_matches(TagRow.tag, filters.tags))
+            stmt = stmt.where(CheckpointRow.id.in_(tagged))
         for cond in filters.where:
             clause = [MetricRow.name == cond.name, _OPS[cond.op](MetricRow.value, cond.value)]
             if cond.dataset is not None:
