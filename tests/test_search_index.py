@@ -202,7 +202,7 @@ def test_save_and_reopen_round_trips(tmp_path, data, kind):
     meta = json.loads((tmp_path / "r.faiss.json").read_text())
     assert meta["dim"] == DIM and meta["kind"] == kind and meta["count"] == N and meta["format"] == 2
     again = VectorIndex(tmp_path / "r.faiss", DIM, idx.approx_threshold)
-    assert again.matches(ids[::-1]) and again.kind == kind
+    assert again.valid and again.matches(ids[::-1]) and again.kind == kind
     assert again.search(queries[1], 7) == idx.search(queries[1], 7)
     assert sorted(p.name for p in tmp_path.iterdir()) == FILES  # no temp files
 
@@ -250,7 +250,7 @@ def test_corrupt_or_missing_files_do_not_match_and_rebuild_recovers(tmp_path, da
     built(tmp_path, ids, vectors, FLAT).save()
     CORRUPTIONS[case](tmp_path / "r.faiss")
     idx = VectorIndex(tmp_path / "r.faiss", DIM, N + 10)
-    assert not idx.matches(ids)
+    assert not idx.matches(ids) and not idx.valid
     with pytest.raises(IntegrityError, match="reindex"):
         idx.search(queries[0], 3)
     idx.rebuild(ids, vectors)

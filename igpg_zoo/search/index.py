@@ -107,6 +107,12 @@ class VectorIndex:
         self._ensure_loaded()
         return self._kind
 
+    @property
+    def valid(self) -> bool:
+        """Whether the index is usable: its files were read and are consistent, or it was (re)built."""
+        self._ensure_loaded()
+        return self._index is not None
+
     def __len__(self) -> int:
         return len(self.ids())
 
