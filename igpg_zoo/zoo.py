@@ -215,13 +215,9 @@ class Zoo:
                                   f"{self.embedder.name}; use that embedder (IGPG_ZOO_EMBEDDER) or run "
                                   "'igpg-zoo reindex --reembed'")
             self._query_dim = dim
-        embedder = self.embedder
-        index = self.search.synced(self._query_dim)
-        allowed = None if filters.empty else self.store.ids(filters)
-        if allowed is not None and len(allowed) == 0:
-            return []
-        q = np.asarray(embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
-        hits = index.search(q, k, allowed)
+        self.search.synced(self._query_dim)
+        q = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
+        hits = self.search.search(q, k, filters)
         records = self.store.get_many([i for i, _ in hits])
         return [Hit(rec, float(score)) for rec, (_, score) in zip(records, hits, strict=True)]
 

@@ -316,3 +316,24 @@ def test_changing_the_embedder_needs_reembed(registry_url):
         assert z.text_embedding(rec.id).shape == (64,)
         assert [h.checkpoint.id for h in z.query("toy digits")] == [rec.id]
         assert z.verify() == []
+
+
+@pytest.mark.parametrize("overfetch", [20, 1])
+def test_filtered_query_equals_search_within_the_allowed_ids(zoo, monkeypatch, overfetch):
+    """Filtered queries post-filter over-fetched candidates, falling back to the allowed ids; both give
+    the exact top k of the records that pass."""
+    monkeypatch.setattr("igpg_zoo.registry.search_cache.OVERFETCH", overfetch)
+    monkeypatch.setattr("igpg_zoo.registry.search_cache.MIN_CANDIDATES", 50)
+    base = weights()
+    items = [({k: v + i for k, v in base.items()},
+              meta(dataset=f"set{i % 50}", acc=(i % 10) / 10, task=f"task {i % 7}")) for i in range(300)]
+    zoo.add_many(items, batch=100)
+    from igpg_zoo.registry.filters import make_filters
+
+    for kw in ({"dataset": "set3"}, {"dataset": ["set1", "set2"], "where": "acc>=0.5"}, {"where": "acc<0.3"},
+               {"task": "task 2"}, {"dataset": "nope"}):
+        got = [(h.checkpoint.id, round(h.score, 5)) for h in zoo.query("task 2 set3", k=5, **kw)]
+        allowed = zoo.store.ids(make_filters(**kw))
+        q = zoo.embedder.embed(["task 2 set3"])[0]
+        want = zoo.search.index(384).search(q, 5, allowed) if len(allowed) else []
+        assert got == [(i, round(s, 5)) for i, s in want], kw

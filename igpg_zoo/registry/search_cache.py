@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from igpg_zoo.registry.filters import Filters
 from igpg_zoo.registry.store import CheckpointStore
+
+OVERFETCH = 20  # a filtered search first takes this many times k of the best unfiltered hits
+MIN_CANDIDATES = 200
 
 
 class SearchCache:
@@ -45,6 +49,26 @@ class SearchCache:
                 self.rebuild(dim)
             self._checked = True
         return index
+
+    def search(self, q: np.ndarray, k: int, filters: Filters) -> list[tuple[int, float]]:
+        """The k best (id, score) among records passing ``filters``; call ``synced`` first.
+
+        With filters, the best unfiltered candidates (a few hundred ids) are filtered in SQL; only
+        when fewer than k of them pass does the search run within every id that passes the filters,
+        which costs a scan of the filter at large sizes.
+        """
+        index = self._index
+        if filters.empty:
+            return index.search(q, k, None)
+        total = len(index)
+        fetch = min(total, max(MIN_CANDIDATES, OVERFETCH * k))
+        candidates = index.search(q, fetch, None)
+        passing = set(self.store.ids(filters, among=[i for i, _ in candidates]).tolist())
+        hits = [h for h in candidates if h[0] in passing][:k]
+        if len(hits) == k or fetch >= total:
+            return hits
+        allowed = self.store.ids(filters)
+        return index.search(q, k, allowed) if len(allowed) else []
 
     def rebuild(self, dim: int | None = None) -> int:
         """Rebuild from the stored vectors and save; returns the number of vectors."""

@@ -253,10 +253,12 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             return _read_records(session, stmt)
 
-    def ids(self, filters: Filters | None = None) -> np.ndarray:
-        """Ids (int64, ascending) of the records passing ``filters``."""
+    def ids(self, filters: Filters | None = None, among: Sequence[int] | None = None) -> np.ndarray:
+        """Ids (int64, ascending) of the records passing ``filters`` (only those ``among`` these, if given)."""
         filters = filters or Filters()
         stmt = self._filtered(select(CheckpointRow.id), filters).order_by(CheckpointRow.id)
+        if among is not None:
+            stmt = stmt.where(CheckpointRow.id.in_([int(i) for i in among]))
         with self.db.session_scope() as session:
             return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
