@@ -98,6 +98,7 @@ class VectorIndex:
         self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned groups (HNSW only)
         self._members = None  # (order, sorted groups): ids of a group, cached
         self._row_of: np.ndarray | None = None  # id -> row, for dense ids, cached
+        self._label_pos: np.ndarray | None = None  # group label -> position in FAISS storage, cached
         self._by_digest: dict[bytes, int] | None = None  # vector digest -> group, built on first add
 
     # -- state ---------------------------------------------------------------------------------
@@ -158,7 +159,12 @@ class VectorIndex:
 
     def _set(self, index, kind: str, ids: np.ndarray, groups: np.ndarray, dead: np.ndarray) -> None:
         self._index, self._kind, self._ids, self._group, self._dead = index, kind, ids, groups, dead
-        self._members, self._row_of, self._by_digest = None, None, None
+        self._forget()
+        self._by_digest = None
+
+    def _forget(self) -> None:
+        """Drop the caches derived from the table and the FAISS storage (after any change)."""
+        self._members = self._row_of = self._label_pos = None
 
     def _require(self):
         self._ensure_loaded()
@@ -209,14 +215,14 @@ class VectorIndex:
         order = np.argsort(ids, kind="stable")
         self._loaded = True
         self._ids, self._group, self._by_digest = ids[order], groups[order], by_digest
-        self._members = self._row_of = None
+        self._forget()
 
     def _build(self, kind: str, labels: np.ndarray, vectors: np.ndarray) -> None:
         index = self._empty(kind)
         if len(labels):
             index.add_with_ids(vectors, labels)
         self._index, self._kind, self._dead = index, kind, np.zeros(0, dtype=np.int64)
-        self._members = self._row_of = None
+        self._forget()
 
     def _rebuild_groups(self, kind: str) -> None:
         """The same live groups in a fresh index of ``kind`` (drops tombstones)."""
@@ -262,7 +268,7 @@ class VectorIndex:
         all_ids, all_groups = np.concatenate([self._ids, ids]), np.concatenate([self._group, groups])
         order = np.argsort(all_ids, kind="stable")
         self._ids, self._group = all_ids[order], all_groups[order]
-        self._members = self._row_of = None
+        self._forget()
         if self._kind != self._kind_for(self._live_vectors()):
             self._rebuild_groups(self._kind_for(self._live_vectors()))
 
@@ -276,7 +282,7 @@ class VectorIndex:
             return
         emptied = np.setdiff1d(self._group[gone], self._group[~gone])
         self._ids, self._group = self._ids[~gone], self._group[~gone]
-        self._members = self._row_of = None
+        self._forget()
         if self._kind == FLAT:
             if len(emptied):
                 index.remove_ids(faiss.IDSelectorBatch(emptied))
@@ -346,7 +352,7 @@ class VectorIndex:
             present[self._group[pos]] = True
             labels = np.flatnonzero(present).astype(np.int64)
             if len(labels) <= BRUTE_FORCE_LIMIT:
-                scores = index.reconstruct_batch(labels) @ q[0]  # (g,)
+                scores = np.einsum("gd,d->g", self._vectors_of(labels), q[0])  # (g,), no BLAS threads
                 ranked = ((int(labels[i]), float(scores[i])) for i in np.argsort(-scores, kind="stable"))
                 return self._expand(ranked, k, mask)
             selector = faiss.IDSelectorBatch(labels)
@@ -366,6 +372,19 @@ class VectorIndex:
             scores, labels = index.search(q, kk, params=params)  # (1, kk)
         ranked = ((int(g), float(s)) for g, s in zip(labels[0], scores[0]) if g >= 0)
         return self._expand(ranked, k, mask)
+
+    def _vectors_of(self, labels: np.ndarray) -> np.ndarray:
+        """The stored vectors of these groups, gathered from FAISS's own storage (no per-vector calls)."""
+        import faiss
+
+        if self._label_pos is None:
+            stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            self._label_pos = np.full(int(stored.max(initial=-1)) + 1, -1, dtype=np.int64)
+            self._label_pos[stored] = np.arange(len(stored))
+        inner = faiss.downcast_index(self._index.index)
+        flat = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        xb = faiss.rev_swig_ptr(flat.get_xb(), self._index.ntotal * self.dim).reshape(-1, self.dim)  # a view
+        return xb[self._label_pos[labels]]  # (g, dim), a copy
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Row numbers of the given ids among the live ones (unknown ids dropped)."""
