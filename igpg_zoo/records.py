@@ -45,7 +45,12 @@ class Checkpoint:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["metrics"] = {m.name: {"value": m.value, "dataset": m.dataset} for m in self.metrics}
+        # a metric measured on several datasets keeps every value: later ones as "name@dataset"
+        metrics: dict[str, dict[str, Any]] = {}
+        for m in self.metrics:
+            key = m.name if m.name not in metrics else f"{m.name}@{m.dataset}"
+            metrics[key] = {"value": m.value, "dataset": m.dataset}
+        d["metrics"] = metrics
         d["tags"] = list(self.tags)
         return d
 
