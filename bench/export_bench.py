@@ -106,7 +106,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# Export: time and parity per architecture family",
         "",
-        f"`{meta['command']}` on {meta['machine']} ({meta['cpus']} CPUs, shared and loaded while measured), "
+        f"`{meta['command']}` on {meta['machine']} ({meta['cpus']} CPUs, shared: 1-min load average "
+        f"{meta['load_average_1min'][0]} before, {meta['load_average_1min'][1]} after), "
         f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, {meta['date']}. Median of "
         f"{meta['repeat']} runs (dynamo: {max(1, meta['repeat'] // 2)}). `export s`: the exporter/writer alone; "
         "`total s`: build + load + export + checker + parity check. One untimed warm-up export per exporter first. Parity: ONNX = max|onnxruntime - torch| "
@@ -134,14 +135,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     families = FAMILIES + ([] if args.no_resnet18 else [RESNET18])
+    load_before = os.getloadavg()[0]
     rows = bench(families, args.repeat)
+    load_after = os.getloadavg()[0]
 
     import onnxruntime
 
     meta = {"command": "python bench/export_bench.py " + " ".join(sys.argv[1:]), "repeat": args.repeat,
             "machine": platform.machine() + " " + platform.processor(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_1min": [round(load_before, 1), round(load_after, 1)]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "export.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (args.out / "export.md").write_text(markdown(rows, meta))

@@ -1,8 +1,8 @@
 """ONNX export with a dynamic batch axis, ``onnx.checker`` and an onnxruntime parity check.
 
 Exporter choice (measured side by side, torch 2.14.1, bench/results/export.md, docs/export.md):
-the dynamo exporter was 6-9x slower than the legacy TorchScript exporter (``dynamo=False``) on
-timm models and 26-87x on the small networks; both pass the checker and agree with PyTorch
+the dynamo exporter was 5-11x slower than the legacy TorchScript exporter (``dynamo=False``) on
+timm models and 29-87x on the small networks; both pass the checker and agree with PyTorch
 to ~1e-7. So ``exporter="auto"`` uses the legacy exporter and falls back to dynamo when the
 legacy one cannot trace a module (or is gone from a future torch). Either way the result is one
 self-contained ``.onnx`` file: dynamo runs with ``external_data=False``; a model too big for one
