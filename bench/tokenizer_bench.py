@@ -45,10 +45,10 @@ RUNS = {
     "gumbel": {"quantizer": "gumbel"},
     "k32_l1": {"chunk_size": 32, "tokens_per_chunk": 1},
     "k64_l4": {"chunk_size": 64, "tokens_per_chunk": 4},
-    "k128_l2": {"chunk_size": 128, "tokens_per_chunk": 2},
     "k128_l4": {"chunk_size": 128, "tokens_per_chunk": 4},
     "global": {"norm": "global"},
     "layer": {"mode": "layer"},
+    "anchor": {"anchor": True},
 }
 
 

@@ -110,3 +110,12 @@ def test_vqvae_overfits_a_tiny_set(kind):
     tok, report = fit_tokenizer(items, cfg, seed=0, progress=False)
     assert report["recon_mse"] < 0.06, report
     assert report["n_chunks"] == 3 * 7  # 99 params -> 7 chunks of 16
+
+
+def test_a_steps_override_scales_both_phases():
+    adapter = SmallNetAdapter()
+    items = [(adapter.build("mlp-i8-h8-o3").state_dict(), "mlp-i8-h8-o3")]
+    cfg = TokenizerConfig(steps=20, refine_steps=40, batch_size=8, **TINY)
+    tok, report = fit_tokenizer(items, cfg, steps=5, progress=False)
+    assert (report["steps"], report["refine_steps"]) == (5, 10)
+    assert (tok.config.steps, tok.config.refine_steps) == (5, 10)  # the stored config says what ran

@@ -73,16 +73,23 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: Tokeni
 
 def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
                     gen: torch.Generator, progress: bool) -> None:
-    """Fit the decoder alone to the eval-mode codes of every chunk."""
+    """Fit the decoder alone to the eval-mode codes of every chunk.
+
+    With the Gumbel quantizer the code vectors are decoder-side only (encoding reads the logits), so
+    they are refined too; the EMA codebook also decides encoding, so it stays fixed.
+    """
     with torch.no_grad():
-        codes = model.quantizer.lookup(model.encode(X)[1])  # (N, L, D), fixed
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.refine_lr)
+        indices = model.encode(X)[1]  # (N, L), fixed: exactly what encode() will give
+    params = list(model.decoder.parameters())
+    if isinstance(model.quantizer, GumbelQuantizer):
+        params += list(model.quantizer.embed.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.refine_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     bar = _bar(steps, progress, "decoder refine")
     model.decoder.train()
     for _ in range(steps):
         idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        loss = masked_mse(X[idx], model.decode_codes(codes[idx]), M[idx])
+        loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -105,11 +112,15 @@ def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, f
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
                   steps: int | None = None, progress: bool = True) -> tuple[Tokenizer, dict[str, Any]]:
-    """Train a tokenizer on in-memory (weights, arch) pairs; returns it and its training report."""
+    """Train a tokenizer on in-memory (weights, arch) pairs; returns it and its training report.
+
+    ``steps`` overrides ``cfg.steps`` and scales ``cfg.refine_steps`` by the same factor.
+    """
     if not items:
         raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
-    if steps is not None:
-        cfg = replace(cfg, steps=int(steps))
+    if steps is not None:  # a budget override scales both phases, keeping their ratio
+        refine = round(cfg.refine_steps * int(steps) / max(cfg.steps, 1))
+        cfg = replace(cfg, steps=int(steps), refine_steps=refine)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
@@ -117,10 +128,9 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     model = ChunkVQVAE(cfg)
     last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
     before = evaluate(model, X, M)
-    refine = min(cfg.refine_steps, cfg.steps) if steps is not None else cfg.refine_steps
-    if refine > 0:
-        _refine_decoder(model, X, M, cfg, refine, gen, progress)
-    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": refine,
+    if cfg.refine_steps > 0:
+        _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress)
+    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
               "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M)}
     if isinstance(model.quantizer, EMAQuantizer):

@@ -38,11 +38,11 @@ class TokenizerConfig:
     ema_decay: float = 0.99
     commitment: float = 0.25
     # training
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 256
-    lr: float = 1e-3
-    refine_steps: int = 500  # decoder-only steps on frozen codes after the main phase
-    refine_lr: float = 1e-3
+    lr: float = 3e-3
+    refine_steps: int = 15000  # decoder-only steps on frozen codes: cheap, and where fidelity comes from
+    refine_lr: float = 3e-3
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
     def __post_init__(self):
