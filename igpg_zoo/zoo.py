@@ -217,9 +217,10 @@ class Zoo:
             self._query_dim = dim
         self.search.synced(self._query_dim)
         q = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
-        hits = self.search.search(q, k, filters)
-        records = self.store.get_many([i for i, _ in hits])
-        return [Hit(rec, float(score)) for rec, (_, score) in zip(records, hits, strict=True)]
+        found = self.search.search(q, k + _TIE_WINDOW, filters)
+        records = self.store.get_many([i for i, _ in found])
+        hits = [Hit(rec, float(score)) for rec, (_, score) in zip(records, found, strict=True)]
+        return sorted(hits, key=_rank_key)[:k]
 
     def load_weights(self, checkpoint_id: int) -> dict[str, torch.Tensor]:
         """The record's weights, read from its blob after checking the blob's hash."""
@@ -344,3 +345,13 @@ def open_zoo(registry: str | None = None, blobs: str | None = None, embedder: Em
         embedder: an Embedder instance, a spec string ("hash", a model path), or None for the configured one.
     """
     return Zoo(resolve_config(registry, blobs), embedder=embedder)
+
+
+#: extra hits fetched so records tied on similarity (same task/dataset/arch text) rank by accuracy
+_TIE_WINDOW = 20
+
+
+def _rank_key(hit: Hit) -> tuple[float, float, int]:
+    """Similarity first (to 4 decimals); among ties the checkpoint with the higher ``acc`` first."""
+    acc = hit.checkpoint.metric("acc")
+    return (-round(hit.score, 4), -(acc if acc is not None else float("-inf")), hit.checkpoint.id)

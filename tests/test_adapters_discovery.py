@@ -55,7 +55,7 @@ def test_cli_lists_failed_rows_without_crashing(broken_plugins):
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["boom"]["state"] == "failed" and rows["boom"]["distribution"] == "boom-dist"
-    assert rows["smallnet"]["formats"] == "safetensors,onnx,native"
+    assert rows["smallnet"]["formats"] == "onnx,native,safetensors"
     table = CliRunner().invoke(app, ["adapters"])
     assert table.exit_code == 0
     assert "boom-dist" in table.stdout and "failed" in table.stdout

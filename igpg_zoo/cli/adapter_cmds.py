@@ -22,7 +22,9 @@ COLUMNS = ("name", "distribution", "version", "state", "formats", "message")
 def _rows() -> list[dict[str, str]]:
     from igpg_zoo.adapters import list_adapters, loaded_adapters
 
-    formats = {a.name: ",".join(("safetensors", *a.export_formats)) for a in loaded_adapters()}
+    from igpg_zoo.export.weights import supported_formats
+
+    formats = {a.name: ",".join(supported_formats(a)) for a in loaded_adapters()}
     return [
         {"name": i.name, "distribution": i.distribution, "version": i.version, "state": i.state,
          "formats": formats.get(i.name, "-") if i.state == "ok" else "-", "message": i.message,

@@ -95,6 +95,20 @@ def _read_native(path: Path):
                           "--manifest zoo.yaml to import the folder's models")
 
 
+def _file_arch(path: Path) -> dict[str, Any]:
+    """The architecture a safetensors file names in its metadata (igpg-zoo exports do), if any."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            arch = (f.metadata() or {}).get("arch")
+    except (SafetensorError, OSError, ValueError):
+        return {}  # unreadable: zoo.add reports it with the full message
+    return {"arch": arch} if arch else {}
+
+
 def _add_one(zoo, path: Path, flags: dict[str, Any], meta_file: Path | None, as_json: bool) -> None:
     from igpg_zoo.registry.manifest import merge, sidecar_fields, to_meta
     from igpg_zoo.registry.metadata import read_yaml_fields
@@ -106,7 +120,7 @@ def _add_one(zoo, path: Path, flags: dict[str, Any], meta_file: Path | None, as_
         fields = merge({"arch": arch, "name": path.name}, base, extra, flags)
         result = zoo.add_weights(weights, to_meta(fields, str(path)))
     else:
-        fields = merge({"name": path.stem}, base, extra, flags)
+        fields = merge({"name": path.stem}, _file_arch(path), base, extra, flags)
         result = zoo.add(path, to_meta(fields, str(path)))
     if as_json:
         _echo_json({**_record_json(result.checkpoint), "created": result.created})
@@ -258,20 +272,35 @@ def query(
     arch: ArchFilter = None, dataset: DatasetFilter = None, task: TaskFilter = None, kind: KindFilter = None,
     tag: TagFilter = None, where: WhereFilter = None,
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="export the best hit to PATH")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="with --out: onnx | timm | native | safetensors")] = "safetensors",
 ) -> None:
     """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
     with _zoo(registry, blobs) as zoo:
         hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
                          kind=kind or (), tags=tag or ())
+        report = _export_best(zoo, hits, fmt, out) if out is not None else None
     if json_out:
         _echo_json([{"score": round(h.score, 6), **_record_json(h.checkpoint)} for h in hits])
         return
+    if report is not None:
+        typer.echo(f"exported #{hits[0].checkpoint.id}: {report.summary()}", err=True)
     if not hits:
         typer.echo("nothing matches")
         return
     _table([[f"{h.score:.3f}", f"#{h.checkpoint.id}", h.checkpoint.name, h.checkpoint.arch, h.checkpoint.task,
              h.checkpoint.dataset, _metrics_text(h.checkpoint)] for h in hits],
            ["score", "id", "name", "arch", "task", "dataset", "metrics"])
+
+
+def _export_best(zoo, hits, fmt: str, out: Path):
+    """Export the best hit (retrieved weights, recorded as such) through the export module."""
+    from igpg_zoo.errors import NothingToReturn
+    from igpg_zoo.export import export_record
+
+    if not hits:
+        raise NothingToReturn("no checkpoint matches the query, so nothing was exported; widen the filters")
+    return export_record(zoo, hits[0].checkpoint.id, fmt, out)
 
 
 # -- remove / verify / reindex -------------------------------------------------------------------
