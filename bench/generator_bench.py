@@ -76,13 +76,16 @@ def tokenizer(zoo, steps: int, log) -> dict:
     return {"id": art.id, "seconds": round(time.perf_counter() - t0, 1), "reused": False}
 
 
-def prior(zoo, args, log) -> dict:
+def prior(zoo, args, tokenizer_id: int, log) -> dict:
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
 
-    key = {"steps": args.prior_steps, "layers": args.layers, "width": args.width, "seed": args.seed}
+    key = {"steps": args.prior_steps, "layers": args.layers, "width": args.width, "seed": args.seed,
+           "tokenizer": tokenizer_id}
     if args.dropout:
         key["dropout"] = args.dropout
-    existing = [a for a in zoo.list_artifacts("prior") if a.provenance.get("bench") == key]
+    same = {k: v for k, v in key.items() if k != "tokenizer"}
+    existing = [a for a in zoo.list_artifacts("prior") if a.config.get("tokenizer_id") == tokenizer_id
+                and {k: v for k, v in (a.provenance.get("bench") or {}).items() if k != "tokenizer"} == same]
     if existing and not args.retrain:
         prov = existing[-1].provenance
         return {"id": existing[-1].id, "reused": True, "seconds": round(prov["seconds"], 1),
@@ -99,7 +102,8 @@ def prior(zoo, args, log) -> dict:
     tcfg = PriorTrainConfig(steps=args.prior_steps, batch_size=16, seed=args.seed, lr=1e-3, warmup=100)
     ckpt = Path(args.scratch) / f"prior-{'-'.join(f'{k}{v}' for k, v in key.items())}.pt"
     art = train_prior(zoo, {"n_layer": args.layers, "n_embd": args.width, "n_head": 4, "dropout": args.dropout},
-                      tcfg, holdout=list(HOLDOUT), progress=progress, ckpt=ckpt, resume=True)
+                      tcfg, holdout=list(HOLDOUT), progress=progress, ckpt=ckpt, resume=True,
+                      tokenizer_id=tokenizer_id)
     prov = {**art.provenance, "bench": key}
     art = zoo.add_artifact("prior", art.name, zoo.load_artifact(art), art.config, prov, parent_id=art.parent_id)
     return {"id": art.id, "reused": False, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
@@ -149,7 +153,7 @@ def main() -> None:
     results["tokenizer"] = tokenizer(zoo, tok_steps, log)
     results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], HOLDOUT))
     save()
-    results["prior"] = prior(zoo, args, log)
+    results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)
     save()
     from igpg_zoo.igpg.generate import Generator
 
