@@ -52,7 +52,7 @@ def _train_tokenizer(zoo, filters, holdout, steps, seed):
     return train_tokenizer(zoo, TokenizerConfig(), ids, seed=seed, steps=steps, progress=True)
 
 
-def _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, ckpt, resume):
+def _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, ckpt, resume, tokenizer_id):
     from igpg_zoo.igpg import distributed
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
 
@@ -64,7 +64,7 @@ def _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch
             pcfg["block_size"] = block
         update, bar = _bar(tcfg.steps, "prior") if distributed.is_main() else (None, None)
         artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
-                               progress=update)
+                               progress=update, tokenizer_id=tokenizer_id)
         if bar is not None:
             bar.close()
         return artifact
@@ -89,6 +89,8 @@ def train(
     batch: Annotated[int, typer.Option(help="prior: sequences per step (per process)")] = 16,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
+    tokenizer: Annotated[Optional[int], typer.Option(
+        "--tokenizer", help="prior: tokenizer artifact id (default: the one just trained, else the latest)")] = None,
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Train the generator: the tokenizer, the prior, or both, with a task-disjoint hold-out."""
@@ -100,8 +102,10 @@ def train(
         if stage in ("tokenizer", "both"):
             art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed)
             out["tokenizer"] = {"id": art.id, "name": art.name}
+            tokenizer = art.id
         if stage in ("prior", "both"):
-            art = _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, checkpoint, resume)
+            art = _train_prior(zoo, filters, holdout, steps, seed, layers, width, block, batch, checkpoint, resume,
+                               tokenizer)
             if art is not None:
                 out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),
                                 "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}
