@@ -3,8 +3,8 @@
 Records that share a text (seeds and sweeps of one configuration) have identical vectors, so FAISS
 holds each distinct vector once, labelled by a *group*; a table maps checkpoint ids to groups.
 Identical points would otherwise crowd HNSW's neighbour lists: 10 copies each of 10k clustered
-vectors gave tie-aware recall@10 0.963 at efSearch 64 against 0.997 for the 10k alone, and a 14x
-slower build (bench/results/registry-recall.md, "duplicates").
+vectors gave tie-aware recall@10 0.950 / 0.980 at efSearch 32 / 64 against 0.995 / 1.0 for the 10k
+alone, and an 8x slower build (bench/results/registry-recall.md, "duplicates").
 
 At or below ``approx_threshold`` distinct vectors the index is exact (``IndexFlatIP``); above it,
 HNSW (``IndexHNSWFlat``, inner product); both in an ``IndexIDMap2`` whose labels are group ids.
