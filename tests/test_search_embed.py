@@ -90,7 +90,7 @@ def test_get_embedder_refuses_a_folder_that_is_not_a_model(tmp_path):
         get_embedder(str(tmp_path))
 
 
-def test_local_model_path_is_accepted(tmp_path):
+def test_local_model_path_is_accepted():
     e = get_embedder(str(bundled_model_path()))
     assert isinstance(e, SentenceEmbedder) and e.dim == 384
 
