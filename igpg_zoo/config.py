@@ -26,7 +26,7 @@ class ZooConfig:
     blobs: str | None = None  # blob root; default: blobs/ beside a SQLite file
     index_dir: str | None = None  # FAISS cache folder; default: beside a SQLite file
     embedder: str | None = None  # sentence-transformers model path; default: the bundled MiniLM
-    approx_threshold: int = 50_000  # above this many records the index is HNSW, below exact
+    approx_threshold: int = 50_000  # above this many distinct vectors the index is HNSW, else exact
 
     @property
     def is_sqlite_file(self) -> bool:
