@@ -1,0 +1,36 @@
+"""Every command has help text, and every top-level command is shown in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from igpg_zoo.cli.app import app
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _commands(group, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+
+
+ROOT = typer.main.get_command(app)
+COMMANDS = list(_commands(ROOT))
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_has_help(path, command):
+    assert (command.help or "").strip(), f"'igpg-zoo {' '.join(path)}' has no help text"
+    for param in command.params:
+        if param.name != "help" and getattr(param, "help", None) is not None:
+            assert param.help.strip(), f"option {param.name} of {' '.join(path)} has empty help"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ROOT.commands if n != "version"))
+def test_every_top_level_command_is_in_the_readme(name):
+    assert f"igpg-zoo {name}" in README, f"README never shows 'igpg-zoo {name}'"
