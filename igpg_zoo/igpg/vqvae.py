@@ -1,7 +1,7 @@
 """The chunk VQ-VAE: a chunk of K normalised weights -> L tokens from a codebook of V codes -> K weights.
 
 IGPG's tokenizer is a 2-D conv VQGAN over 12,288-float chunks reshaped to 3x64x64. Our zoos hold
-5-30k-parameter models, so a chunk is 32-256 floats: an MLP over the chunk sees every value at once
+0.1-5k-parameter models, so a chunk is 32-128 floats: an MLP over the chunk sees every value at once
 (a flat weight vector has no spatial locality for convolutions to exploit) and trains in
 milliseconds per step on 2 CPU cores. Each of the L tokens of a chunk is its own code vector, so a
 model of n chunks is a sequence of n * L tokens (raster order: chunk by chunk).
@@ -21,10 +21,10 @@ from igpg_zoo.igpg.quantize import make_quantizer
 @dataclass
 class TokenizerConfig:
     # what a token covers
-    chunk_size: int = 64  # K: floats per chunk
-    tokens_per_chunk: int = 2  # L
+    chunk_size: int = 128  # K: floats per chunk (bench: K=128, L=4 ~ K=64, L=4 at half the tokens)
+    tokens_per_chunk: int = 4  # L
     mode: str = "model"  # "model" (one vector per model) | "layer" (layers padded separately)
-    norm: str = "fanin"  # "fanin" | "global" | "none" (vectorize.Normalizer)
+    norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
     # the network
     code_dim: int = 32
