@@ -9,9 +9,9 @@ Order: the adapter's ``param_layout(arch)`` (parameters only, weight then bias p
 
 Normalisation lives in the tokenizer, never per model (a generated model has no statistics of its
 own): ``Normalizer`` is fitted once on the training zoo and stored in the tokenizer artifact.
-Kind ``"fanin"`` rescales every tensor by ``sqrt(fan_in)`` (a function of the architecture alone) and
-then z-scores it with one (mean, std) per tensor role (weight, bias, norm scale) pooled over the zoo;
-kind ``"global"`` is one (mean, std) over every value.
+Kind ``"global"`` (the tokenizer's default, measured better) is one (mean, std) over every value;
+kind ``"fanin"`` rescales every tensor by ``sqrt(fan_in)`` (a function of the architecture alone) and
+then z-scores it with one (mean, std) per tensor role (weight, bias, norm scale) pooled over the zoo.
 
 Buffers (BatchNorm running statistics, counters) are not generated. ``complete_state_dict`` fills
 them with the adapter's fresh defaults (running mean 0, var 1); ``recalibrate_batchnorm`` re-estimates
