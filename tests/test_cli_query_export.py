@@ -46,3 +46,11 @@ def test_export_reimports_without_arch(cli, tmp_path):
 def test_query_out_with_no_hit_is_one_line(cli):
     r = cli("query", "anything", "--out", "x.onnx", "--format", "onnx", "--arch", "nothing-*")
     assert r.exit_code != 0 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_arch_is_stored_in_its_canonical_spelling():
+    weights = get_adapter(ARCH).build(ARCH).state_dict()
+    with open_zoo() as zoo:
+        record = zoo.add_weights(weights, CheckpointMeta(arch=ARCH + "-relu", dataset="digits")).checkpoint
+        assert record.arch == ARCH
+        assert [r.id for r in zoo.list(arch=[ARCH])] == [record.id]

@@ -80,6 +80,8 @@ class Ingest:
         if not isinstance(meta, CheckpointMeta):
             raise InvalidMetadata(f"metadata must be a CheckpointMeta, got {type(meta).__name__}")
         meta = metadata.validate(meta)
+        # one spelling per architecture (e.g. smallnet drops the default activation), so filters match
+        meta = replace(meta, arch=self._adapter(meta.arch).canonical_arch(meta.arch))
         if not isinstance(weights, dict) or not weights:
             raise InvalidMetadata("weights must be a non-empty dict of tensor name -> tensor")
         weights = strip_prefixes(weights)
