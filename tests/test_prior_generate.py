@@ -52,7 +52,8 @@ def trained(tmp_path_factory):
                                                   metrics=(Metric("acc", acc, task + ":test"),),
                                                   dataset_embedding=tuple(dataset_embedding_for(task).tolist())))
                 items.append((w, ARCH))
-        tok, _ = fit_tokenizer(items, TokenizerConfig(codebook_size=16, hidden=(32,), code_dim=8, steps=60,
+        tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
+                                                      hidden=(32,), code_dim=8, steps=60,
                                                       refine_steps=0, batch_size=32), seed=0, progress=False)
         tensors, config = tok.state()
         tok_art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
