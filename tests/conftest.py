@@ -122,3 +122,17 @@ def cli():
         return runner.invoke(_Main(), [str(a) for a in args], input=input, catch_exceptions=True)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models on a shared 2-core machine: a second intra-op thread only adds contention.
+
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

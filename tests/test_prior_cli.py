@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.slow  # builds the tiny zoo and trains both stages: ~20 s quiet

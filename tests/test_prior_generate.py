@@ -13,12 +13,7 @@ ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 9 chunks of 64 -> 18 tokens
 TASKS = ("digits[classes=0,1,2]", "digits[classes=3,4,5]")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

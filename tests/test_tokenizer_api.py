@@ -20,13 +20,7 @@ CFG = TokenizerConfig(chunk_size=32, tokens_per_chunk=2, code_dim=8, codebook_si
                       batch_size=32, steps=30, refine_steps=10)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only add contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture

@@ -11,13 +11,7 @@ from igpg_zoo.igpg.quantize import EMAQuantizer, GumbelQuantizer, anneal, perple
 from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only add contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 TINY = dict(chunk_size=16, tokens_per_chunk=2, code_dim=8, codebook_size=32, hidden=(32,))
