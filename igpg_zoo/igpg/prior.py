@@ -68,26 +68,46 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if cache is not None:
-            if cache:  # append to what earlier steps computed
-                k = torch.cat([cache[0], k], dim=2)
-                v = torch.cat([cache[1], v], dim=2)
-            cache[:] = [k, v]
-        # new queries sit at the end: causal over them, full view of the cached past
-        causal = T > 1
-        if causal and k.size(2) != T:
-            past = k.size(2) - T
-            mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past)
+        past = 0
+        if cache is not None:  # write the new keys/values after the cached ones, attend over all
+            past = cache.length
+            k, v = cache.append(layer, k, v)  # (B, nh, past+T, hs)
+        if past and T > 1:  # new queries sit at the end: causal over them, full view of the past
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+                q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated for a whole window: (n_layer, B, nh, T_max, hs).
+
+    Incremental decoding writes each step's keys/values in place (no growing concatenations);
+    ``length`` is how many positions are filled, the same for every layer.
+    """
+
+    def __init__(self, cfg: PriorConfig, batch: int, device: torch.device | None = None,
+                 dtype: torch.dtype = torch.float32):
+        shape = (cfg.n_layer, batch, cfg.n_head, cfg.n_prefix + cfg.block_size, cfg.n_embd // cfg.n_head)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, nh, T, hs) keys/values of ``layer`` after the filled ones; return all of them."""
+        end = self.length + k.size(2)
+        if end > self.k.size(3):
+            raise ValueError(f"KV cache holds {self.k.size(3)} positions; {end} requested")
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
 class MLP(nn.Module):
@@ -109,8 +129,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -211,10 +231,11 @@ class Prior(nn.Module):
 
     # -- incremental decoding (KV cache) ----------------------------------------------------
 
-    def new_cache(self) -> list[list]:
-        return [[] for _ in self.h]
+    def new_cache(self, batch: int) -> KVCache:
+        p = self.lm_head.weight
+        return KVCache(self.cfg, batch, p.device, p.dtype)
 
-    def step(self, cond: dict | None, idx: torch.Tensor, cache: list[list], start: int) -> torch.Tensor:
+    def step(self, cond: dict | None, idx: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """Feed new tokens at window position ``start`` (0 = the prefix is fed with them when
         ``cond`` is given) and return the logits of the next token, (B, V)."""
         B = idx.size(0)
@@ -224,9 +245,10 @@ class Prior(nn.Module):
             parts.append(self.prefix(cond, B, idx.device) + self.wpe.weight[:P])
         if idx.size(1):
             parts.append(self._embed(idx, P + start))
-        x = torch.cat(parts, dim=1)
-        for block, c in zip(self.h, cache):
-            x = block(x, c)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        for layer, block in enumerate(self.h):
+            x = block(x, cache, layer)
+        cache.length += x.size(1)
         return self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
 
     def next_logits_uncached(self, cond: dict, idx: torch.Tensor) -> torch.Tensor:
