@@ -47,7 +47,7 @@ def test_flatten_unflatten_is_bit_exact_and_loads_strictly(adapter, arch):
     module.load_state_dict(full, strict=True)
 
 
-@pytest.mark.parametrize("mode", ["model", "layer"])
+@pytest.mark.parametrize("mode", ["model", "layer", "tensor"])
 @pytest.mark.parametrize("K", [7, 64])
 def test_chunk_unchunk_exact_and_mask_counts_real_values(mode, K):
     arch = "cnn-i1x8x8-c4k3-c8k3-h16-o10-bn"
@@ -66,6 +66,16 @@ def test_layer_mode_never_mixes_two_layers_in_a_chunk():
     for row, mask in zip(x, m):
         assert len(set(row[mask].tolist())) == 1
     assert len(layout.layer_spans()) == 2
+
+
+def test_tensor_mode_gives_every_tensor_its_own_chunks():
+    layout = Layout.of("mlp-i13-h32-o3", SmallNetAdapter())  # 4 tensors: 416, 32, 96, 3 values
+    offs = layout.offsets()
+    owner = torch.cat([torch.full((b - a,), float(i)) for i, (a, b) in enumerate(zip(offs, offs[1:]))])
+    x, m = chunk(owner, layout, 64, "tensor")
+    assert x.shape[0] == 7 + 1 + 2 + 1
+    for row, mask in zip(x, m):
+        assert len(set(row[mask].tolist())) == 1
 
 
 @pytest.mark.parametrize("kind", ["fanin", "global", "none"])

@@ -7,7 +7,7 @@ import torch
 
 from igpg_zoo.adapters.smallnet import SmallNetAdapter
 from igpg_zoo.errors import GeneratorError
-from igpg_zoo.igpg.quantize import EMAQuantizer, GumbelQuantizer, anneal, perplexity, sq_distances
+from igpg_zoo.igpg.quantize import EMAQuantizer, GumbelQuantizer, ResidualQuantizer, anneal, perplexity, sq_distances
 from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
 
@@ -31,8 +31,8 @@ def test_perplexity_and_anneal_endpoints():
     assert anneal(99, 100, 1.0, 0.01) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("kind", ["gumbel", "ema"])
-def test_both_quantizers_run_and_pass_gradients(kind):
+@pytest.mark.parametrize("kind", ["gumbel", "ema", "rvq"])
+def test_every_quantizer_run_and_pass_gradients(kind):
     torch.manual_seed(0)
     model = ChunkVQVAE(TokenizerConfig(quantizer=kind, **TINY)).train()
     x = torch.randn(40, 16)
@@ -43,6 +43,23 @@ def test_both_quantizers_run_and_pass_gradients(kind):
     assert model.encoder[0].weight.grad.abs().sum() > 0  # straight-through reaches the encoder
     model.eval()
     assert torch.equal(model.encode(x)[1], model.encode(x)[1])  # no noise in eval mode
+
+
+def test_residual_stages_quantize_what_the_earlier_ones_left():
+    torch.manual_seed(0)
+    q = ResidualQuantizer(4, 16, stages=3).train()
+    z = torch.randn(256, 4)
+    for _ in range(20):
+        q(z)
+    q.eval()
+    z_q, idx, _ = q(z)
+    assert idx.shape == (256, 3)
+    assert torch.allclose(q.lookup(idx), z_q, atol=1e-6)  # tokens alone rebuild the quantized vector
+    first = q.stages[0].lookup(idx[:, 0])
+    residual = z - first
+    second = q.stages[1]  # stage 2 picks the code nearest to stage 1's residual
+    assert torch.equal(idx[:, 1], sq_distances(residual, second.codebook).argmin(1))
+    assert float((z - z_q).pow(2).mean()) < float(residual.pow(2).mean())  # later stages refine
 
 
 def test_ema_revives_dead_codes():
@@ -58,7 +75,7 @@ def test_ema_revives_dead_codes():
     assert float(sq_distances(q.codebook[3:4], z).min()) < 1.0  # re-seeded near the data
 
 
-@pytest.mark.parametrize("kind", ["gumbel", "ema"])
+@pytest.mark.parametrize("kind", ["gumbel", "ema", "rvq"])
 def test_garbage_in_padding_changes_neither_loss_nor_gradients(kind):
     x = torch.randn(24, 16)
     mask = torch.ones_like(x, dtype=torch.bool)
@@ -91,7 +108,7 @@ def test_config_round_trips_and_refuses_unknown_keys():
         TokenizerConfig(chunk_size=0)
 
 
-@pytest.mark.parametrize("kind", ["ema", "gumbel"])
+@pytest.mark.parametrize("kind", ["rvq", "ema", "gumbel"])
 def test_vqvae_overfits_a_tiny_set(kind):
     """Three 99-parameter MLPs: eval-mode reconstruction MSE (normalised units, ~1 before) falls below 0.06."""
     adapter = SmallNetAdapter()

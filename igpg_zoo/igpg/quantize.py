@@ -1,6 +1,7 @@
-"""Vector quantizers over code vectors z (..., D): Gumbel-softmax (IGPG's) and nearest-code with an EMA codebook.
+"""Vector quantizers over code vectors z (..., D): Gumbel-softmax (IGPG's), nearest-code with an EMA
+codebook, and residual stages of EMA codebooks.
 
-Both return ``(z_q, indices, loss)`` and expose ``lookup(indices) -> z_q`` for decoding tokens.
+All return ``(z_q, indices, loss)`` and expose ``lookup(indices) -> z_q`` for decoding tokens.
 Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D) broadcast:
 environment.md §7); gradients reach the encoder by the straight-through estimator.
 """
@@ -136,15 +137,71 @@ class EMAQuantizer(nn.Module):
             self.revived += len(dead)
 
 
-def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw: float) -> nn.Module:
+class ResidualQuantizer(nn.Module):
+    """Residual VQ: L EMA codebooks, stage s quantizes what stages < s left over.
+
+    z (N, D) -> indices (N, L), z ~ sum_s C_s[i_s]. Stage 1 picks the coarse code and later stages
+    refine it, so two chunks that differ only slightly (a fine-tuned model and its base) still get
+    different token tuples; with independent codebooks per slot they collapse onto the same tuple.
+    Loss = commitment * ||z - sg(sum_s C_s[i_s])||^2 (each codebook follows its stage's residuals by EMA).
+
+    ``stacked=False``: z_q = the sum of the codes (N, D). ``stacked=True``: z_q = the stage codes
+    side by side (N, L, D), each divided by its codebook's RMS, so the decoder sees a fine stage as
+    clearly as the coarse one instead of as a small perturbation of the sum. Gradients reach z by a
+    straight-through estimate per stage (stage s's input residual is z minus the earlier codes).
+    """
+
+    def __init__(self, code_dim: int, codebook_size: int, stages: int, decay: float = 0.99,
+                 commitment: float = 0.25, stacked: bool = False):
+        super().__init__()
+        self.commitment, self.stacked = commitment, stacked
+        self.stages = nn.ModuleList(EMAQuantizer(code_dim, codebook_size, decay=decay) for _ in range(stages))
+
+    @property
+    def revived(self) -> int:
+        return sum(q.revived for q in self.stages)
+
+    def _scales(self) -> list[torch.Tensor]:
+        return [q.codebook.pow(2).mean().sqrt().clamp(min=1e-8) for q in self.stages]
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        flat = z.reshape(-1, z.shape[-1])  # (N, D)
+        done = torch.zeros_like(flat)  # sum of the codes chosen so far (a constant)
+        slots, indices = [], []
+        for q in self.stages:
+            residual = flat - done  # (N, D): carries z's gradient
+            code, idx, _ = q(residual.detach())  # code == C_s[idx]; this stage's EMA follows its residuals
+            slots.append((residual, code.detach()))
+            done = done + code.detach()
+            indices.append(idx)
+        loss = self.commitment * F.mse_loss(flat, done)
+        idx = torch.stack(indices, dim=1)  # (N, L)
+        if self.stacked:  # value: the scaled stage code; gradient: straight through to the stage's residual
+            z_q = torch.stack([r + (c / s - r).detach() for (r, c), s in zip(slots, self._scales())], dim=1)  # (N, L, D)
+        else:
+            z_q = flat + (done - flat).detach()  # (N, D)
+        return z_q, idx, loss
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, L) -> what forward's z_q holds for them: (N, L, D) stacked, else (N, D)."""
+        codes = [q.lookup(indices[:, s]) for s, q in enumerate(self.stages)]
+        if self.stacked:
+            return torch.stack([c / s for c, s in zip(codes, self._scales())], dim=1)
+        return sum(codes)
+
+
+def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw) -> nn.Module:
     if kind == "gumbel":
         return GumbelQuantizer(code_dim, codebook_size, kl_weight=kw.get("kl_weight", 1e-3))
     if kind == "ema":
         return EMAQuantizer(code_dim, codebook_size, decay=kw.get("ema_decay", 0.99),
                             commitment=kw.get("commitment", 0.25))
+    if kind == "rvq":
+        return ResidualQuantizer(code_dim, codebook_size, int(kw.get("stages", 4)), decay=kw.get("ema_decay", 0.99),
+                                 commitment=kw.get("commitment", 0.25), stacked=bool(kw.get("stacked", False)))
     from igpg_zoo.errors import GeneratorError
 
-    raise GeneratorError(f"unknown quantizer '{kind}'; use 'gumbel' or 'ema'")
+    raise GeneratorError(f"unknown quantizer '{kind}'; use 'rvq', 'ema' or 'gumbel'")
 
 
 def anneal(step: int, total: int, start: float, end: float) -> float:

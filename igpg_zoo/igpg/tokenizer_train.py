@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from igpg_zoo.errors import GeneratorError, NotFound
-from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, anneal
+from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, ResidualQuantizer, anneal
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
@@ -133,7 +133,7 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
               "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M)}
-    if isinstance(model.quantizer, EMAQuantizer):
+    if isinstance(model.quantizer, (EMAQuantizer, ResidualQuantizer)):
         report["revived_codes"] = model.quantizer.revived
     return Tokenizer(model, normalizer), report
 

@@ -31,7 +31,7 @@ from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import CheckpointMismatch, GeneratorError
 from igpg_zoo.records import ParamSpec
 
-MODES = ("model", "layer")
+MODES = ("model", "layer", "tensor")  # what one padded span covers: a chunk never crosses a span
 NORMS = ("fanin", "global", "none")
 ROLES = ("weight", "bias", "scale")
 
@@ -76,10 +76,15 @@ class Layout:
         return spans
 
     def spans(self, mode: str) -> list[tuple[int, int]]:
-        """The independently padded pieces: the whole vector, or one per layer."""
+        """The independently padded pieces: the whole vector, one per layer, or one per tensor."""
         if mode not in MODES:
             raise GeneratorError(f"unknown vectorization mode '{mode}'; use one of {', '.join(MODES)}")
-        return [(0, self.numel)] if mode == "model" else self.layer_spans()
+        if mode == "model":
+            return [(0, self.numel)]
+        if mode == "tensor":
+            offs = self.offsets()
+            return [(a, b) for a, b in zip(offs, offs[1:]) if b > a]
+        return self.layer_spans()
 
 
 def flatten(weights: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:

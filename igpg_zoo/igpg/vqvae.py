@@ -23,14 +23,15 @@ class TokenizerConfig:
     # what a token covers
     chunk_size: int = 128  # K: floats per chunk (bench: K=128, L=4 ~ K=64, L=4 at half the tokens)
     tokens_per_chunk: int = 4  # L
-    mode: str = "model"  # "model" (one vector per model) | "layer" (layers padded separately)
+    mode: str = "model"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
     norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
     # the network
     code_dim: int = 32
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (512, 512)
-    quantizer: str = "ema"  # "ema" | "gumbel"
+    quantizer: str = "ema"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
+    rvq_stacked: bool = False  # rvq: the decoder sees the L stage codes side by side, not their sum
     # quantizer settings
     kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
     tau_start: float = 1.0  # gumbel temperature, annealed exponentially ...
@@ -86,14 +87,21 @@ class ChunkVQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         L, D = cfg.tokens_per_chunk, cfg.code_dim
-        self.encoder = mlp([cfg.chunk_size, *cfg.hidden, L * D])
-        self.decoder = mlp([L * D, *reversed(cfg.hidden), cfg.chunk_size])
+        rvq = cfg.quantizer == "rvq"
+        self.slots = 1 if rvq else L  # encoder code vectors per chunk (rvq: one, quantized L stages deep)
+        decoder_in = L * D if (rvq and cfg.rvq_stacked) or not rvq else D
+        self.encoder = mlp([cfg.chunk_size, *cfg.hidden, self.slots * D])
+        self.decoder = mlp([decoder_in, *reversed(cfg.hidden), cfg.chunk_size])
         self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
-                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment)
+                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment, stages=L,
+                                        stacked=cfg.rvq_stacked)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Chunks (N, K) -> (z_q (N, L, D), indices (N, L), quantizer loss)."""
-        z = self.encoder(x).view(x.shape[0], self.cfg.tokens_per_chunk, self.cfg.code_dim)  # (N, L, D)
+        """Chunks (N, K) -> (z_q (N, S, D): what the decoder reads, indices (N, L), quantizer loss)."""
+        z = self.encoder(x).view(x.shape[0], self.slots, self.cfg.code_dim)  # (N, slots, D)
+        if self.cfg.quantizer == "rvq":
+            z_q, indices, loss = self.quantizer(z.view(x.shape[0], -1))  # (N, [L,] D), (N, L)
+            return z_q.view(x.shape[0], -1, self.cfg.code_dim), indices, loss
         return self.quantizer(z)
 
     def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
