@@ -61,7 +61,11 @@ def tokenizer(zoo, steps: int, log) -> dict:
     from igpg_zoo.igpg.tokenizer_train import train_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
-    existing = [a for a in zoo.list_artifacts("tokenizer") if a.provenance.get("bench_steps") == steps]
+    def shape(cfg: dict) -> dict:  # the config without the step counts a --tokenizer-steps override scales
+        return {k: v for k, v in cfg.items() if k not in ("steps", "refine_steps")}
+
+    existing = [a for a in zoo.list_artifacts("tokenizer") if a.provenance.get("bench_steps") == steps
+                and shape(a.config["tokenizer"]) == shape(TokenizerConfig().to_dict())]
     if existing:
         return {"id": existing[-1].id, "reused": True}
     ids = [r.id for r in select_records(zoo, list(HOLDOUT))]

@@ -3,10 +3,12 @@
     .venv/bin/python bench/tokenizer_bench.py --registry bench/scratch/demo/registry.db [--only default,gumbel]
 
 Runs (each trains a tokenizer on every checkpoint of the registry, seed 0, torch on 1 thread):
-  default   the shipped TokenizerConfig (stored in the registry with train_tokenizer, reloaded)
+  default   the first base: EMA, chunk 64, 2 tokens, fan-in normaliser (OLD_BASE)
   gumbel    the same with the Gumbel-softmax quantizer
   k*_l*     chunk size x tokens per chunk sweep (fidelity vs sequence length)
   global    global z-score instead of the fan-in normaliser; layer: layer-wise chunking
+  rvq_*     residual VQ: model / layer / tensor chunking, 8 stages, stacked stage codes, wider network
+  shipped   today's TokenizerConfig(), stored in the registry with train_tokenizer and reloaded
 and a BatchNorm check: 3 BN CNNs trained on digits, evaluated with their own running statistics,
 with the fresh defaults (mean 0, var 1) the decoder gives, and recalibrated on training samples.
 Writes bench/results/tokenizer.json (after every run) and bench/results/tokenizer.md.
@@ -40,8 +42,11 @@ from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 DEFAULT = TokenizerConfig()
+OLD_BASE = {"norm": "fanin", "chunk_size": 64, "tokens_per_chunk": 2, "quantizer": "ema", "code_dim": 32,
+            "mode": "model", "hidden": [512, 512]}  # what the first runs (default .. global_k128_l4) overrode
+RVQ = {"norm": "global", "chunk_size": 128, "tokens_per_chunk": 4, "quantizer": "rvq", "code_dim": 128}
 RUNS = {
-    "default": {},
+    "default": OLD_BASE,
     "gumbel": {"quantizer": "gumbel"},
     "k32_l1": {"chunk_size": 32, "tokens_per_chunk": 1},
     "k64_l4": {"chunk_size": 64, "tokens_per_chunk": 4},
@@ -51,6 +56,13 @@ RUNS = {
     "anchor": {"anchor": True},
     "global_k64_l4": {"norm": "global", "chunk_size": 64, "tokens_per_chunk": 4},
     "global_k128_l4": {"norm": "global", "chunk_size": 128, "tokens_per_chunk": 4},
+    # residual VQ (these spell out every field that differs from OLD_BASE)
+    "rvq_model": {**RVQ, "mode": "model"},
+    "rvq_layer": {**RVQ, "mode": "layer"},
+    "rvq_layer_l8": {**RVQ, "mode": "layer", "tokens_per_chunk": 8},
+    "rvq_layer_stacked": {**RVQ, "mode": "layer", "rvq_stacked": True},
+    "rvq_layer_h1024": {**RVQ, "mode": "layer", "hidden": [1024, 1024]},
+    "shipped": {},  # today's TokenizerConfig(), trained and stored through train_tokenizer
 }
 
 
@@ -71,7 +83,7 @@ class Evaluator:
 
 def evaluate_run(tok: Tokenizer, models: list[dict], ev: Evaluator) -> dict:
     usage = CodebookUsage(tok.vocab_size)
-    losses, rel, lengths = [], [], {}
+    losses, rel, lengths, by_arch = [], [], {}, {}
     t0 = time.perf_counter()
     for m in models:
         tokens = tok.encode(m["weights"], m["arch"])
@@ -83,13 +95,16 @@ def evaluate_run(tok: Tokenizer, models: list[dict], ev: Evaluator) -> dict:
         ref = torch.cat([m["weights"][n].reshape(-1) for n in names])
         rel.append(float(d.norm() / ref.norm()))
         losses.append(100 * (m["acc"] - ev.acc(restored, m["arch"], m["dataset"])))
+        by_arch.setdefault(m["arch"], []).append(losses[-1])
     seconds = time.perf_counter() - t0
     losses_a = np.array(losses)
     return {"mean_loss_pp": float(losses_a.mean()), "worst_loss_pp": float(losses_a.max()),
             "median_loss_pp": float(np.median(losses_a)), "share_within_0.5pp": float((losses_a <= 0.5).mean()),
             "mean_rel_weight_error": float(np.mean(rel)), "tokens_per_model": lengths,
             "max_tokens_per_model": max(lengths.values()),
-            "roundtrip_seconds_per_model": seconds / len(models), **{f"usage_{k}": v for k, v in usage.summary().items()}}
+            "roundtrip_seconds_per_model": seconds / len(models), **{f"usage_{k}": v for k, v in usage.summary().items()},
+            "by_arch": {a: {"n": len(v), "mean_loss_pp": float(np.mean(v)), "worst_loss_pp": float(np.max(v))}
+                        for a, v in sorted(by_arch.items())}}
 
 
 def bn_check(seeds=(0, 1, 2), arch="cnn-i1x8x8-c8k3-c16k3-o10-bn") -> dict:
@@ -150,10 +165,10 @@ def main() -> None:
         for name in args.only.split(","):
             if name not in RUNS:
                 continue
-            cfg = replace(DEFAULT, **RUNS[name])
+            cfg = replace(DEFAULT, **({**OLD_BASE, **RUNS[name]} if name != "shipped" else {}))
             items = [(m["weights"], m["arch"]) for m in models]
             t0 = time.perf_counter()
-            if name == "default":
+            if name == "shipped":
                 artifact = train_tokenizer(zoo, cfg, seed=0, steps=args.steps, progress=False)
                 tok, report = Tokenizer.load(zoo, artifact.id), artifact.provenance["report"]
             else:
@@ -162,8 +177,10 @@ def main() -> None:
             runs[name] = {"config": RUNS[name], "train_seconds": round(train_s, 1), "train_report": report,
                           **evaluate_run(tok, models, ev)}
             runs[name]["params_per_token"] = cfg.chunk_size / cfg.tokens_per_chunk
-            if name == "default":
+            if name == "shipped":
                 runs[name]["artifact_id"] = artifact.id
+                runs[name]["config"] = {k: v for k, v in cfg.to_dict().items()
+                                        if k in OLD_BASE and OLD_BASE[k] != v or k == "rvq_stacked" and v}
             print(name, {k: runs[name][k] for k in ("mean_loss_pp", "worst_loss_pp", "max_tokens_per_model",
                                                    "usage_perplexity", "train_seconds")}, flush=True)
             path.write_text(json.dumps(results, indent=2))
@@ -194,7 +211,7 @@ def write_markdown(results: dict) -> None:
              f"({min(results['zoo']['params'].values())}–{max(results['zoo']['params'].values())} parameters).", "",
              "Each config overrides the base the runs were made with: EMA quantizer, chunk 64, 2 tokens/chunk, "
              "fan-in normaliser, code dim 32, codebook 1024, hidden (512, 512), 1,000 + 15,000 refine steps, "
-             "seed 0. The row `default` is that base; the shipped default is now `global_k128_l4`.", "",
+             "seed 0. The row `default` is that base; `shipped` is today's `TokenizerConfig()`.", "",
              "| run | config | acc loss mean / median / worst (pp) | within 0.5 pp | rel. weight err | tokens/model (max) "
              "| params/token | perplexity | dead codes | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.get("runs", {}).items():

@@ -84,7 +84,7 @@ def test_generated_state_dict_loads_strictly_with_provenance_and_novelty(trained
     for r in results:
         module = get_adapter(ARCH).build(ARCH)
         module.load_state_dict(r.weights, strict=True)
-        assert r.tokens.shape == (18,)
+        assert r.tokens.shape == (20,)  # layer mode, K=64, L=2: hidden 520 values -> 9 chunks, head 27 -> 1
         p = r.provenance
         assert p["generator"] == {"prior_artifact_id": prior_art.id, "tokenizer_artifact_id": tok_art.id}
         assert p["zoo_snapshot_hash"] == prior_art.provenance["snapshot"]["hash"] and p["seed"] == 5

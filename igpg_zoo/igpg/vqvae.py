@@ -21,16 +21,16 @@ from igpg_zoo.igpg.quantize import make_quantizer
 @dataclass
 class TokenizerConfig:
     # what a token covers
-    chunk_size: int = 128  # K: floats per chunk (bench: K=128, L=4 ~ K=64, L=4 at half the tokens)
-    tokens_per_chunk: int = 4  # L
-    mode: str = "model"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
+    chunk_size: int = 128  # K: floats per chunk
+    tokens_per_chunk: int = 4  # L (rvq: residual stages)
+    mode: str = "layer"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
     norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
     # the network
-    code_dim: int = 32
+    code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
-    hidden: tuple[int, ...] = (512, 512)
-    quantizer: str = "ema"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
+    hidden: tuple[int, ...] = (1024, 1024)
+    quantizer: str = "rvq"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
     rvq_stacked: bool = False  # rvq: the decoder sees the L stage codes side by side, not their sum
     # quantizer settings
     kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
