@@ -98,9 +98,9 @@ def run(name: str, overrides: dict) -> None:
 def table() -> None:
     results = json.loads(RESULTS.read_text())
     lines = ["# Tokenizer sweep (demo zoo, per-model breakdown)", "",
-             "`python bench/tokenizer_sweep.py run NAME JSON` then `table`; each run: TokenizerConfig() of the day "
+             "`python bench/tokenizer_sweep.py run NAME JSON` then `table`; each run: today's TokenizerConfig() "
              "with the overrides shown (the full config is in the JSON), seed 0, 1 torch thread on a shared "
-             "2-core machine (two runs at a time), 1,000 + 15,000 steps. Loss = original minus round-trip test "
+             "2-core machine (two runs at a time), 1,000 main steps. Loss = original minus round-trip test "
              "accuracy (pp). A collision is a token tuple shared by several distinct chunks.", "",
              "| run | overrides | loss mean / median / worst (pp) | models > 2 pp | rel. weight err | recon MSE "
              "| distinct chunks / token tuples | tokens/model (max) | train s |", "|---|---|---|---|---|---|---|---|---|"]
