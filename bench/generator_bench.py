@@ -125,7 +125,14 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--tag", default="", help="results file suffix, for variants of the prior")
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every phase but the sweep")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (1: off)")
     args = ap.parse_args()
+    import generator_eval
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    generator_eval.SETTINGS = SamplingSettings(temperature=args.temperature,
+                                               top_p=args.top_p if args.top_p < 1 else None)
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)
     args.scratch = str(ROOT / "scratch" / ("generator-quick" if args.quick else "generator"))
@@ -135,7 +142,11 @@ def main() -> None:
     out_json.parent.mkdir(exist_ok=True)
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     results["machine"] = "shared 2-core CPU VM, loaded by other jobs (timings are indicative)"
-    results["command"] = " ".join(["bench/generator_bench.py"] + sys.argv[1:])
+    command = " ".join(["bench/generator_bench.py"] + sys.argv[1:])
+    if "--phases" in sys.argv and results.get("command"):  # a partial rerun: keep the full run's command
+        command = f"{results['command']}; then {command}"
+    results["command"] = command
+    results["sampling"] = generator_eval.SETTINGS.to_dict()
 
     def log(msg):
         print(time.strftime("%H:%M:%S"), msg, flush=True)

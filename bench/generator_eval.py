@@ -316,13 +316,14 @@ def _long_context_speed(cfg, length: int = 512) -> dict:
             "long_speedup": out[False] / out[True]}
 
 
-def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5, 1.0, 1.5, 2.0)) -> dict:
+def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0)) -> dict:
     """Memorisation vs quality: exact-copy share and accuracy of 5 samples per seen pair, per temperature."""
     tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))][:4]
     rows = []
     for temp in temps:
         s = SamplingSettings(temperature=temp)
         accs, best, copies, dist, n = [], [], 0, [], 0
+        novel_accs, novel_best = [], []  # samples that are not exact token copies of a zoo member
         for task in tasks:
             ds = load_dataset(task)
             for template in templates:
@@ -332,10 +333,17 @@ def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5,
                 accs += a
                 best.append(a[0])
                 copies += sum(g.neighbour.get("exact_copy_of") is not None for g in res)
+                novel = [acc for acc, g in zip(a, res) if g.neighbour.get("exact_copy_of") is None]
+                novel_accs += novel
+                if novel:
+                    novel_best.append(max(novel))
                 dist += [g.neighbour.get("relative_distance") for g in res]
                 n += len(res)
         rows.append({"temperature": temp, "mean_acc": float(np.mean(accs)), "mean_best_of_5": float(np.mean(best)),
-                     "exact_copy_share": copies / n, "mean_relative_distance": float(np.mean(dist))})
+                     "exact_copy_share": copies / n, "mean_relative_distance": float(np.mean(dist)),
+                     "novel_mean_acc": float(np.mean(novel_accs)) if novel_accs else None,
+                     "novel_best_of_5": float(np.mean(novel_best)) if novel_best else None,
+                     "pairs_with_a_novel_sample": len(novel_best), "pairs": len(best)})
         log(f"temperature {temp}: acc {rows[-1]['mean_acc']:.3f} best5 {rows[-1]['mean_best_of_5']:.3f} "
             f"copies {rows[-1]['exact_copy_share']:.2f}")
     return {"tasks": tasks, "rows": rows}

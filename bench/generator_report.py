@@ -95,15 +95,20 @@ def _speed(r: dict) -> list[str]:
 
 def _temperature(r: dict) -> list[str]:
     out = ["## Memorisation vs temperature (5 samples per pair, 4 seen tasks x each arch; test accuracy %)", "",
-           "| temperature | mean accuracy | mean best-of-5 | exact copies | distance to nearest (% of its norm) |",
-           "|---|---|---|---|---|"]
+           "| temperature | mean accuracy | mean best-of-5 | exact copies | distance to nearest (% of its norm) "
+           "| non-copies: mean accuracy | non-copies: best of the pair's samples (pairs with one) |",
+           "|---|---|---|---|---|---|---|"]
     out += [f"| {x['temperature']} | {_pct(x['mean_acc'])} | {_pct(x['mean_best_of_5'])} | "
-            f"{100 * x['exact_copy_share']:.0f} % | {100 * x['mean_relative_distance']:.1f} |" for x in r["rows"]]
+            f"{100 * x['exact_copy_share']:.0f} % | {100 * x['mean_relative_distance']:.1f} | "
+            f"{_pct(x.get('novel_mean_acc'))} | {_pct(x.get('novel_best_of_5'))} "
+            f"({x.get('pairs_with_a_novel_sample', '?')}/{x.get('pairs', '?')}) |" for x in r["rows"]]
     return out + [""]
 
 
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# IGPG generator benchmark", "", f"Command: `{results.get('command')}`. Machine: {results.get('machine')}.", ""]
+    if "sampling" in results:
+        lines += [f"Sampling (every phase but the temperature sweep): {results['sampling']}.", ""]
     if "zoo" in results:
         z = results["zoo"]
         lines += [f"Zoo: preset `{z['preset']}` ({z['records']} records, archs {', '.join(z['archs'])}); "
