@@ -89,7 +89,7 @@ class ChunkVQVAE(nn.Module):
         L, D = cfg.tokens_per_chunk, cfg.code_dim
         rvq = cfg.quantizer == "rvq"
         self.slots = 1 if rvq else L  # encoder code vectors per chunk (rvq: one, quantized L stages deep)
-        decoder_in = L * D if (rvq and cfg.rvq_stacked) or not rvq else D
+        decoder_in = D if rvq and not cfg.rvq_stacked else L * D  # the summed code, or L codes side by side
         self.encoder = mlp([cfg.chunk_size, *cfg.hidden, self.slots * D])
         self.decoder = mlp([decoder_in, *reversed(cfg.hidden), cfg.chunk_size])
         self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
