@@ -7,7 +7,7 @@ Runs (each trains a tokenizer on every checkpoint of the registry, seed 0, torch
   gumbel    the same with the Gumbel-softmax quantizer
   k*_l*     chunk size x tokens per chunk sweep (fidelity vs sequence length)
   global    global z-score instead of the fan-in normaliser; layer: layer-wise chunking
-  rvq_*     residual VQ: model / layer / tensor chunking, 8 stages, stacked stage codes, wider network
+  (residual-VQ variants with a per-model breakdown: bench/tokenizer_sweep.py)
   shipped   today's TokenizerConfig(), stored in the registry with train_tokenizer and reloaded
 and a BatchNorm check: 3 BN CNNs trained on digits, evaluated with their own running statistics,
 with the fresh defaults (mean 0, var 1) the decoder gives, and recalibrated on training samples.
@@ -44,7 +44,6 @@ OUT = Path(__file__).parent / "results"
 DEFAULT = TokenizerConfig()
 OLD_BASE = {"norm": "fanin", "chunk_size": 64, "tokens_per_chunk": 2, "quantizer": "ema", "code_dim": 32,
             "mode": "model", "hidden": [512, 512]}  # what the first runs (default .. global_k128_l4) overrode
-RVQ = {"norm": "global", "chunk_size": 128, "tokens_per_chunk": 4, "quantizer": "rvq", "code_dim": 128}
 RUNS = {
     "default": OLD_BASE,
     "gumbel": {"quantizer": "gumbel"},
@@ -56,12 +55,6 @@ RUNS = {
     "anchor": {"anchor": True},
     "global_k64_l4": {"norm": "global", "chunk_size": 64, "tokens_per_chunk": 4},
     "global_k128_l4": {"norm": "global", "chunk_size": 128, "tokens_per_chunk": 4},
-    # residual VQ (these spell out every field that differs from OLD_BASE)
-    "rvq_model": {**RVQ, "mode": "model"},
-    "rvq_layer": {**RVQ, "mode": "layer"},
-    "rvq_layer_l8": {**RVQ, "mode": "layer", "tokens_per_chunk": 8},
-    "rvq_layer_stacked": {**RVQ, "mode": "layer", "rvq_stacked": True},
-    "rvq_layer_h1024": {**RVQ, "mode": "layer", "hidden": [1024, 1024]},
     "shipped": {},  # today's TokenizerConfig(), trained and stored through train_tokenizer
 }
 
@@ -180,7 +173,7 @@ def main() -> None:
             if name == "shipped":
                 runs[name]["artifact_id"] = artifact.id
                 runs[name]["config"] = {k: v for k, v in cfg.to_dict().items()
-                                        if k in OLD_BASE and OLD_BASE[k] != v or k == "rvq_stacked" and v}
+                                        if k in OLD_BASE and OLD_BASE[k] != v}
             print(name, {k: runs[name][k] for k in ("mean_loss_pp", "worst_loss_pp", "max_tokens_per_model",
                                                    "usage_perplexity", "train_seconds")}, flush=True)
             path.write_text(json.dumps(results, indent=2))

@@ -144,50 +144,33 @@ class ResidualQuantizer(nn.Module):
     refine it, so two chunks that differ only slightly (a fine-tuned model and its base) still get
     different token tuples; with independent codebooks per slot they collapse onto the same tuple.
     Loss = commitment * ||z - sg(sum_s C_s[i_s])||^2 (each codebook follows its stage's residuals by EMA).
-
-    ``stacked=False``: z_q = the sum of the codes (N, D). ``stacked=True``: z_q = the stage codes
-    side by side (N, L, D), each divided by its codebook's RMS, so the decoder sees a fine stage as
-    clearly as the coarse one instead of as a small perturbation of the sum. Gradients reach z by a
-    straight-through estimate per stage (stage s's input residual is z minus the earlier codes).
     """
 
     def __init__(self, code_dim: int, codebook_size: int, stages: int, decay: float = 0.99,
-                 commitment: float = 0.25, stacked: bool = False):
+                 commitment: float = 0.25):
         super().__init__()
-        self.commitment, self.stacked = commitment, stacked
+        self.commitment = commitment
         self.stages = nn.ModuleList(EMAQuantizer(code_dim, codebook_size, decay=decay) for _ in range(stages))
 
     @property
     def revived(self) -> int:
         return sum(q.revived for q in self.stages)
 
-    def _scales(self) -> list[torch.Tensor]:
-        return [q.codebook.pow(2).mean().sqrt().clamp(min=1e-8) for q in self.stages]
-
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         flat = z.reshape(-1, z.shape[-1])  # (N, D)
-        done = torch.zeros_like(flat)  # sum of the codes chosen so far (a constant)
-        slots, indices = [], []
+        done = torch.zeros_like(flat)  # sum of the codes chosen so far
+        indices = []
         for q in self.stages:
-            residual = flat - done  # (N, D): carries z's gradient
-            code, idx, _ = q(residual.detach())  # code == C_s[idx]; this stage's EMA follows its residuals
-            slots.append((residual, code.detach()))
+            code, idx, _ = q((flat - done).detach())  # code == C_s[idx]; this stage's EMA follows its residuals
             done = done + code.detach()
             indices.append(idx)
         loss = self.commitment * F.mse_loss(flat, done)
-        idx = torch.stack(indices, dim=1)  # (N, L)
-        if self.stacked:  # value: the scaled stage code; gradient: straight through to the stage's residual
-            z_q = torch.stack([r + (c / s - r).detach() for (r, c), s in zip(slots, self._scales())], dim=1)  # (N, L, D)
-        else:
-            z_q = flat + (done - flat).detach()  # (N, D)
-        return z_q, idx, loss
+        z_q = flat + (done - flat).detach()  # (N, D), straight-through
+        return z_q, torch.stack(indices, dim=1), loss  # (N, D), (N, L), ()
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens (N, L) -> what forward's z_q holds for them: (N, L, D) stacked, else (N, D)."""
-        codes = [q.lookup(indices[:, s]) for s, q in enumerate(self.stages)]
-        if self.stacked:
-            return torch.stack([c / s for c, s in zip(codes, self._scales())], dim=1)
-        return sum(codes)
+        """Tokens (N, L) -> summed code vectors (N, D)."""
+        return sum(q.lookup(indices[:, s]) for s, q in enumerate(self.stages))
 
 
 def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw) -> nn.Module:
@@ -198,7 +181,7 @@ def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw) -> nn.Mod
                             commitment=kw.get("commitment", 0.25))
     if kind == "rvq":
         return ResidualQuantizer(code_dim, codebook_size, int(kw.get("stages", 4)), decay=kw.get("ema_decay", 0.99),
-                                 commitment=kw.get("commitment", 0.25), stacked=bool(kw.get("stacked", False)))
+                                 commitment=kw.get("commitment", 0.25))
     from igpg_zoo.errors import GeneratorError
 
     raise GeneratorError(f"unknown quantizer '{kind}'; use 'rvq', 'ema' or 'gumbel'")

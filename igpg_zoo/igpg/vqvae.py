@@ -31,7 +31,6 @@ class TokenizerConfig:
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
     quantizer: str = "rvq"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
-    rvq_stacked: bool = False  # rvq: the decoder sees the L stage codes side by side, not their sum
     # quantizer settings
     kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
     tau_start: float = 1.0  # gumbel temperature, annealed exponentially ...
@@ -89,12 +88,10 @@ class ChunkVQVAE(nn.Module):
         L, D = cfg.tokens_per_chunk, cfg.code_dim
         rvq = cfg.quantizer == "rvq"
         self.slots = 1 if rvq else L  # encoder code vectors per chunk (rvq: one, quantized L stages deep)
-        decoder_in = D if rvq and not cfg.rvq_stacked else L * D  # the summed code, or L codes side by side
         self.encoder = mlp([cfg.chunk_size, *cfg.hidden, self.slots * D])
-        self.decoder = mlp([decoder_in, *reversed(cfg.hidden), cfg.chunk_size])
+        self.decoder = mlp([self.slots * D, *reversed(cfg.hidden), cfg.chunk_size])
         self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
-                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment, stages=L,
-                                        stacked=cfg.rvq_stacked)
+                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment, stages=L)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (N, K) -> (z_q (N, S, D): what the decoder reads, indices (N, L), quantizer loss)."""
