@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,26 +57,28 @@ def build(zoo, quick: bool, log) -> dict:
             "holdout": list(HOLDOUT), "build_seconds": round(time.perf_counter() - t0, 1), "trained_runs": report.trained}
 
 
-def tokenizer(zoo, steps: int, log) -> dict:
+def tokenizer(zoo, steps: int, overrides: dict, log) -> dict:
     from igpg_zoo.igpg.prior_dataset import select_records
     from igpg_zoo.igpg.tokenizer_train import train_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
     def shape(cfg: dict) -> dict:  # the config without the step counts a --tokenizer-steps override scales
-        return {k: v for k, v in cfg.items() if k not in ("steps", "refine_steps")}
+        full = {**TokenizerConfig().to_dict(), **cfg}  # options added since it was trained: their defaults
+        return {k: full[k] for k in TokenizerConfig().to_dict() if k not in ("steps", "refine_steps")}
 
+    cfg = replace(TokenizerConfig(), **overrides)
     existing = [a for a in zoo.list_artifacts("tokenizer") if a.provenance.get("bench_steps") == steps
-                and shape(a.config["tokenizer"]) == shape(TokenizerConfig().to_dict())]
+                and shape(a.config["tokenizer"]) == shape(cfg.to_dict())]
     if existing:
-        return {"id": existing[-1].id, "reused": True}
+        return {"id": existing[-1].id, "reused": True, "overrides": overrides}
     ids = [r.id for r in select_records(zoo, list(HOLDOUT))]
     t0 = time.perf_counter()
-    art = train_tokenizer(zoo, TokenizerConfig(), ids, seed=0, steps=steps, progress=False)
+    art = train_tokenizer(zoo, cfg, ids, seed=0, steps=steps, progress=False)
     log(f"tokenizer #{art.id} in {time.perf_counter() - t0:.0f} s")
     # remember the bench setting so a rerun reuses it (a second artifact with the extra note)
     tensors = zoo.load_artifact(art)
     art = zoo.add_artifact("tokenizer", art.name, tensors, art.config, {**art.provenance, "bench_steps": steps})
-    return {"id": art.id, "seconds": round(time.perf_counter() - t0, 1), "reused": False}
+    return {"id": art.id, "seconds": round(time.perf_counter() - t0, 1), "reused": False, "overrides": overrides}
 
 
 def prior(zoo, args, tokenizer_id: int, log) -> dict:
@@ -127,6 +130,7 @@ def main() -> None:
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every phase but the sweep")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (1: off)")
+    ap.add_argument("--tokenizer", default="{}", help="TokenizerConfig overrides as JSON, e.g. '{\"align\": true}'")
     args = ap.parse_args()
     import generator_eval
     from igpg_zoo.igpg.sampling import SamplingSettings
@@ -163,7 +167,7 @@ def main() -> None:
     zoo = open_zoo(str(Path(args.scratch) / "registry.db"))
     results["zoo"] = build(zoo, args.quick, log)
     log(f"zoo: {results['zoo']['records']} records")
-    results["tokenizer"] = tokenizer(zoo, tok_steps, log)
+    results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), log)
     results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], HOLDOUT))
     save()
     results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)

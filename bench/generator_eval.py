@@ -89,12 +89,16 @@ def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
     recs = _members(zoo, task, arch)
     members = [r.metric("acc") for r in recs]
     best = results[0]
+    likeliest = max(results, key=lambda g: g.log_likelihood)  # what generate() picks without data
     rand = init_module(get_adapter(arch).build(arch), 0).state_dict()
     ceiling = [_test_acc(arch, gen.tokenizer.round_trip(zoo.load_weights(r.id), arch), ds) for r in recs[:3]]
     return {
         "task": task, "arch": arch, "median_trained": statistics.median(members), "n_members": len(members),
         "random_init": _random_acc(arch, ds), "single": accs[0], "best_of_n": accs[best.provenance["sample_index"]],
-        "mean_of_n": statistics.mean(accs.values()),
+        "mean_of_n": statistics.mean(accs.values()), "likeliest": accs[likeliest.provenance["sample_index"]],
+        "log_likelihood": [g.log_likelihood for g in sorted(results, key=lambda g: g.provenance["sample_index"])],
+        "likeliest_is_copy": likeliest.neighbour.get("exact_copy_of") is not None,
+        "likeliest_relative_distance": likeliest.neighbour.get("relative_distance"),
         "exact_copies": sum(g.neighbour.get("exact_copy_of") is not None for g in results), "n": n,
         "relative_distance": [g.neighbour.get("relative_distance") for g in results],
         "agreement_with_nearest": [g.neighbour.get("prediction_agreement") for g in results],
@@ -136,6 +140,12 @@ def _summarise_seen(rows: list[dict]) -> dict:
             "mean_median_trained": float(np.mean([r["median_trained"] for r in rows])),
             "mean_best_of_5": float(np.mean([r["best_of_n"] for r in rows])),
             "mean_single": float(np.mean([r["single"] for r in rows])),
+            "mean_likeliest": float(np.mean([r["likeliest"] for r in rows])),
+            "mean_gap_likeliest_pp": float(np.mean([100 * (r["median_trained"] - r["likeliest"]) for r in rows])),
+            "share_pairs_likeliest_within_5pp": float(np.mean([100 * (r["median_trained"] - r["likeliest"]) <= 5
+                                                               for r in rows])),
+            "likeliest_copy_share": float(np.mean([r["likeliest_is_copy"] for r in rows])),
+            "likeliest_mean_relative_distance": float(np.mean([r["likeliest_relative_distance"] for r in rows])),
             "mean_random_init": float(np.mean([r["random_init"] for r in rows])),
             "mean_tokenizer_ceiling": float(np.mean([r["tokenizer_ceiling"] for r in rows])),
             "mean_best_of_5_head_fit": float(np.mean([r["best_of_n_head_fit"] for r in rows])),

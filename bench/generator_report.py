@@ -11,12 +11,12 @@ def _pct(v) -> str:
 
 def _seen(r: dict) -> list[str]:
     out = ["## Seen tasks (no fine-tuning; test accuracy %)", "",
-           "| task | arch | median trained | tokenizer round trip of members | best-of-5 | single | random init | "
-           "best-of-5, head fit | single, head fit | random, head fit | exact copies |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| task | arch | median trained | tokenizer round trip of members | best-of-5 | single | likeliest of 5 (no data) "
+           "| random init | best-of-5, head fit | single, head fit | random, head fit | exact copies |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         out.append(f"| {x['task']} | {x['arch']} | {_pct(x['median_trained'])} | {_pct(x.get('tokenizer_ceiling'))} | "
-                   f"{_pct(x['best_of_n'])} | {_pct(x['single'])} | {_pct(x['random_init'])} | "
+                   f"{_pct(x['best_of_n'])} | {_pct(x['single'])} | {_pct(x.get('likeliest'))} | {_pct(x['random_init'])} | "
                    f"{_pct(x.get('best_of_n_head_fit'))} | {_pct(x.get('single_head_fit'))} | "
                    f"{_pct(x.get('random_head_fit'))} | {x['exact_copies']}/{x['n']} |")
     out += ["", f"Means: median trained {_pct(r['mean_median_trained'])}, tokenizer round trip "
@@ -30,7 +30,12 @@ def _seen(r: dict) -> list[str]:
             f"{r['worst_gap_best_of_5_pp']:.1f}), single sample {r['mean_gap_single_pp']:.1f} pp (worst "
             f"{r['worst_gap_single_pp']:.1f}). Pairs with best-of-5 within 2 pp: "
             f"{100 * r['share_pairs_best5_within_2pp']:.0f} %; single within 5 pp: "
-            f"{100 * r['share_pairs_single_within_5pp']:.0f} %.",
+            f"{100 * r['share_pairs_single_within_5pp']:.0f} %."
+            + (f" Likeliest of 5 (chosen by the prior's own likelihood, no data): mean {_pct(r['mean_likeliest'])}, "
+               f"gap {r['mean_gap_likeliest_pp']:.1f} pp, within 5 pp: {100 * r['share_pairs_likeliest_within_5pp']:.0f} %, "
+               f"exact copies {100 * r.get('likeliest_copy_share', float('nan')):.0f} %, distance to the nearest member "
+               f"{100 * r.get('likeliest_mean_relative_distance', float('nan')):.1f} % of its norm."
+               if "mean_likeliest" in r else ""),
             f"Novelty: exact token copies {100 * r['exact_copy_share']:.1f} % of samples; mean distance to the "
             f"nearest member {100 * r['mean_relative_distance_to_nearest']:.1f} % of its norm; generated mean "
             f"accuracy {_pct(r['mean_generated_acc'])} vs nearest member + noise at the same distance "

@@ -64,6 +64,20 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class UnitGroup:
+    """Hidden units an architecture can permute without changing its function (a layer's outputs).
+
+    Permuting the group reorders axis 0 of ``outputs`` (and of ``buffers``, e.g. BatchNorm running
+    statistics) and axis 1 of ``inputs`` (the next layer's weight) the same way.
+    """
+
+    size: int
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    buffers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     """One generated tensor of an architecture's parameter layout, in order."""
 

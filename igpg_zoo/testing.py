@@ -12,7 +12,7 @@ In a plugin's test suite::
 broken promise and otherwise returns a report of the steps it ran and the ones it skipped (and why).
 Steps: supports -> build (eval mode) -> param_layout matches the floating-point parameters ->
 flatten/unflatten exact -> strict load (same outputs) -> validate_weights -> head_names ->
-describe/structure -> native folder round trip (if "native" in export_formats) -> ONNX export with
+unit_groups (a random permutation keeps the outputs) -> describe/structure -> native folder round trip (if "native" in export_formats) -> ONNX export with
 onnxruntime parity (if "onnx" in export_formats).
 """
 
@@ -76,6 +76,7 @@ def check_adapter(adapter: Adapter, arch: str | None = None, tmp_path: Path | No
         _check_vectorize(adapter, arch, weights, report)
         example = _example_or_none(adapter, arch, report)
         _check_strict_load(adapter, arch, module, example, report)
+        _check_unit_groups(adapter, arch, module, example, atol, report)
         _check_describe(adapter, arch, report)
         if "native" in adapter.export_formats:
             _check_native(adapter, arch, weights, folder / "native", report)
@@ -162,6 +163,32 @@ def _check_strict_load(adapter: Adapter, arch: str, module, example, report: Con
             same = torch.equal(_first(module(example)), _first(other(example)))
         _require(same, "strict load", "a module loaded with the same state dict gives different outputs", report)
     report.ok("strict load", "same outputs" if example is not None else "keys and shapes")
+
+
+def _check_unit_groups(adapter: Adapter, arch: str, module, example, atol: float, report: ContractReport) -> None:
+    import torch
+
+    groups = adapter.unit_groups(arch)
+    if not groups:
+        report.skip("unit_groups", "no permutable units declared (generators then train without alignment)")
+        return
+    names = set(module.state_dict())
+    for g in groups:
+        bad = [n for n in (*g.outputs, *g.inputs, *g.buffers) if n not in names]
+        _require(not bad, "unit_groups", f"group names {bad} that are not in the state dict", report)
+    if example is None:
+        report.ok("unit_groups", f"{len(groups)} groups (no example input to check the function)")
+        return
+    from igpg_zoo.igpg.align import permute
+
+    gen = torch.Generator().manual_seed(0)
+    shuffled = permute(module.state_dict(), groups, [torch.randperm(g.size, generator=gen) for g in groups])
+    other = adapter.build(arch)
+    other.load_state_dict(shuffled, strict=True)
+    with torch.no_grad():
+        diff = float((_first(module(example)) - _first(other(example))).abs().max())
+    _require(diff <= atol, "unit_groups", f"permuting the declared units changed the outputs by {diff:.3g}", report)
+    report.ok("unit_groups", f"{len(groups)} groups; a random permutation keeps the outputs ({diff:.1e})")
 
 
 def _first(out):

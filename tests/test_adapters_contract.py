@@ -33,6 +33,19 @@ def test_smallnet_family_passes_with_onnx_parity(arch, tmp_path):
     assert (tmp_path / "model.onnx").is_file()
 
 
+class _GroupsLie(SmallNetAdapter):
+    name = "group-liar"
+
+    def unit_groups(self, arch):
+        g = super().unit_groups(arch)[0]
+        return [type(g)(g.size, g.outputs, ())]  # forgets that the next layer reads these units
+
+
+def test_contract_catches_a_permutation_that_changes_the_function(tmp_path):
+    with pytest.raises(ContractFailure, match="unit_groups"):
+        check_adapter(_GroupsLie(), "mlp-i8-h8-o3", tmp_path)
+
+
 class _LayoutLies(SmallNetAdapter):
     name = "liar"
 

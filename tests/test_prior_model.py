@@ -76,6 +76,23 @@ def test_kv_cache_matches_recomputation(overfit):
     assert torch.equal(cached, plain)
 
 
+def test_sample_log_likelihood_is_the_priors_own_teacher_forced_one(overfit):
+    prior, data = overfit
+    s = SamplingSettings(temperature=1.5, top_k=8)  # the score ignores the sampling settings
+    tokens, logp = sample_tokens(prior, data.conds[1], 24, n=3, settings=s, seed=2, with_logprob=True)
+    plain, plain_logp = sample_tokens(prior, data.conds[1], 24, n=3, seed=2, with_logprob=True,
+                                      settings=SamplingSettings(temperature=1.5, top_k=8, use_cache=False))
+    assert torch.equal(tokens, plain) and torch.allclose(logp, plain_logp, atol=1e-4)
+    cond = {k: v.view(1, -1).expand(3, -1) for k, v in data.conds[1].items()}
+    cond["window"] = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        logits, _ = prior(tokens, cond)
+    forced = logits.log_softmax(-1).gather(2, tokens.unsqueeze(2)).squeeze(2).sum(1)  # (3,)
+    assert torch.allclose(logp, forced, atol=1e-3)
+    _, train_logp = sample_tokens(prior, data.conds[1], 24, n=1, settings=GREEDY, with_logprob=True)
+    assert float(train_logp[0]) > float(logp.min())  # the memorised sequence is likelier than noise
+
+
 def test_seed_makes_sampling_reproducible(overfit):
     prior, data = overfit
     s = SamplingSettings(temperature=1.0, top_p=0.9)

@@ -104,6 +104,9 @@ def test_config_round_trips_and_refuses_unknown_keys():
     assert TokenizerConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    assert TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": False}) == cfg  # retired, was off
+    with pytest.raises(GeneratorError):
+        TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": True})  # retired, was on: cannot rebuild
     with pytest.raises(GeneratorError):
         TokenizerConfig(chunk_size=0)
 

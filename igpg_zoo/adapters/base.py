@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from igpg_zoo.errors import ExportNotSupported
-from igpg_zoo.records import ParamSpec
+from igpg_zoo.records import ParamSpec, UnitGroup
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +81,14 @@ class Adapter(ABC):
         name, linear = last
         prefix = f"{name}." if name else ""
         return [prefix + "weight"] + ([prefix + "bias"] if linear.bias is not None else [])
+
+    def unit_groups(self, arch: str) -> list[UnitGroup]:
+        """The function-preserving permutations of ``arch`` (hidden units of each layer).
+
+        Generators align zoo members to one reference with them, so independently trained models
+        share one ordering of hidden units (igpg/align.py). Default: none known.
+        """
+        return []
 
     def example_input(self, arch: str) -> torch.Tensor:
         """A dummy input batch for tracing/export."""

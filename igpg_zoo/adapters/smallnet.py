@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from igpg_zoo.adapters import smallnet_grammar as grammar
 from igpg_zoo.adapters.base import Adapter
 from igpg_zoo.errors import CheckpointError
+from igpg_zoo.records import UnitGroup
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +62,19 @@ class SmallNetAdapter(Adapter):
     def head_names(self, arch: str) -> list[str]:
         grammar.parse(arch)
         return ["head.weight", "head.bias"]
+
+    def unit_groups(self, arch: str) -> list[UnitGroup]:
+        """Every conv's channels and every hidden Linear's units: activations, max-pooling, BatchNorm and
+        global average pooling all act per channel, so the next layer's input axis follows."""
+        spec = grammar.parse(arch)
+        layers = [(f"conv{i}", c, f"bn{i}" if spec.batchnorm else None) for i, (c, _) in enumerate(spec.convs, 1)]
+        layers += [(f"fc{j}", w, None) for j, w in enumerate(spec.hidden, 1)]
+        groups = []
+        for (name, size, bn), nxt in zip(layers, [n for n, _, _ in layers[1:]] + ["head"]):
+            outputs = (f"{name}.weight", f"{name}.bias") + ((f"{bn}.weight", f"{bn}.bias") if bn else ())
+            buffers = (f"{bn}.running_mean", f"{bn}.running_var") if bn else ()
+            groups.append(UnitGroup(size, outputs, (f"{nxt}.weight",), buffers))
+        return groups
 
     def describe(self, arch: str) -> str:
         return grammar.describe(grammar.parse(arch))

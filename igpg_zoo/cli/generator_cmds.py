@@ -135,7 +135,7 @@ def _target_data(dataset: str | None, data: Path | None):
 
 def _summary(g, rank: int) -> dict:
     nb = g.neighbour or {}
-    return {"rank": rank, "val_acc": g.val_accuracy, "seed": g.provenance["seed"],
+    return {"rank": rank, "val_acc": g.val_accuracy, "log_likelihood": g.log_likelihood, "seed": g.provenance["seed"],
             "sample_index": g.provenance["sample_index"], "nearest_id": nb.get("id"),
             "nearest_distance": nb.get("distance"), "relative_distance": nb.get("relative_distance"),
             "prediction_agreement": nb.get("prediction_agreement"), "exact_copy_of": nb.get("exact_copy_of")}
@@ -148,7 +148,8 @@ def _print_result(s: dict) -> None:
             f"({100 * s['relative_distance']:.1f}% of its norm)") if s["nearest_id"] is not None else "zoo empty"
     agree = (f", agrees on {100 * s['prediction_agreement']:.1f}% of the probe"
              if s.get("prediction_agreement") is not None else "")
-    typer.echo(f"#{s['rank']} sample {s['sample_index']}: {acc}; {copy}; {near}{agree}")
+    lik = f", prior log-likelihood {s['log_likelihood']:.1f}" if s.get("log_likelihood") is not None else ""
+    typer.echo(f"#{s['rank']} sample {s['sample_index']}: {acc}{lik}; {copy}; {near}{agree}")
 
 
 def generate(

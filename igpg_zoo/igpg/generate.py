@@ -40,6 +40,7 @@ class Generated:
     tokens: torch.Tensor  # (T,)
     provenance: dict
     val_accuracy: float | None = None  # on the data sample, when data was given
+    log_likelihood: float | None = None  # of its tokens under the prior (nats; the data-free ranking)
     neighbour: dict = field(default_factory=dict)  # nearest zoo member: id, distance, agreement, exact_copy
 
 
@@ -133,16 +134,18 @@ class Generator:
     def condition(self, arch: str, task: str | None, data_embedding=None) -> dict:
         return self.conditioner.condition(arch, task, data_embedding)
 
-    def sample(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int) -> torch.Tensor:
-        """n raw token sequences (n, T) for ``arch``."""
+    def sample(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n raw token sequences (n, T) for ``arch`` and their log-likelihoods under the prior (n,)."""
         length = self.tokenizer.sequence_length(arch)
-        return sample_tokens(self.prior, cond, length, n=n, settings=settings, seed=seed)
+        return sample_tokens(self.prior, cond, length, n=n, settings=settings, seed=seed, with_logprob=True)
 
     def generate(self, arch: str, task: str | None = None, data=None, data_embedding=None, n: int = 1,
                  settings: SamplingSettings = SamplingSettings(), seed: int = 0, head: str = "generated",
                  dataset_name: str | None = None, novelty: bool = True) -> list[Generated]:
-        """``n`` models for one condition; with ``data`` they are ranked by accuracy on a training
-        sample (best-of-n), otherwise returned in sampling order."""
+        """``n`` models for one condition, best first: with ``data`` ranked by accuracy on a training
+        sample (best-of-n), otherwise by the prior's own likelihood of their tokens (the sample the
+        prior is surest of)."""
         if head not in HEADS:
             raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
         if n < 1:
@@ -150,7 +153,7 @@ class Generator:
         if head == "fit" and data is None:
             raise GeneratorError("--head fit solves the classifier on your data: give --dataset or --data")
         cond = self.condition(arch, task, data_embedding)
-        tokens = self.sample(arch, cond, n, settings, seed)
+        tokens, logp = self.sample(arch, cond, n, settings, seed)
         x, y = probe_split(data) if data is not None else (None, None)
         out = []
         for i in range(n):
@@ -162,17 +165,18 @@ class Generator:
                 fit_head(module, arch, x, y)
                 weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
             g = Generated(arch, weights, tokens[i], self._provenance(arch, task, dataset_name, settings,
-                                                                      seed, i, head, cond))
+                                                                      seed, i, head, cond, x is not None))
+            g.log_likelihood = float(logp[i])
             if x is not None:
                 g.val_accuracy = accuracy_on(module, x, y)
             if novelty and self.zoo is not None:
                 g.neighbour = self.neighbours(arch).nearest(weights, tokens[i], module, x)
             out.append(g)
-        if data is not None:
-            out.sort(key=lambda g: -g.val_accuracy)
+        out.sort(key=(lambda g: (-g.val_accuracy, -g.log_likelihood)) if data is not None
+                 else (lambda g: -g.log_likelihood))
         return out
 
-    def _provenance(self, arch, task, dataset_name, settings, seed, index, head, cond) -> dict:
+    def _provenance(self, arch, task, dataset_name, settings, seed, index, head, cond, x_given) -> dict:
         art = self.artifact
         return {
             "generator": {"prior_artifact_id": art.id if art else None,
@@ -183,6 +187,7 @@ class Generator:
                              "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
                                                if cond.get(k) is None)},
             "seed": seed, "sample_index": index, "sampling": settings.to_dict(), "head": head,
+            "ranked_by": "validation accuracy" if x_given else "prior likelihood",
         }
 
 

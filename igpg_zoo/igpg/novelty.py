@@ -2,7 +2,9 @@
 token overlap (exact copies), and prediction agreement on a probe set.
 
 Distances are over the generated parameters in layout order (buffers excluded), so BN
-statistics re-estimated on data do not count as novelty.
+statistics re-estimated on data do not count as novelty. Members are compared in the tokenizer's
+canonical unit order (an aligned tokenizer generates in it), so a replay in another order of the
+same hidden units still counts as near.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class NeighbourIndex:
         params, tokens = [], []
         for r in records:
             w = zoo.load_weights(r.id)
-            params.append(flatten(w, layout))
+            params.append(flatten(tokenizer.canonical(w, arch), layout))  # generated models are canonical
             tokens.append(tokenizer.encode(w, arch))
         P, T = layout.numel, tokenizer.sequence_length(arch)
         return cls(arch, layout, [r.id for r in records],

@@ -69,12 +69,17 @@ def _with_window(cond: dict, j: int, batch: int) -> dict:
     return out
 
 
+def _logprob(logits: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+    """log p(tok) under the prior itself (temperature 1, no truncation): (B, V), (B,) -> (B,)."""
+    return logits.log_softmax(-1).gather(1, tok.view(-1, 1)).squeeze(1)
+
+
 @torch.no_grad()
 def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
-                   s: SamplingSettings, gen: torch.Generator | None) -> torch.Tensor:
-    """``n_new`` tokens after ``context`` (B, c) in one window -> (B, n_new)."""
+                   s: SamplingSettings, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_new`` tokens after ``context`` (B, c) in one window -> (B, n_new), and their log-likelihood (B,)."""
     B = context.size(0)
-    out = []
+    out, logp = [], torch.zeros(B)
     if s.use_cache:
         cache = prior.new_cache(B)
         logits = prior.step(cond, context, cache, start=0)
@@ -82,6 +87,7 @@ def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
         for _ in range(n_new):
             tok = pick(logits, s, gen)  # (B,)
             out.append(tok)
+            logp += _logprob(logits, tok)
             if len(out) == n_new:
                 break
             logits = prior.step(None, tok.view(B, 1), cache, start=pos)
@@ -89,18 +95,23 @@ def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
     else:
         seq = context
         for _ in range(n_new):
-            tok = pick(prior.next_logits_uncached(cond, seq), s, gen)
+            logits = prior.next_logits_uncached(cond, seq)
+            tok = pick(logits, s, gen)
             out.append(tok)
+            logp += _logprob(logits, tok)
             seq = torch.cat([seq, tok.view(B, 1)], dim=1)
-    return torch.stack(out, dim=1)
+    return torch.stack(out, dim=1), logp
 
 
 @torch.no_grad()
 def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
-                  settings: SamplingSettings = SamplingSettings(), seed: int | None = None) -> torch.Tensor:
+                  settings: SamplingSettings = SamplingSettings(), seed: int | None = None,
+                  with_logprob: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` token sequences of ``length`` for one condition -> LongTensor (n, length).
 
     ``cond`` holds unbatched vectors (task, data, arch_text, arch_struct; any may be missing).
+    ``with_logprob`` also returns each sequence's log-likelihood under the prior (n,) (temperature
+    1, whatever the sampling settings): a data-free score for choosing among samples.
     """
     prior.eval()
     cfg = prior.cfg
@@ -109,11 +120,11 @@ def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
         gen = torch.Generator().manual_seed(seed)
     batched = {k: (v.view(1, -1).expand(n, -1) if v is not None else None) for k, v in cond.items()
                if k in ("task", "data", "arch_text", "arch_struct")}
-    tokens = torch.empty(n, 0, dtype=torch.long)
+    tokens, logp = torch.empty(n, 0, dtype=torch.long), torch.zeros(n)
     for j in range(n_windows(cfg, length)):
         start, end = window_bounds(cfg, j, length)
         context = tokens[:, start:]  # the tail of the previous window (empty for j = 0)
-        new = _sample_window(prior, _with_window(batched, j, n), context, end - start - context.size(1),
-                             settings, gen)
-        tokens = torch.cat([tokens, new], dim=1)
-    return tokens  # (n, length)
+        new, lp = _sample_window(prior, _with_window(batched, j, n), context, end - start - context.size(1),
+                                 settings, gen)
+        tokens, logp = torch.cat([tokens, new], dim=1), logp + lp
+    return (tokens, logp) if with_logprob else tokens  # (n, length), (n,)

@@ -8,6 +8,10 @@ The artifact is self-contained: its config holds the ``TokenizerConfig`` and the
 ``Normalizer``; its tensors are the VQ-VAE's state dict. Decoded buffers (BatchNorm running
 statistics) are the adapter's fresh defaults; call ``vectorize.recalibrate_batchnorm`` on a data
 sample before evaluating a BN model (docs/igpg-tokenizer.md).
+
+With ``align`` on, the tokenizer keeps one reference model per training architecture and first
+reorders any model's hidden units to match it (``canonical``: the same function); tokens, decoded
+weights and round trips are then in the reference's unit order.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig
 
 PREFIX = "vqvae."
 ANCHOR = "anchor."  # + arch: the normaliser's per-architecture mean (float64)
+REFERENCE = "reference|"  # + arch + "|" + tensor name: the alignment reference of an architecture
 BUFFER_POLICY = "fresh-defaults"  # decoded BN buffers: running_mean 0, running_var 1 (recalibrate on data)
 
 
 class Tokenizer:
-    def __init__(self, model: ChunkVQVAE, normalizer: Normalizer, artifact_id: int | None = None):
+    def __init__(self, model: ChunkVQVAE, normalizer: Normalizer, artifact_id: int | None = None,
+                 references: dict[str, dict[str, torch.Tensor]] | None = None):
         self.model = model.eval()
         self.normalizer = normalizer
         self.artifact_id = artifact_id
+        self.references = references or {}  # arch -> the tensors its members are aligned to
         self._layouts: dict[str, Layout] = {}
 
     # -- persistence ---------------------------------------------------------------------------
@@ -58,12 +65,13 @@ class Tokenizer:
         except RuntimeError as exc:
             raise GeneratorError(f"tokenizer tensors do not fit its config ({str(exc).splitlines()[0]}); "
                                  "retrain the tokenizer") from None
-        return cls(model, normalizer, artifact_id)
+        return cls(model, normalizer, artifact_id, _references(tensors))
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, config) to store as an artifact; ``from_state`` inverts it."""
         tensors = {PREFIX + k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
         tensors.update({ANCHOR + arch: t for arch, t in self.normalizer.tensors().items()})
+        tensors.update({f"{REFERENCE}{arch}|{name}": t for arch, ref in self.references.items() for name, t in ref.items()})
         config = {"tokenizer": self.config.to_dict(), "normalizer": self.normalizer.to_dict(),
                   "buffers": BUFFER_POLICY, "vocab_size": self.vocab_size}
         return tensors, config
@@ -88,10 +96,19 @@ class Tokenizer:
         cfg = self.config
         return n_chunks(self.layout(arch), cfg.chunk_size, cfg.mode) * cfg.tokens_per_chunk
 
+    def canonical(self, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
+        """``weights`` with hidden units in the reference's order (unchanged without a reference)."""
+        if arch not in self.references:
+            return weights
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.igpg.align import align
+
+        return align(weights, self.references[arch], get_adapter(arch).unit_groups(arch))
+
     def chunks(self, weights: dict[str, torch.Tensor], arch: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised, padded chunks (n, K) and their mask (n, K) for one model."""
+        """Normalised, padded chunks (n, K) and their mask (n, K) for one (canonical) model."""
         layout = self.layout(arch)
-        z = self.normalizer.normalize(flatten(weights, layout), layout)
+        z = self.normalizer.normalize(flatten(self.canonical(weights, arch), layout), layout)
         return chunk(z, layout, self.config.chunk_size, self.config.mode)
 
     @torch.no_grad()
@@ -123,7 +140,19 @@ class Tokenizer:
         return complete_state_dict(self.decode_params(tokens, arch), arch)
 
     def round_trip(self, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-        """decode(encode(weights)) with the original buffers kept (what a stored model would lose)."""
-        out = {k: v.clone() for k, v in weights.items()}
+        """decode(encode(weights)) with the original buffers kept (what a stored model would lose).
+
+        Aligned tokenizers return the canonical order (buffers reordered with it): the same function.
+        """
+        out = {k: v.clone() for k, v in self.canonical(weights, arch).items()}
         out.update(self.decode_params(self.encode(weights, arch), arch))
         return out
+
+
+def _references(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    refs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        if key.startswith(REFERENCE):
+            arch, _, name = key[len(REFERENCE):].partition("|")
+            refs.setdefault(arch, {})[name] = t
+    return refs

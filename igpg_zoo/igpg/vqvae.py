@@ -18,6 +18,9 @@ from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.quantize import make_quantizer
 
 
+RETIRED = {"rvq_stacked": False}  # removed options and the value that means "not used"
+
+
 @dataclass
 class TokenizerConfig:
     # what a token covers
@@ -26,6 +29,8 @@ class TokenizerConfig:
     mode: str = "layer"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
     norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
+    align: bool = False  # reorder hidden units to one reference per architecture first (igpg/align.py)
+    scale_weighting: float = 0.0  # loss weight of a tensor's values = (its mean square)^-p: 0 plain MSE, 1 relative error
     # the network
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
@@ -59,6 +64,7 @@ class TokenizerConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if not (k in RETIRED and v == RETIRED[k])}  # options since removed, unused
         unknown = sorted(set(d) - known)
         if unknown:
             raise GeneratorError(f"tokenizer config has unknown keys {unknown}; it was written by a newer "
@@ -75,10 +81,17 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the real (unpadded) positions only: padding never enters the loss."""
+def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(Weighted) mean squared error over the real (unpadded) positions only: padding never enters the loss.
+
+    ``weight`` (same shape, >= 0) scales each position's squared error; the mean is over the mask.
+    """
     m = mask.to(x.dtype)
-    return ((x_hat - x) * m).pow(2).sum() / m.sum().clamp(min=1)
+    sq = ((x_hat - x) * m).pow(2)
+    if weight is not None:
+        sq = sq * weight
+    return sq.sum() / m.sum().clamp(min=1)
 
 
 class ChunkVQVAE(nn.Module):
@@ -108,7 +121,8 @@ class ChunkVQVAE(nn.Module):
         """Tokens (N, L) -> chunks (N, K)."""
         return self.decode_codes(self.quantizer.lookup(indices))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Returns (loss, indices, parts): masked reconstruction + quantizer loss.
 
         Padded positions are zeroed on the way in and masked on the way out, so whatever they hold
@@ -116,5 +130,5 @@ class ChunkVQVAE(nn.Module):
         """
         x = x * mask.to(x.dtype)
         z_q, indices, q_loss = self.encode(x)
-        recon = masked_mse(x, self.decode_codes(z_q), mask)
+        recon = masked_mse(x, self.decode_codes(z_q), mask, weight)
         return recon + q_loss, indices, {"recon": float(recon.detach()), "q": float(q_loss.detach())}
