@@ -10,10 +10,9 @@ import torch
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.igpg.align import align, match, permute
 from igpg_zoo.igpg.tokenizer import Tokenizer
-from igpg_zoo.igpg.tokenizer_train import build_chunks, fit_tokenizer, scale_weights
+from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
 from igpg_zoo.igpg.vectorize import Layout, flatten
 from igpg_zoo.igpg.vqvae import TokenizerConfig
-from igpg_zoo.records import ParamSpec
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -92,21 +91,3 @@ def test_an_unaligned_tokenizer_keeps_no_references_and_sees_the_order():
     items = [(model(arch, s).state_dict(), arch) for s in range(3)]
     tok, _ = fit_tokenizer(items, TINY, seed=0, progress=False)
     assert tok.references == {} and tok.canonical(items[0][0], arch) is items[0][0]
-
-
-def test_scale_weights_are_inverse_mean_squares_per_tensor_with_a_floor():
-    lay = Layout("x", (ParamSpec("a.weight", (4,)), ParamSpec("a.bias", (2,)), ParamSpec("b.bias", (2,))))
-    z = torch.tensor([2.0, -2.0, 2.0, 2.0, 0.5, -0.5, 0.0, 0.0])
-    w = scale_weights(z, lay, 1.0, floor=1e-2)
-    assert torch.allclose(w, torch.tensor([0.25] * 4 + [4.0] * 2 + [100.0] * 2))
-    assert torch.allclose(scale_weights(z, lay, 0.5, floor=1e-2), w.sqrt())
-
-
-def test_weighted_chunks_average_one_and_skip_padding():
-    arch = "mlp-i8-h8-o3"
-    items = [(model(arch, s).state_dict(), arch) for s in range(3)]
-    X, M, W, _ = build_chunks(items, replace(TINY, scale_weighting=1.0))
-    assert W is not None and W.shape == X.shape
-    assert torch.all(W[~M] == 0) and torch.allclose(W[M].mean(), torch.tensor(1.0))
-    assert W[M].max() > 2 * W[M].min()  # small tensors weigh more
-    assert build_chunks(items, TINY)[2] is None  # plain MSE by default

@@ -133,3 +133,23 @@ def test_a_steps_override_scales_both_phases():
     tok, report = fit_tokenizer(items, cfg, steps=5, progress=False)
     assert (report["steps"], report["refine_steps"]) == (5, 10)
     assert (tok.config.steps, tok.config.refine_steps) == (5, 10)  # the stored config says what ran
+
+
+def test_direct_codes_start_at_zero_and_are_fitted_by_the_refine_phase():
+    from dataclasses import replace
+
+    cfg = TokenizerConfig(quantizer="rvq", direct_codes=True, **TINY)
+    model = ChunkVQVAE(cfg).eval()
+    idx = torch.randint(0, 32, (5, 2))
+    plain = ChunkVQVAE(replace(cfg, direct_codes=False))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("direct.")})
+    assert torch.equal(model.decode_indices(idx), plain.eval().decode_indices(idx))  # zero at init
+    adapter = SmallNetAdapter()
+    arch = "mlp-i8-h8-o3"
+    items = []
+    for s in range(3):
+        torch.manual_seed(s)
+        items.append((adapter.build(arch).state_dict(), arch))
+    tok, _ = fit_tokenizer(items, replace(cfg, steps=20, refine_steps=30, batch_size=16), progress=False)
+    assert tok.model.direct.weight.abs().sum() > 0
+    assert {p.data_ptr() for p in tok.model.direct.parameters()} <= {p.data_ptr() for p in tok.model.decoder_parameters()}

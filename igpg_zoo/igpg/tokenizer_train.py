@@ -25,34 +25,14 @@ from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
 
 
-def scale_weights(z: torch.Tensor, layout: Layout, power: float, floor: float = 1e-2) -> torch.Tensor:
-    """Per-value loss weights (D,) of one normalised model: each tensor's (mean square)^-power.
-
-    power 1 makes the loss a relative error per tensor, so a small-valued tensor (a bias, a head) is
-    fitted as closely, relative to its size, as a large one; ``floor`` caps the weight of a near-zero tensor.
-    """
-    offs = layout.offsets()
-    parts = [torch.full((b - a,), max(float(z[a:b].pow(2).mean()), floor) ** -power) for a, b in zip(offs, offs[1:])]
-    return torch.cat(parts) if parts else torch.zeros(0)
-
-
 def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Normalizer]:
-    """All models' normalised chunks X (N, K), masks M (N, K), loss weights W (N, K) or None, the normaliser.
-
-    W (when ``cfg.scale_weighting`` > 0) averages 1 over the real positions of the zoo.
-    """
+                 ) -> tuple[torch.Tensor, torch.Tensor, Normalizer]:
+    """All models' normalised chunks X (N, K), masks M (N, K), and the normaliser fitted on them."""
     layouts = {arch: Layout.of(arch) for _, arch in items}
     vecs = [(flatten(w, layouts[arch]), layouts[arch]) for w, arch in items]
     normalizer = Normalizer(cfg.norm).fit(vecs, anchors=cfg.anchor)
-    zs = [(normalizer.normalize(v, lay), lay) for v, lay in vecs]
-    xs, ms = zip(*(chunk(z, lay, cfg.chunk_size, cfg.mode) for z, lay in zs))
-    X, M = torch.cat(xs), torch.cat(ms)
-    if cfg.scale_weighting <= 0:
-        return X, M, None, normalizer
-    W = torch.cat([chunk(scale_weights(z, lay, cfg.scale_weighting), lay, cfg.chunk_size, cfg.mode)[0]
-                   for z, lay in zs])
-    return X, M, W / W[M].mean(), normalizer
+    xs, ms = zip(*(chunk(normalizer.normalize(v, lay), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
+    return torch.cat(xs), torch.cat(ms), normalizer
 
 
 def pick_references(items: list[tuple[dict[str, torch.Tensor], str]]) -> dict[str, dict[str, torch.Tensor]]:
@@ -80,8 +60,8 @@ def _bar(total: int, progress: bool, desc: str):
         return _NoBar()
 
 
-def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torch.Tensor | None, cfg: TokenizerConfig,
-                steps: int, gen: torch.Generator, progress: bool) -> dict[str, float]:
+def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
+                gen: torch.Generator, progress: bool) -> dict[str, float]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     bar = _bar(steps, progress, "tokenizer")
@@ -91,7 +71,7 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torch.Te
         if isinstance(model.quantizer, GumbelQuantizer):
             model.quantizer.temperature = anneal(step, steps, cfg.tau_start, cfg.tau_end)
         idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        loss, _, parts = model(X[idx], M[idx], None if W is None else W[idx])
+        loss, _, parts = model(X[idx], M[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -104,8 +84,8 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torch.Te
     return parts
 
 
-def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torch.Tensor | None,
-                    cfg: TokenizerConfig, steps: int, gen: torch.Generator, progress: bool) -> None:
+def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
+                    gen: torch.Generator, progress: bool) -> None:
     """Fit the decoder alone to the eval-mode codes of every chunk.
 
     With the Gumbel quantizer the code vectors are decoder-side only (encoding reads the logits), so
@@ -113,7 +93,7 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torc
     """
     with torch.no_grad():
         indices = model.encode(X)[1]  # (N, L), fixed: exactly what encode() will give
-    params = list(model.decoder.parameters())
+    params = model.decoder_parameters()
     if isinstance(model.quantizer, GumbelQuantizer):
         params += list(model.quantizer.embed.parameters())
     opt = torch.optim.Adam(params, lr=cfg.refine_lr)
@@ -122,7 +102,7 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, W: torc
     model.decoder.train()
     for _ in range(steps):
         idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx], None if W is None else W[idx])
+        loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -160,12 +140,12 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     references = pick_references(items) if cfg.align else {}
     if references:
         items = [(align(w, references[arch], get_adapter(arch).unit_groups(arch)), arch) for w, arch in items]
-    X, M, W, normalizer = build_chunks(items, cfg)
+    X, M, normalizer = build_chunks(items, cfg)
     model = ChunkVQVAE(cfg)
-    last = _main_phase(model, X, M, W, cfg, cfg.steps, gen, progress)
+    last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
     before = evaluate(model, X, M)
     if cfg.refine_steps > 0:
-        _refine_decoder(model, X, M, W, cfg, cfg.refine_steps, gen, progress)
+        _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress)
     report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
               "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M)}

@@ -18,7 +18,7 @@ from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.quantize import make_quantizer
 
 
-RETIRED = {"rvq_stacked": False}  # removed options and the value that means "not used"
+RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0}  # removed options and the value that means "not used"
 
 
 @dataclass
@@ -30,12 +30,12 @@ class TokenizerConfig:
     norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
     align: bool = False  # reorder hidden units to one reference per architecture first (igpg/align.py)
-    scale_weighting: float = 0.0  # loss weight of a tensor's values = (its mean square)^-p: 0 plain MSE, 1 relative error
     # the network
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
     quantizer: str = "rvq"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
+    direct_codes: bool = False  # every token also adds its own learned chunk-sized vector to the decoder output
     # quantizer settings
     kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
     tau_start: float = 1.0  # gumbel temperature, annealed exponentially ...
@@ -81,17 +81,10 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
-    """(Weighted) mean squared error over the real (unpadded) positions only: padding never enters the loss.
-
-    ``weight`` (same shape, >= 0) scales each position's squared error; the mean is over the mask.
-    """
+def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real (unpadded) positions only: padding never enters the loss."""
     m = mask.to(x.dtype)
-    sq = ((x_hat - x) * m).pow(2)
-    if weight is not None:
-        sq = sq * weight
-    return sq.sum() / m.sum().clamp(min=1)
+    return ((x_hat - x) * m).pow(2).sum() / m.sum().clamp(min=1)
 
 
 class ChunkVQVAE(nn.Module):
@@ -105,6 +98,10 @@ class ChunkVQVAE(nn.Module):
         self.decoder = mlp([self.slots * D, *reversed(cfg.hidden), cfg.chunk_size])
         self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
                                         ema_decay=cfg.ema_decay, commitment=cfg.commitment, stages=L)
+        # token (stage l, code v) -> a K-vector added to the output: capacity at the cost of a lookup
+        self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size) if cfg.direct_codes else None
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (N, K) -> (z_q (N, S, D): what the decoder reads, indices (N, L), quantizer loss)."""
@@ -117,12 +114,22 @@ class ChunkVQVAE(nn.Module):
     def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
         return self.decoder(z_q.reshape(z_q.shape[0], -1))  # (N, K)
 
+    def direct_term(self, indices: torch.Tensor) -> torch.Tensor | float:
+        """Sum over a chunk's L tokens of their direct output vectors: (N, L) -> (N, K) (0 when off)."""
+        if self.direct is None:
+            return 0.0
+        offsets = torch.arange(indices.shape[1], device=indices.device) * self.cfg.codebook_size  # (L,)
+        return self.direct(indices + offsets).sum(1)  # (N, K)
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """What the refine phase fits: the decoder MLP and the direct vectors."""
+        return list(self.decoder.parameters()) + (list(self.direct.parameters()) if self.direct is not None else [])
+
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Tokens (N, L) -> chunks (N, K)."""
-        return self.decode_codes(self.quantizer.lookup(indices))
+        return self.decode_codes(self.quantizer.lookup(indices)) + self.direct_term(indices)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Returns (loss, indices, parts): masked reconstruction + quantizer loss.
 
         Padded positions are zeroed on the way in and masked on the way out, so whatever they hold
@@ -130,5 +137,5 @@ class ChunkVQVAE(nn.Module):
         """
         x = x * mask.to(x.dtype)
         z_q, indices, q_loss = self.encode(x)
-        recon = masked_mse(x, self.decode_codes(z_q), mask, weight)
+        recon = masked_mse(x, self.decode_codes(z_q) + self.direct_term(indices), mask)
         return recon + q_loss, indices, {"recon": float(recon.detach()), "q": float(q_loss.detach())}
