@@ -157,7 +157,8 @@ def generate(
     dataset: Annotated[Optional[str], typer.Option(help="built-in dataset or generated task name")] = None,
     data: Annotated[Optional[Path], typer.Option(help="your labelled data: .npz, .csv or image folder")] = None,
     task: Annotated[Optional[str], typer.Option(help="task text (default: the dataset's description)")] = None,
-    n: Annotated[int, typer.Option("-n", help="samples; the best on a training sample is kept (best-of-n)")] = 1,
+    n: Annotated[int, typer.Option("-n", help="samples; the best on a training sample is kept (best-of-n: 97.4 % "
+                                              "vs 66.2 % for one sample on the benchmark's seen tasks)")] = 5,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     temperature: Annotated[float, typer.Option(
         help="sampling temperature (0: greedy); 0.75 gave new weights (5 % copies) at trained accuracy "
