@@ -1,10 +1,10 @@
 """Tokenizer sweep with a per-model breakdown: which architectures and tensors lose accuracy, and how
 many distinct chunks share one token tuple (a collision the decoder cannot undo).
 
-    .venv/bin/python bench/tokenizer_sweep.py run NAME '{"quantizer": "rvq", ...}'   # one config
+    .venv/bin/python bench/tokenizer_sweep.py run NAME '{"quantizer": "rvq", ...}' [SEED]  # one config
     .venv/bin/python bench/tokenizer_sweep.py table                                  # results -> md
 
-``run`` trains a tokenizer (TokenizerConfig() with the JSON overrides, seed 0, torch on 1 thread) on
+``run`` trains a tokenizer (TokenizerConfig() with the JSON overrides, seed 0 unless given, torch on 1 thread) on
 every checkpoint of the demo registry, round-trips every model (parameters replaced, its own buffers
 kept), evaluates it on its dataset's test split, and writes per-model rows under
 bench/scratch/tokdiag/ and one summary row into bench/results/tokenizer-sweep.json. Two runs can go
@@ -64,7 +64,7 @@ def per_model(tok, models: list[dict], ev: Evaluator) -> list[dict]:
     return rows
 
 
-def run(name: str, overrides: dict) -> None:
+def run(name: str, overrides: dict, seed: int = 0) -> None:
     from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
     from igpg_zoo.zoo import open_zoo
@@ -74,7 +74,7 @@ def run(name: str, overrides: dict) -> None:
     with open_zoo(REGISTRY) as zoo:
         models = load_models(zoo, ev)
     cfg = replace(TokenizerConfig(), **overrides)
-    tok, report = fit_tokenizer([(m["weights"], m["arch"]) for m in models], cfg, seed=0, progress=False)
+    tok, report = fit_tokenizer([(m["weights"], m["arch"]) for m in models], cfg, seed=seed, progress=False)
     rows = per_model(tok, models, ev)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     (SCRATCH / f"{name}_rows.json").write_text(json.dumps(rows))
@@ -82,7 +82,7 @@ def run(name: str, overrides: dict) -> None:
     by_arch = {}
     for r in rows:
         by_arch.setdefault(r["arch"], []).append(r["loss_pp"])
-    summary = {"config": cfg.to_dict(), "overrides": overrides, "recon_mse": report["recon_mse"],
+    summary = {"config": cfg.to_dict(), "overrides": overrides, "seed": seed, "recon_mse": report["recon_mse"],
                "train_seconds": report["train_seconds"], "mean_loss_pp": float(loss.mean()),
                "median_loss_pp": float(np.median(loss)), "worst_loss_pp": float(loss.max()),
                "models_over_2pp": int((loss > 2).sum()), "n_models": len(rows),
@@ -98,14 +98,16 @@ def run(name: str, overrides: dict) -> None:
 def table() -> None:
     results = json.loads(RESULTS.read_text())
     lines = ["# Tokenizer sweep (demo zoo, per-model breakdown)", "",
-             "`python bench/tokenizer_sweep.py run NAME JSON` then `table`; each run: today's TokenizerConfig() "
-             "with the overrides shown (the full config is in the JSON), seed 0, 1 torch thread on a shared "
-             "2-core machine (two runs at a time), 1,000 main steps. Loss = original minus round-trip test "
+             "`python bench/tokenizer_sweep.py run NAME JSON` then `table`; each run: the TokenizerConfig() of its day "
+             "with the overrides shown (the full config of every run is in the JSON; 1,000 main steps unless "
+             "overridden), seed 0 unless shown, 1 torch thread on a shared 2-core machine (two runs at a time). "
+             "Options since removed: `rvq_stacked`, `scale_weighting` (both measured worse). Loss = original minus round-trip test "
              "accuracy (pp). A collision is a token tuple shared by several distinct chunks.", "",
              "| run | overrides | loss mean / median / worst (pp) | models > 2 pp | rel. weight err | recon MSE "
              "| distinct chunks / token tuples | tokens/model (max) | train s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["runs"].items():
-        lines.append(f"| {name} | `{json.dumps(r['overrides'])}` | {r['mean_loss_pp']:.2f} / {r['median_loss_pp']:.2f} / "
+        seed = f" (seed {r['seed']})" if r.get("seed") else ""
+        lines.append(f"| {name} | `{json.dumps(r['overrides'])}`{seed} | {r['mean_loss_pp']:.2f} / {r['median_loss_pp']:.2f} / "
                      f"{r['worst_loss_pp']:.1f} | {r['models_over_2pp']}/{r['n_models']} | {r['mean_rel_err']:.3f} | "
                      f"{r['recon_mse']:.4f} | {r['distinct_chunks']} / {r['distinct_token_tuples']} | "
                      f"{r['max_tokens_per_model']} | {r['train_seconds']:.0f} |")
@@ -114,5 +116,5 @@ def table() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "run":
-        run(sys.argv[2], json.loads(sys.argv[3]))
+        run(sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     table()
