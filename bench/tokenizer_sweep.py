@@ -35,19 +35,24 @@ REGISTRY = "bench/scratch/demo/registry.db"
 
 
 def collisions(tok, models: list[dict]) -> dict:
-    """Distinct chunks vs distinct token tuples over the zoo."""
+    """Distinct chunks vs distinct token tuples over the zoo, and codebook usage (perplexity, dead codes)."""
+    from igpg_zoo.igpg.quantize import CodebookUsage
+
     owners: dict[tuple, set] = {}
     chunks = set()
+    usage = CodebookUsage(tok.vocab_size)
     for m in models:
         x, _ = tok.chunks(m["weights"], m["arch"])
         t = tok.encode(m["weights"], m["arch"]).view(-1, tok.config.tokens_per_chunk)
+        usage.update(t)
         for row, key in zip(x, t.tolist()):
             b = row.numpy().tobytes()
             chunks.add(b)
             owners.setdefault(tuple(key), set()).add(b)
     shared = [v for v in owners.values() if len(v) > 1]
+    u = usage.summary()
     return {"distinct_chunks": len(chunks), "distinct_token_tuples": len(owners),
-            "chunks_sharing_a_tuple": sum(len(v) for v in shared)}
+            "chunks_sharing_a_tuple": sum(len(v) for v in shared), "perplexity": u["perplexity"], "dead_codes": u["dead"]}
 
 
 def per_model(tok, models: list[dict], ev: Evaluator) -> list[dict]:
@@ -95,6 +100,10 @@ def run(name: str, overrides: dict, seed: int = 0) -> None:
     print(name, {k: v for k, v in summary.items() if k != "config"}, flush=True)
 
 
+def _usage(r: dict) -> str:
+    return f"{r['perplexity']:.0f} / {r['dead_codes']}" if "perplexity" in r else "-"
+
+
 def table() -> None:
     results = json.loads(RESULTS.read_text())
     lines = ["# Tokenizer sweep (demo zoo, per-model breakdown)", "",
@@ -104,12 +113,14 @@ def table() -> None:
              "Options since removed: `rvq_stacked`, `scale_weighting` (both measured worse). Loss = original minus round-trip test "
              "accuracy (pp). A collision is a token tuple shared by several distinct chunks.", "",
              "| run | overrides | loss mean / median / worst (pp) | models > 2 pp | rel. weight err | recon MSE "
-             "| distinct chunks / token tuples | tokens/model (max) | train s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| distinct chunks / token tuples | perplexity / dead codes | tokens/model (max) | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["runs"].items():
         seed = f" (seed {r['seed']})" if r.get("seed") else ""
         lines.append(f"| {name} | `{json.dumps(r['overrides'])}`{seed} | {r['mean_loss_pp']:.2f} / {r['median_loss_pp']:.2f} / "
                      f"{r['worst_loss_pp']:.1f} | {r['models_over_2pp']}/{r['n_models']} | {r['mean_rel_err']:.3f} | "
                      f"{r['recon_mse']:.4f} | {r['distinct_chunks']} / {r['distinct_token_tuples']} | "
+                     f"{_usage(r)} | "
                      f"{r['max_tokens_per_model']} | {r['train_seconds']:.0f} |")
     RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

@@ -153,3 +153,9 @@ def test_direct_codes_start_at_zero_and_are_fitted_by_the_refine_phase():
     tok, _ = fit_tokenizer(items, replace(cfg, steps=20, refine_steps=30, batch_size=16), progress=False)
     assert tok.model.direct.weight.abs().sum() > 0
     assert {p.data_ptr() for p in tok.model.direct.parameters()} <= {p.data_ptr() for p in tok.model.decoder_parameters()}
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+
+    again = Tokenizer.from_state(*tok.state())  # the direct vectors travel in the artifact
+    tokens = tok.encode(items[1][0], arch)
+    back, back2 = tok.decode_params(tokens, arch), again.decode_params(tokens, arch)
+    assert all(torch.equal(back[k], back2[k]) for k in back)
