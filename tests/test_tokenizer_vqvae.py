@@ -105,6 +105,8 @@ def test_config_round_trips_and_refuses_unknown_keys():
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     assert TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": False}) == cfg  # retired, was off
+    old = {k: v for k, v in TokenizerConfig().to_dict().items() if k not in ("direct_codes", "align")}
+    assert not TokenizerConfig.from_dict(old).direct_codes  # written before the option existed: off
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": True})  # retired, was on: cannot rebuild
     with pytest.raises(GeneratorError):

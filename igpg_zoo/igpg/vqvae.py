@@ -19,6 +19,7 @@ from igpg_zoo.igpg.quantize import make_quantizer
 
 
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0}  # removed options and the value that means "not used"
+ADDED = {"align": False, "direct_codes": False}  # later options: what a config written before them meant
 
 
 @dataclass
@@ -62,9 +63,15 @@ class TokenizerConfig:
         return d
 
     @classmethod
+    def complete(cls, d: dict) -> dict:
+        """A stored config with options added since it was written set to what it meant then (off)."""
+        return {**{k: v for k, v in ADDED.items() if k not in d}, **d}
+
+    @classmethod
     def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if not (k in RETIRED and v == RETIRED[k])}  # options since removed, unused
+        d = {k: v for k, v in cls.complete(d).items()
+             if not (k in RETIRED and v == RETIRED[k])}  # options since removed, unused
         unknown = sorted(set(d) - known)
         if unknown:
             raise GeneratorError(f"tokenizer config has unknown keys {unknown}; it was written by a newer "
