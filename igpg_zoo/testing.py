@@ -12,8 +12,9 @@ In a plugin's test suite::
 broken promise and otherwise returns a report of the steps it ran and the ones it skipped (and why).
 Steps: supports -> build (eval mode) -> param_layout matches the floating-point parameters ->
 flatten/unflatten exact -> strict load (same outputs) -> validate_weights -> head_names ->
-unit_groups (a random permutation keeps the outputs) -> describe/structure -> native folder round trip (if "native" in export_formats) -> ONNX export with
-onnxruntime parity (if "onnx" in export_formats).
+unit_groups (a random permutation keeps the outputs) -> describe/structure -> native folder round
+trip (if "native" in export_formats) -> ONNX export with onnxruntime parity (if "onnx" in
+export_formats).
 """
 
 from __future__ import annotations

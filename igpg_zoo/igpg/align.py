@@ -89,6 +89,16 @@ def align(weights: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], 
     return permute(weights, groups, match(weights, reference, groups))
 
 
+def to_reference(weights: dict[str, torch.Tensor], arch: str, references: dict[str, dict[str, torch.Tensor]]
+                 ) -> dict[str, torch.Tensor]:
+    """``weights`` of ``arch`` aligned to its reference in ``references`` (unchanged when it has none)."""
+    if arch not in references:
+        return weights
+    from igpg_zoo.adapters import get_adapter
+
+    return align(weights, references[arch], get_adapter(arch).unit_groups(arch))
+
+
 def reference_tensors(weights: dict[str, torch.Tensor], groups: list[UnitGroup]) -> dict[str, torch.Tensor]:
     """What a reference must keep for matching: every group's outputs and inputs (not the buffers)."""
     names = {n for g in groups for n in (*g.outputs, *g.inputs)}

@@ -35,9 +35,9 @@ class NeighbourIndex:
         layout = Layout.of(arch)
         params, tokens = [], []
         for r in records:
-            w = zoo.load_weights(r.id)
-            params.append(flatten(tokenizer.canonical(w, arch), layout))  # generated models are canonical
-            tokens.append(tokenizer.encode(w, arch))
+            w = tokenizer.canonical(zoo.load_weights(r.id), arch)  # generated models are canonical
+            params.append(flatten(w, layout))
+            tokens.append(tokenizer.encode(w, arch, canonical=True))
         P, T = layout.numel, tokenizer.sequence_length(arch)
         return cls(arch, layout, [r.id for r in records],
                    torch.stack(params) if params else torch.zeros(0, P),

@@ -71,7 +71,8 @@ class Tokenizer:
         """(tensors, config) to store as an artifact; ``from_state`` inverts it."""
         tensors = {PREFIX + k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
         tensors.update({ANCHOR + arch: t for arch, t in self.normalizer.tensors().items()})
-        tensors.update({f"{REFERENCE}{arch}|{name}": t for arch, ref in self.references.items() for name, t in ref.items()})
+        tensors.update({f"{REFERENCE}{arch}|{name}": t
+                        for arch, ref in self.references.items() for name, t in ref.items()})
         config = {"tokenizer": self.config.to_dict(), "normalizer": self.normalizer.to_dict(),
                   "buffers": BUFFER_POLICY, "vocab_size": self.vocab_size}
         return tensors, config
@@ -98,24 +99,24 @@ class Tokenizer:
 
     def canonical(self, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
         """``weights`` with hidden units in the reference's order (unchanged without a reference)."""
-        if arch not in self.references:
-            return weights
-        from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.igpg.align import align
+        from igpg_zoo.igpg.align import to_reference
 
-        return align(weights, self.references[arch], get_adapter(arch).unit_groups(arch))
+        return to_reference(weights, arch, self.references)
 
-    def chunks(self, weights: dict[str, torch.Tensor], arch: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised, padded chunks (n, K) and their mask (n, K) for one (canonical) model."""
+    def chunks(self, weights: dict[str, torch.Tensor], arch: str, canonical: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised, padded chunks (n, K) and their mask (n, K) for one model, brought to the canonical
+        unit order first (``canonical=True``: ``weights`` already are)."""
         layout = self.layout(arch)
-        z = self.normalizer.normalize(flatten(self.canonical(weights, arch), layout), layout)
+        w = weights if canonical else self.canonical(weights, arch)
+        z = self.normalizer.normalize(flatten(w, layout), layout)
         return chunk(z, layout, self.config.chunk_size, self.config.mode)
 
     @torch.no_grad()
-    def encode(self, weights: dict[str, torch.Tensor], arch: str) -> torch.LongTensor:
+    def encode(self, weights: dict[str, torch.Tensor], arch: str, canonical: bool = False) -> torch.LongTensor:
         """Tokens (T,) of a model; deterministic (eval mode: argmax / nearest code, no noise)."""
         self.model.eval()
-        x, _ = self.chunks(weights, arch)
+        x, _ = self.chunks(weights, arch, canonical)
         _, indices, _ = self.model.encode(x)  # (n, L)
         return indices.reshape(-1).long()
 
@@ -145,7 +146,7 @@ class Tokenizer:
         Aligned tokenizers return the canonical order (buffers reordered with it): the same function.
         """
         out = {k: v.clone() for k, v in self.canonical(weights, arch).items()}
-        out.update(self.decode_params(self.encode(weights, arch), arch))
+        out.update(self.decode_params(self.encode(out, arch, canonical=True), arch))
         return out
 
 

@@ -18,7 +18,7 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import GeneratorError, NotFound
-from igpg_zoo.igpg.align import align, reference_tensors
+from igpg_zoo.igpg.align import reference_tensors, to_reference
 from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, ResidualQuantizer, anneal
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
@@ -139,7 +139,7 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     t0 = time.perf_counter()
     references = pick_references(items) if cfg.align else {}
     if references:
-        items = [(align(w, references[arch], get_adapter(arch).unit_groups(arch)), arch) for w, arch in items]
+        items = [(to_reference(w, arch, references), arch) for w, arch in items]
     X, M, normalizer = build_chunks(items, cfg)
     model = ChunkVQVAE(cfg)
     last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
