@@ -105,6 +105,69 @@ def test_exact_copy_is_detected(trained):
     assert nb["exact_copy_of"] is not None and nb["max_token_overlap"] == 1.0
 
 
+def _index_holding(gen, tokens: torch.Tensor):
+    """The generator's neighbour index for ARCH with ``tokens`` (n, T) added as zoo members."""
+    from dataclasses import replace
+
+    nb = gen.neighbours(ARCH)
+    extra = torch.zeros(len(tokens), nb.params.shape[1])
+    gen._neighbours[ARCH] = replace(nb, ids=nb.ids + [-1 - i for i in range(len(tokens))],
+                                    params=torch.cat([nb.params, extra]), tokens=torch.cat([nb.tokens, tokens]))
+
+
+@pytest.mark.parametrize("members, expect_round0", [(0, 4), (2, 2), (4, 0)])
+def test_novel_draw_replaces_exact_copies_with_later_rounds(trained, members, expect_round0):
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    s = SamplingSettings(temperature=1.5)
+    cond = gen.condition(ARCH, TASKS[0])
+    raw, _ = gen.sample(ARCH, cond, 4, s, seed=3)
+    _index_holding(gen, raw[:members])  # the first `members` raw samples now count as zoo copies
+    drawn = gen.draw(ARCH, cond, 4, s, seed=3, novel=True)
+    assert len(drawn) == 4 and sum(r == 0 for _, _, r, _ in drawn) == expect_round0
+    for tokens, _, r, i in drawn:
+        assert gen.neighbours(ARCH).exact_copy_of(tokens) is None
+        if r == 0:
+            assert torch.equal(tokens, raw[i])  # round 0 is the raw draw, copies removed
+    plain = gen.draw(ARCH, cond, 4, s, seed=3)  # without novel every raw sample comes back
+    assert [torch.equal(t, raw[i]) for t, _, _, i in plain] == [True] * 4
+
+
+def test_novel_generation_refuses_a_prior_that_only_replays(trained):
+    from igpg_zoo.errors import GeneratorError
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    greedy = SamplingSettings(temperature=0.0)  # every round draws the same sequence
+    raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 1, greedy, seed=0)
+    _index_holding(gen, raw)
+    with pytest.raises(GeneratorError, match="exact copies of zoo members"):
+        gen.generate(ARCH, task=TASKS[0], n=2, settings=greedy, novel=True)
+    with pytest.raises(GeneratorError, match="min_distance"):
+        gen.generate(ARCH, task=TASKS[0], settings=greedy, novel=True, min_distance=-1)
+    g = gen.generate(ARCH, task=TASKS[0], n=1, settings=greedy)[0]  # copies allowed: returned, and labelled
+    assert g.neighbour["exact_copy_of"] is not None and g.provenance["novel_only"] is False
+
+
+@pytest.mark.parametrize("scale, replay", [(0.0, False), (0.99, False), (1.01, True)])
+def test_min_distance_counts_near_samples_as_replays(trained, scale, replay):
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 1, SamplingSettings(temperature=1.5), seed=7)
+    assert gen.neighbours(ARCH).exact_copy_of(raw[0]) is None
+    d = gen.neighbours(ARCH).relative_distance(gen.tokenizer.decode_params(raw[0], ARCH))
+    assert 0 < d < float("inf")
+    assert gen.is_replay(ARCH, raw[0], min_distance=scale * d) is replay
+
+
 def test_head_reset_replaces_only_the_classifier(trained):
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.igpg.generate import Generator
@@ -131,6 +194,22 @@ def test_cli_generate_writes_and_registers(trained, cli):
     rec = zoo.get(report["registered_id"])
     assert rec.kind == "generated" and rec.extra["generator_artifact_id"] == prior_art.id
     assert rec.metric("acc") is not None and "nearest" in rec.extra
+
+
+@pytest.mark.parametrize("flags, novel_only, exit_code", [((), True, 0), (("--allow-copies",), False, 0),
+                                                           (("--min-distance", "-1"), None, 1)])
+def test_cli_generate_novelty_filter(trained, cli, flags, novel_only, exit_code):
+    zoo, _, _, root = trained
+    result = cli("generate", "--arch", ARCH, "--dataset", TASKS[0], "-n", "2", "--json", *flags,
+                 "--registry", root / "registry.db")
+    assert result.exit_code == exit_code, result.output
+    if exit_code:
+        assert "min_distance" in result.output and len(result.output.strip().splitlines()) == 1
+        return
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["provenance"]["novel_only"] is novel_only
+    if novel_only:
+        assert all(r["exact_copy_of"] is None for r in report["results"])
 
 
 def test_cli_generate_needs_exactly_one_data_source(cli):

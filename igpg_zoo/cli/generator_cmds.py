@@ -136,7 +136,8 @@ def _target_data(dataset: str | None, data: Path | None):
 def _summary(g, rank: int) -> dict:
     nb = g.neighbour or {}
     return {"rank": rank, "val_acc": g.val_accuracy, "log_likelihood": g.log_likelihood, "seed": g.provenance["seed"],
-            "sample_index": g.provenance["sample_index"], "nearest_id": nb.get("id"),
+            "sample_round": g.provenance["sample_round"], "sample_index": g.provenance["sample_index"],
+            "nearest_id": nb.get("id"),
             "nearest_distance": nb.get("distance"), "relative_distance": nb.get("relative_distance"),
             "prediction_agreement": nb.get("prediction_agreement"), "exact_copy_of": nb.get("exact_copy_of")}
 
@@ -149,7 +150,8 @@ def _print_result(s: dict) -> None:
     agree = (f", agrees on {100 * s['prediction_agreement']:.1f}% of the probe"
              if s.get("prediction_agreement") is not None else "")
     lik = f", prior log-likelihood {s['log_likelihood']:.1f}" if s.get("log_likelihood") is not None else ""
-    typer.echo(f"#{s['rank']} sample {s['sample_index']}: {acc}{lik}; {copy}; {near}{agree}")
+    where = f"{s['sample_round']}.{s['sample_index']}" if s["sample_round"] else str(s["sample_index"])
+    typer.echo(f"#{s['rank']} sample {where}: {acc}{lik}; {copy}; {near}{agree}")
 
 
 def generate(
@@ -167,6 +169,10 @@ def generate(
     top_p: Annotated[Optional[float], typer.Option(help="nucleus sampling mass")] = None,
     head: Annotated[str, typer.Option(help="generated | reset (fresh classifier) | fit (classifier solved on your data)")] = "generated",
     prior: Annotated[Optional[int], typer.Option("--prior", help="prior artifact id (default: latest)")] = None,
+    novel: Annotated[bool, typer.Option("--novel/--allow-copies", help="drop samples that are exact token copies of "
+                                        "a zoo member and draw more (up to 4 rounds); retrieval is `query`")] = True,
+    min_distance: Annotated[float, typer.Option(help="--novel also drops samples nearer to a zoo member than this "
+                                                "share of its norm (0.25: a quarter)")] = 0.0,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",
     register: Annotated[bool, typer.Option(help="add the best model to the registry (kind generated)")] = False,
@@ -182,7 +188,8 @@ def generate(
     with _zoo(registry, blobs) as zoo:
         gen = Generator.load(zoo, prior)
         results = gen.generate(arch, task=task, data=ds, data_embedding=emb, n=n, settings=settings, seed=seed,
-                               head=head, dataset_name=name)
+                               head=head, dataset_name=name, novel=novel,
+                               min_distance=min_distance)
         best = results[0]
         report = {"results": [_summary(g, i) for i, g in enumerate(results)], "provenance": best.provenance}
         if out is not None:

@@ -31,6 +31,8 @@ from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
 
 HEADS = ("generated", "reset", "fit")
 PROBE = 512  # samples used for choosing (best-of-n), BN recalibration and prediction agreement
+NOVEL_ROUNDS = 4  # novel generation: rounds of n samples drawn at most while replacing replays
+ROUND_SEED_STRIDE = 1_000_003  # round r of a draw samples with seed + r * stride (reproducible from provenance)
 
 
 @dataclass
@@ -140,43 +142,83 @@ class Generator:
         length = self.tokenizer.sequence_length(arch)
         return sample_tokens(self.prior, cond, length, n=n, settings=settings, seed=seed, with_logprob=True)
 
+    def is_replay(self, arch: str, tokens: torch.Tensor, min_distance: float = 0.0) -> bool:
+        """An exact token copy of a zoo member, or (``min_distance`` > 0) decoded parameters closer to one
+        than ``min_distance`` of its norm."""
+        nb = self.neighbours(arch)
+        if nb.exact_copy_of(tokens) is not None:
+            return True
+        return min_distance > 0 and nb.relative_distance(self.tokenizer.decode_params(tokens, arch)) < min_distance
+
+    def draw(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int, novel: bool = False,
+             min_distance: float = 0.0, max_rounds: int = NOVEL_ROUNDS) -> list[tuple[torch.Tensor, float, int, int]]:
+        """Up to ``n`` samples as (tokens (T,), log-likelihood, round, index in round).
+
+        ``novel``: replays (``is_replay``) are dropped and further rounds of ``n`` are drawn (round r
+        uses seed ``seed + r * ROUND_SEED_STRIDE``) until ``n`` remain or ``max_rounds`` are spent;
+        fewer than ``n`` may come back, none is an error.
+        """
+        if novel and self.zoo is None:
+            raise GeneratorError("novel generation compares samples with the zoo: open a registry")
+        kept: list[tuple[torch.Tensor, float, int, int]] = []
+        replays = 0
+        for r in range(max_rounds if novel else 1):
+            tokens, logp = self.sample(arch, cond, n, settings, seed + r * ROUND_SEED_STRIDE)
+            for i in range(n):
+                if novel and self.is_replay(arch, tokens[i], min_distance):
+                    replays += 1
+                    continue
+                kept.append((tokens[i], float(logp[i]), r, i))
+            if len(kept) >= n:
+                break
+        if not kept:
+            near = f" or within {min_distance:g} of their norm" if min_distance > 0 else ""
+            raise GeneratorError(f"all {replays} samples were exact copies of zoo members{near}: at these settings the "
+                                 "prior replays its zoo; raise --temperature, lower --min-distance, retrieve with "
+                                 "`igpg-zoo query`, or pass --allow-copies")
+        return kept[:n]
+
     def generate(self, arch: str, task: str | None = None, data=None, data_embedding=None, n: int = 1,
                  settings: SamplingSettings = SamplingSettings(), seed: int = 0, head: str = "generated",
-                 dataset_name: str | None = None, novelty: bool = True) -> list[Generated]:
+                 dataset_name: str | None = None, novelty: bool = True, novel: bool = False,
+                 min_distance: float = 0.0) -> list[Generated]:
         """``n`` models for one condition, best first: with ``data`` ranked by accuracy on a training
         sample (best-of-n), otherwise by the prior's own likelihood of their tokens (the sample the
-        prior is surest of)."""
+        prior is surest of). ``novel`` drops replays of zoo members: exact token copies, and samples
+        nearer to a member than ``min_distance`` of its norm (see ``draw``)."""
         if head not in HEADS:
             raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
         if n < 1:
             raise GeneratorError("n must be at least 1")
         if head == "fit" and data is None:
             raise GeneratorError("--head fit solves the classifier on your data: give --dataset or --data")
+        if min_distance < 0:
+            raise GeneratorError(f"min_distance must be >= 0, got {min_distance}")
         cond = self.condition(arch, task, data_embedding)
-        tokens, logp = self.sample(arch, cond, n, settings, seed)
         x, y = probe_split(data) if data is not None else (None, None)
         out = []
-        for i in range(n):
-            weights = self.tokenizer.decode(tokens[i], arch)
+        for tokens, logp, rnd, i in self.draw(arch, cond, n, settings, seed, novel, min_distance):
+            weights = self.tokenizer.decode(tokens, arch)
             if head == "reset":
-                weights = reset_head(weights, arch, seed + i)
+                weights = reset_head(weights, arch, seed + rnd * ROUND_SEED_STRIDE + i)
             module = build_loaded(arch, weights, x)
             if head == "fit":
                 fit_head(module, arch, x, y)
                 weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            g = Generated(arch, weights, tokens[i], self._provenance(arch, task, dataset_name, settings,
-                                                                      seed, i, head, cond, x is not None))
-            g.log_likelihood = float(logp[i])
+            g = Generated(arch, weights, tokens, self._provenance(arch, task, dataset_name, settings, seed,
+                                                                  (rnd, i), head, cond, x is not None,
+                                                                  min_distance if novel else None))
+            g.log_likelihood = logp
             if x is not None:
                 g.val_accuracy = accuracy_on(module, x, y)
             if novelty and self.zoo is not None:
-                g.neighbour = self.neighbours(arch).nearest(weights, tokens[i], module, x)
+                g.neighbour = self.neighbours(arch).nearest(weights, tokens, module, x)
             out.append(g)
         out.sort(key=(lambda g: (-g.val_accuracy, -g.log_likelihood)) if data is not None
                  else (lambda g: -g.log_likelihood))
         return out
 
-    def _provenance(self, arch, task, dataset_name, settings, seed, index, head, cond, x_given) -> dict:
+    def _provenance(self, arch, task, dataset_name, settings, seed, where, head, cond, x_given, novel_min) -> dict:
         art = self.artifact
         return {
             "generator": {"prior_artifact_id": art.id if art else None,
@@ -186,7 +228,9 @@ class Generator:
                              "arch_description": get_adapter(arch).describe(arch),
                              "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
                                                if cond.get(k) is None)},
-            "seed": seed, "sample_index": index, "sampling": settings.to_dict(), "head": head,
+            "seed": seed, "sample_round": where[0], "sample_index": where[1],
+            "novel_only": novel_min is not None, "min_distance": novel_min,
+            "sampling": settings.to_dict(), "head": head,
             "ranked_by": "validation accuracy" if x_given else "prior likelihood",
         }
 
