@@ -116,8 +116,13 @@ class Tokenizer:
     def encode(self, weights: dict[str, torch.Tensor], arch: str, canonical: bool = False) -> torch.LongTensor:
         """Tokens (T,) of a model; deterministic (eval mode: argmax / nearest code, no noise)."""
         self.model.eval()
-        x, _ = self.chunks(weights, arch, canonical)
+        x, mask = self.chunks(weights, arch, canonical)
         _, indices, _ = self.model.encode(x)  # (n, L)
+        cfg = self.config
+        if cfg.encode_search:
+            from igpg_zoo.igpg.code_search import search_codes
+
+            indices = search_codes(self.model, x, mask, indices, cfg.encode_search, cfg.search_candidates)
         return indices.reshape(-1).long()
 
     @torch.no_grad()

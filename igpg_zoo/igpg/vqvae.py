@@ -19,7 +19,8 @@ from igpg_zoo.igpg.quantize import make_quantizer
 
 
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0}  # removed options and the value that means "not used"
-ADDED = {"align": False, "direct_codes": False}  # later options: what a config written before them meant
+ADDED = {"align": False, "direct_codes": False,  # later options: what a config written before them meant
+         "encode_search": 0}
 
 
 @dataclass
@@ -49,6 +50,9 @@ class TokenizerConfig:
     lr: float = 3e-3
     refine_steps: int = 30000  # decoder-only steps on frozen codes (15k -> 30k: error -36 %; 45k: no further gain)
     refine_lr: float = 3e-3
+    # encoding (no retraining needed to change these: code_search.py)
+    encode_search: int = 0  # coordinate-descent sweeps over each chunk's tokens against its decoded error
+    search_candidates: int = 64  # codes tried per stage and sweep (the nearest to the stage's residual)
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
     def __post_init__(self):
