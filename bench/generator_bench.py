@@ -7,8 +7,12 @@ The remaining `full` architecture (an extra hidden layer, tanh) and a width vari
 architecture variants.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/generator_bench.py [--quick] [--prior-steps N]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/generator_bench.py --zoo full   # the whole `full` preset
 
-Writes bench/results/generator.json and .md; scratch registry under bench/scratch/generator[-quick].
+Writes bench/results/generator[-full].json and .md; scratch registry under bench/scratch/generator[-quick|-full].
+With ``--zoo full`` every family of the preset is in (918 checkpoints, 35 architectures), the hold-out
+is the preset's (4 tasks over 3 families), seen pairs are spread over the families and the
+architecture variants are widths the preset never trains.
 """
 
 from __future__ import annotations
@@ -30,6 +34,32 @@ from generator_eval import (  # noqa: E402
 ARCHS = ("cnn-i1x8x8-c8k3-c16k3-o{k}", "mlp-i64-h32-o{k}", "cnn-i1x8x8-c16k3-c32k3-o{k}-gelu")
 VARIANTS = ("cnn-i1x8x8-c8k3-c16k3-h32-o{k}-tanh", "mlp-i64-h48-o{k}")  # never in training
 HOLDOUT = ("digits[classes=4,6,9]", "digits[classes=2,5,8][rot=90]")
+FULL_VARIANTS = (("mlp-i64-h48-o{k}", "digits"), ("mlp-i40-h32-o{k}", "mnist1d"),  # widths never in `full`
+                 ("mlp-i196-h48-o{k}", "fashion_mnist"))
+
+
+def zoo_setup(which: str, quick: bool) -> dict:
+    """What differs between the digits-family bench and the whole `full` zoo: hold-out, variants, folders."""
+    if which == "full":
+        from igpg_zoo.zoobuild.presets import FULL
+
+        return {"preset": "full", "holdout": tuple(FULL.holdout), "variants": FULL_VARIANTS, "stem": "generator-full"}
+    return {"preset": None, "holdout": HOLDOUT, "variants": tuple((v, "digits") for v in VARIANTS),
+            "stem": "generator-quick" if quick else "generator"}
+
+
+def archs_for(zoo, setup: dict, templates):
+    """task -> the architectures evaluated on it: the bench templates (digits), or up to two of the
+    architectures the zoo holds for the task (full)."""
+    from generator_eval import _arch
+
+    if setup["preset"] is None:
+        return lambda task: [_arch(t, task) for t in templates]
+    by_task: dict[str, set] = {}
+    for r in zoo.list():
+        if r.kind != "generated":
+            by_task.setdefault(r.dataset, set()).add(r.arch)
+    return lambda task: sorted(by_task.get(task, ()))[:2]
 
 
 def make_preset(quick: bool):
@@ -47,17 +77,24 @@ def make_preset(quick: bool):
     return name, family
 
 
-def build(zoo, quick: bool, log) -> dict:
+def build(zoo, quick: bool, setup: dict, log) -> dict:
     from igpg_zoo.zoobuild.build import build_zoo
 
-    name, family = make_preset(quick)
+    if setup["preset"] is None:
+        name, family = make_preset(quick)
+        archs, tasks = list(family.archs), list(family.tasks)
+    else:
+        name = setup["preset"]
     t0 = time.perf_counter()
     report = build_zoo(zoo, name, seed=0, on_run=lambda run, status: log(f"zoo {status} {run.task} {run.arch}"))
-    return {"preset": name, "records": len(zoo.list()), "archs": list(family.archs), "tasks": list(family.tasks),
-            "holdout": list(HOLDOUT), "build_seconds": round(time.perf_counter() - t0, 1), "trained_runs": report.trained}
+    if setup["preset"] is not None:
+        archs, tasks = sorted({r.arch for r in zoo.list()}), sorted({r.dataset for r in zoo.list()})
+    return {"preset": name, "records": len(zoo.list()), "archs": archs, "tasks": tasks,
+            "holdout": list(setup["holdout"]), "build_seconds": round(time.perf_counter() - t0, 1),
+            "trained_runs": report.trained}
 
 
-def tokenizer(zoo, steps: int, overrides: dict, log) -> dict:
+def tokenizer(zoo, steps: int, overrides: dict, holdout, log) -> dict:
     from igpg_zoo.igpg.prior_dataset import select_records
     from igpg_zoo.igpg.tokenizer_train import train_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
@@ -71,7 +108,7 @@ def tokenizer(zoo, steps: int, overrides: dict, log) -> dict:
                 and shape(a.config["tokenizer"]) == shape(cfg.to_dict())]
     if existing:
         return {"id": existing[-1].id, "reused": True, "overrides": overrides}
-    ids = [r.id for r in select_records(zoo, list(HOLDOUT))]
+    ids = [r.id for r in select_records(zoo, list(holdout))]
     t0 = time.perf_counter()
     art = train_tokenizer(zoo, cfg, ids, seed=0, steps=steps, progress=False)
     log(f"tokenizer #{art.id} in {time.perf_counter() - t0:.0f} s")
@@ -107,7 +144,7 @@ def prior(zoo, args, tokenizer_id: int, log) -> dict:
     tcfg = PriorTrainConfig(steps=args.prior_steps, batch_size=16, seed=args.seed, lr=1e-3, warmup=100)
     ckpt = Path(args.scratch) / f"prior-{'-'.join(f'{k}{v}' for k, v in key.items())}.pt"
     art = train_prior(zoo, {"n_layer": args.layers, "n_embd": args.width, "n_head": 4, "dropout": args.dropout},
-                      tcfg, holdout=list(HOLDOUT), progress=progress, ckpt=ckpt, resume=True,
+                      tcfg, holdout=list(args.holdout), progress=progress, ckpt=ckpt, resume=True,
                       tokenizer_id=tokenizer_id)
     prov = {**art.provenance, "bench": key}
     art = zoo.add_artifact("prior", art.name, zoo.load_artifact(art), art.config, prov, parent_id=art.parent_id)
@@ -119,6 +156,8 @@ def prior(zoo, args, tokenizer_id: int, log) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--zoo", choices=("digits", "full"), default="digits",
+                    help="digits: the digits family of `full`, 2 architectures; full: the whole `full` preset")
     ap.add_argument("--prior-steps", type=int, default=None)
     ap.add_argument("--tokenizer-steps", type=int, default=None)
     ap.add_argument("--layers", type=int, default=3)
@@ -130,6 +169,7 @@ def main() -> None:
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every phase but the sweep")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (1: off)")
+    ap.add_argument("--min-distance", type=float, default=0.0, help="novel picks: the distance floor (share of the norm)")
     ap.add_argument("--tokenizer", default="{}", help="TokenizerConfig overrides as JSON, e.g. '{\"align\": true}'")
     args = ap.parse_args()
     import generator_eval
@@ -137,12 +177,14 @@ def main() -> None:
 
     generator_eval.SETTINGS = SamplingSettings(temperature=args.temperature,
                                                top_p=args.top_p if args.top_p < 1 else None)
+    generator_eval.MIN_DISTANCE = args.min_distance
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)
-    args.scratch = str(ROOT / "scratch" / ("generator-quick" if args.quick else "generator"))
+    setup = zoo_setup(args.zoo, args.quick)
+    args.holdout = setup["holdout"]
+    args.scratch = str(ROOT / "scratch" / setup["stem"])
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
-    out_json = ROOT / "results" / (("generator-quick" if args.quick else "generator") + (f"-{args.tag}" if args.tag else "")
-                                   + ".json")
+    out_json = ROOT / "results" / (setup["stem"] + (f"-{args.tag}" if args.tag else "") + ".json")
     out_json.parent.mkdir(exist_ok=True)
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     results["machine"] = "shared 2-core CPU VM, loaded by other jobs (timings are indicative)"
@@ -150,7 +192,7 @@ def main() -> None:
     if "--phases" in sys.argv and results.get("command"):  # a partial rerun: keep the full run's command
         command = f"{results['command']}; then {command}"
     results["command"] = command
-    results["sampling"] = generator_eval.SETTINGS.to_dict()
+    results["sampling"] = {**generator_eval.SETTINGS.to_dict(), "novel_min_distance": args.min_distance}
 
     def log(msg):
         print(time.strftime("%H:%M:%S"), msg, flush=True)
@@ -165,24 +207,25 @@ def main() -> None:
 
     torch.set_num_threads(1)
     zoo = open_zoo(str(Path(args.scratch) / "registry.db"))
-    results["zoo"] = build(zoo, args.quick, log)
+    results["zoo"] = build(zoo, args.quick, setup, log)
     log(f"zoo: {results['zoo']['records']} records")
-    results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), log)
-    results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], HOLDOUT))
+    results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), args.holdout, log)
+    results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], args.holdout))
     save()
     results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)
     save()
     from igpg_zoo.igpg.generate import Generator
 
     gen = Generator.load(zoo, results["prior"]["id"])
-    archs = [a for a in results["zoo"]["archs"]]
+    archs = archs_for(zoo, setup, results["zoo"]["archs"])
     phases = args.phases.split(",")
-    steps = {"seen": lambda: eval_seen(gen, zoo, archs, HOLDOUT, args.quick, log),
-             "swap": lambda: eval_swap(gen, zoo, archs, HOLDOUT, args.quick, log),
-             "heldout": lambda: eval_heldout(gen, zoo, archs, HOLDOUT, args.quick, log),
-             "variants": lambda: eval_arch_variants(gen, zoo, VARIANTS, HOLDOUT, log),
+    H = args.holdout
+    steps = {"seen": lambda: eval_seen(gen, zoo, archs, H, args.quick, log),
+             "swap": lambda: eval_swap(gen, zoo, archs, H, args.quick, log),
+             "heldout": lambda: eval_heldout(gen, zoo, archs, H, args.quick, log),
+             "variants": lambda: eval_arch_variants(gen, zoo, setup["variants"], H, log),
              "speed": lambda: eval_speed(gen, sorted({r.arch for r in zoo.list()}), log),
-             "temperature": lambda: eval_temperature(gen, zoo, archs, HOLDOUT, args.quick, log)}
+             "temperature": lambda: eval_temperature(gen, zoo, archs, H, args.quick, log)}
     for phase in phases:
         t0 = time.perf_counter()
         results[phase] = steps[phase]()

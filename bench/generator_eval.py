@@ -18,12 +18,24 @@ from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflat
 from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
 SETTINGS = SamplingSettings(temperature=1.0, top_p=0.95)
+MIN_DISTANCE = 0.0  # novel picks: also drop samples nearer to a member than this share of its norm
 BUDGETS = (0, 5, 20, 100, "epoch")
 LRS = (1e-2, 1e-3)  # Adam learning rates of the fine-tuning comparison
 
 
 def _arch(template: str, task: str) -> str:
     return template.format(k=load_dataset(task).info.n_classes)
+
+
+def seen_tasks(zoo, holdout, k: int) -> list[str]:
+    """``k`` seen tasks, taken in turn from each task family (``digits[...]`` -> ``digits``), sorted
+    within a family: one family gives its first ``k`` tasks."""
+    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))]
+    families: dict[str, list[str]] = {}
+    for t in tasks:
+        families.setdefault(t.split("[")[0], []).append(t)
+    order = [f[i] for i in range(max(map(len, families.values()), default=0)) for f in families.values() if i < len(f)]
+    return order[:k]
 
 
 def _test_acc(arch: str, weights: dict, ds) -> float:
@@ -82,6 +94,26 @@ def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:
     return _test_acc(arch, complete_state_dict(unflatten(noisy, layout), arch), ds)
 
 
+def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
+    """What ``generate(novel=True, min_distance=MIN_DISTANCE)`` returns: replays replaced by further draws; its best on
+    validation data, and its likeliest (the pick without data), each with its distance and noise baseline."""
+    from igpg_zoo.errors import GeneratorError
+
+    try:
+        results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, novel=True, min_distance=MIN_DISTANCE,
+                               **_condition_args(zoo, task))
+    except GeneratorError:  # every draw was a replay: no novel output for this pair
+        return {"novel_n": 0, "novel_rounds": None, "novel_best_of_n": None, "novel_likeliest": None,
+                "novel_likeliest_relative_distance": None, "novel_likeliest_noise_baseline": None, "novel_mean": None}
+    best, likeliest = results[0], max(results, key=lambda g: g.log_likelihood)
+    return {"novel_n": len(results), "novel_rounds": 1 + max(g.provenance["sample_round"] for g in results),
+            "novel_best_of_n": _test_acc(arch, best.weights, ds),
+            "novel_likeliest": _test_acc(arch, likeliest.weights, ds),
+            "novel_likeliest_relative_distance": likeliest.neighbour.get("relative_distance"),
+            "novel_likeliest_noise_baseline": _noise_baseline(gen, arch, likeliest, ds, 0),
+            "novel_mean": statistics.mean(_test_acc(arch, g.weights, ds) for g in results)}
+
+
 def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
     ds = load_dataset(task)
     results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
@@ -109,16 +141,15 @@ def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
         "single_head_fit": _test_acc(arch, _head_fitted(arch, next(g for g in results
                                                                     if g.provenance["sample_index"] == 0).weights, ds), ds),
         "random_head_fit": _test_acc(arch, _head_fitted(arch, rand, ds), ds),
+        **_novel_picks(gen, zoo, task, arch, ds, n),
     }
 
 
-def eval_seen(gen, zoo, templates, holdout, quick: bool, log) -> dict:
-    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))]
-    tasks = tasks[: 4 if quick else 8]
+def eval_seen(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     rows = []
-    for task in tasks:
-        for template in templates:
-            rows.append(_seen_pair(gen, zoo, task, _arch(template, task), n=5))
+    for task in seen_tasks(zoo, holdout, 4 if quick else 8):
+        for arch in archs_for(task):
+            rows.append(_seen_pair(gen, zoo, task, arch, n=5))
             r = rows[-1]
             log(f"seen {task} {r['arch']}: trained {r['median_trained']:.3f} single {r['single']:.3f} "
                 f"best5 {r['best_of_n']:.3f} random {r['random_init']:.3f} copies {r['exact_copies']}/5")
@@ -158,10 +189,34 @@ def _summarise_seen(rows: list[dict]) -> dict:
             "exact_copy_share": copies / max(1, total),
             "mean_relative_distance_to_nearest": float(np.mean([d for r in rows for d in r["relative_distance"]
                                                                 if d is not None])),
-            "mean_generated_acc": float(np.mean(gens)), "mean_noise_baseline_acc": float(np.mean(noise)) if noise else None}
+            "mean_generated_acc": float(np.mean(gens)), "mean_noise_baseline_acc": float(np.mean(noise)) if noise else None,
+            **_summarise_novel(rows)}
 
 
-def eval_swap(gen, zoo, templates, holdout, quick: bool, log) -> dict:
+def _summarise_novel(rows: list[dict]) -> dict:
+    """The novel-only picks (no exact copies by construction) against the seen-task targets; a pair
+    with no novel output counts as a miss in the shares and is left out of the means."""
+    out = [r for r in rows if r["novel_n"]]
+    if not out:
+        return {"novel_pairs_without_output": len(rows), "novel_min_distance": MIN_DISTANCE}
+    gap_best = [100 * (r["median_trained"] - r["novel_best_of_n"]) for r in out]
+    gap_lik = [100 * (r["median_trained"] - r["novel_likeliest"]) for r in out]
+    noise = [r["novel_likeliest_noise_baseline"] for r in out if r["novel_likeliest_noise_baseline"] is not None]
+    return {"novel_mean_best_of_5": float(np.mean([r["novel_best_of_n"] for r in out])),
+            "novel_share_pairs_best5_within_2pp": sum(g <= 2 for g in gap_best) / len(rows),
+            "novel_mean_likeliest": float(np.mean([r["novel_likeliest"] for r in out])),
+            "novel_share_pairs_likeliest_within_5pp": sum(g <= 5 for g in gap_lik) / len(rows),
+            "novel_worst_gap_likeliest_pp": float(np.max(gap_lik)),
+            "novel_likeliest_mean_relative_distance": float(np.mean([r["novel_likeliest_relative_distance"]
+                                                                     for r in out])),
+            "novel_likeliest_mean_noise_baseline": float(np.mean(noise)) if noise else None,
+            "novel_mean_accuracy": float(np.mean([r["novel_mean"] for r in out])),
+            "novel_extra_rounds_pairs": int(sum(r["novel_rounds"] > 1 for r in out)),
+            "novel_pairs_without_output": len(rows) - len(out),
+            "novel_min_distance": MIN_DISTANCE, "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows))}
+
+
+def eval_swap(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     """Same task, generated from its own condition vs from another seen task's (same class count)."""
     tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))]
     by_k: dict[int, list[str]] = {}
@@ -172,8 +227,7 @@ def eval_swap(gen, zoo, templates, holdout, quick: bool, log) -> dict:
     rows = []
     for task, other in pairs:
         ds = load_dataset(task)
-        for template in templates:
-            arch = _arch(template, task)
+        for arch in archs_for(task):
             own = [_test_acc(arch, g.weights, ds) for g in gen.generate(
                 arch, n=3, settings=SETTINGS, seed=1, novelty=False, **_condition_args(zoo, task))]
             swap = [_test_acc(arch, g.weights, ds) for g in gen.generate(
@@ -225,12 +279,11 @@ def _retrieved(zoo, arch: str, task: str, holdout) -> dict:
     return {"id": best.id, "dataset": best.dataset, "similarity": best_sim}
 
 
-def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
+def eval_heldout(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     rows = []
     for task in holdout:
         ds = load_dataset(task)
-        for template in templates:
-            arch = _arch(template, task)
+        for arch in archs_for(task):
             results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
             best = results[0]
             nb = _retrieved(zoo, arch, task, holdout)
@@ -263,10 +316,10 @@ def eval_heldout(gen, zoo, templates, holdout, quick: bool, log) -> dict:
 
 
 def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:
-    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))][:3]
+    """``variants``: (architecture template never in training, the task family it fits)."""
     rows = []
-    for template in variants:
-        for task in tasks:
+    for template, family in variants:
+        for task in [t for t in seen_tasks(zoo, holdout, 10 ** 6) if t.split("[")[0] == family][:3]:
             ds = load_dataset(task)
             arch = _arch(template, task)
             results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
@@ -326,9 +379,9 @@ def _long_context_speed(cfg, length: int = 512) -> dict:
             "long_speedup": out[False] / out[True]}
 
 
-def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0)) -> dict:
+def eval_temperature(gen, zoo, archs_for, holdout, quick: bool, log, temps=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0)) -> dict:
     """Memorisation vs quality: exact-copy share and accuracy of 5 samples per seen pair, per temperature."""
-    tasks = [t for t in sorted({r.dataset for r in zoo.list()}) if not is_held_out(t, list(holdout))][:4]
+    tasks = seen_tasks(zoo, holdout, 4)
     rows = []
     for temp in temps:
         s = SamplingSettings(temperature=temp)
@@ -336,8 +389,7 @@ def eval_temperature(gen, zoo, templates, holdout, quick: bool, log, temps=(0.5,
         novel_accs, novel_best = [], []  # samples that are not exact token copies of a zoo member
         for task in tasks:
             ds = load_dataset(task)
-            for template in templates:
-                arch = _arch(template, task)
+            for arch in archs_for(task):
                 res = gen.generate(arch, data=ds, n=5, settings=s, seed=0, **_condition_args(zoo, task))
                 a = [_test_acc(arch, g.weights, ds) for g in res]
                 accs += a

@@ -18,8 +18,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = [  # (results file, tokenizer) in the order of the table
-    ("generator-rvq-t075.json", "residual VQ"),
+    ("generator-probe-t0.75-p1.json", "residual VQ"),
+    ("generator-probe-t0.75-p1-d0.25.json", "residual VQ"),
     ("generator-probe-t0.75-p0.9.json", "residual VQ"),
+    ("generator-probe-t0.75-p0.9-d0.1.json", "residual VQ"),
     ("generator-probe-t0.75-p0.8.json", "residual VQ"),
     ("generator-probe-t1.0-p0.8.json", "residual VQ"),
     ("generator-probe-t1.0-p0.6.json", "residual VQ"),
@@ -41,7 +43,19 @@ def row(path: Path, tokenizer: str) -> str:
             f"{_pct(s['mean_relative_distance_to_nearest'])} | {_pct(s['mean_single'])} | "
             f"{100 * s['share_pairs_single_within_5pp']:.0f} % | {_pct(s['mean_best_of_5'])} | "
             f"{_pct(s.get('mean_likeliest'))} ({_pct(s.get('likeliest_copy_share'))} % copies) | "
-            f"{_pct(s['mean_generated_acc'])} / {_pct(s['mean_noise_baseline_acc'])} |")
+            f"{_pct(s['mean_generated_acc'])} / {_pct(s['mean_noise_baseline_acc'])} | {_novel(s)} |")
+
+
+def _novel(s: dict) -> str:
+    """min distance | best-of-5 (pairs within 2 pp) | likeliest (pairs within 5 pp) | distance | member + noise"""
+    if "novel_min_distance" not in s:
+        return "- | - | - | - | -"
+    if "novel_mean_likeliest" not in s:
+        return f"{s['novel_min_distance']:g} | none | none | - | -"
+    return (f"{s['novel_min_distance']:g} | {_pct(s['novel_mean_best_of_5'])} "
+            f"({100 * s['novel_share_pairs_best5_within_2pp']:.0f} %) | {_pct(s['novel_mean_likeliest'])} "
+            f"({100 * s['novel_share_pairs_likeliest_within_5pp']:.0f} %) | "
+            f"{_pct(s['novel_likeliest_mean_relative_distance'])} | {_pct(s['novel_likeliest_mean_noise_baseline'])}")
 
 
 def main() -> None:
@@ -51,9 +65,16 @@ def main() -> None:
              f"zoo `{first['zoo']['preset']}`; median trained checkpoint {_pct(first['seen']['mean_median_trained'])}. "
              "Copies = exact token copies of a zoo member; distance = to the nearest member, % of its norm; "
              "likeliest = the sample of 5 the prior itself scores highest (no data); last column = mean accuracy of "
-             "all samples vs the nearest member plus Gaussian noise at the same distance.", "",
+             "all samples vs the nearest member plus Gaussian noise at the same distance. "
+             "Novel columns: `generate(novel=True, min_distance=d)` drops exact token copies of a member (and, "
+             "d > 0, samples nearer than d of its norm) and draws again, up to 4 rounds of 5; its best-of-5 on "
+             "validation data (share of pairs within 2 pp of the median trained), its likeliest sample "
+             "(no data; share within 5 pp), that sample's distance to the nearest member and the member + "
+             "noise baseline at that distance. A pair with no novel sample in 4 rounds counts as a miss.", "",
              "| tokenizer | temperature | top-p | copies % | distance % | single | single within 5 pp | best-of-5 "
-             "| likeliest of 5 | samples / member + noise |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| likeliest of 5 | samples / member + noise | novel: min distance | novel best-of-5 "
+             "| novel likeliest | its distance % | member + noise |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [row(RESULTS / f, tok) for f, tok in ROWS if (RESULTS / f).is_file()]
     (RESULTS / "generator-frontier.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -39,8 +39,26 @@ def _seen(r: dict) -> list[str]:
             f"Novelty: exact token copies {100 * r['exact_copy_share']:.1f} % of samples; mean distance to the "
             f"nearest member {100 * r['mean_relative_distance_to_nearest']:.1f} % of its norm; generated mean "
             f"accuracy {_pct(r['mean_generated_acc'])} vs nearest member + noise at the same distance "
-            f"{_pct(r['mean_noise_baseline_acc'])}.", ""]
+            f"{_pct(r['mean_noise_baseline_acc'])}."] + _novel_line(r) + [""]
     return out
+
+
+def _novel_line(r: dict) -> list[str]:
+    if "novel_min_distance" not in r:
+        return []
+    if "novel_mean_likeliest" not in r:
+        return [f"Novel only (min_distance {r['novel_min_distance']}): no pair gave a novel sample in 4 rounds."]
+    return [f"Novel only (`generate(novel=True, min_distance={r.get('novel_min_distance', 0)})`: replays dropped, "
+            "replaced by further draws; "
+            f"{r['novel_extra_rounds_pairs']} of {r['pairs']} pairs needed them): best-of-5 "
+            f"{_pct(r['novel_mean_best_of_5'])} ({100 * r['novel_share_pairs_best5_within_2pp']:.0f} % of pairs within "
+            f"2 pp); likeliest, no data {_pct(r['novel_mean_likeliest'])} "
+            f"({100 * r['novel_share_pairs_likeliest_within_5pp']:.0f} % of pairs within 5 pp, worst gap "
+            f"{r['novel_worst_gap_likeliest_pp']:.1f} pp), "
+            f"{100 * r['novel_likeliest_mean_relative_distance']:.1f} % of a member's norm away, vs member + noise "
+            f"at that distance {_pct(r['novel_likeliest_mean_noise_baseline'])}; mean of all novel samples "
+            f"{_pct(r['novel_mean_accuracy'])}; pairs with no novel sample in 4 rounds: "
+            f"{r.get('novel_pairs_without_output', 0)} (counted as misses)."]
 
 
 def _swap(r: dict) -> list[str]:
