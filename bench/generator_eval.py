@@ -265,8 +265,9 @@ def _head_fitted(arch: str, weights: dict, ds) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _retrieved(zoo, arch: str, task: str, holdout) -> dict:
-    """The trained zoo member of ``arch`` whose dataset embedding is closest to ``task``'s."""
+def _retrieved(zoo, arch: str, task: str, holdout) -> dict | None:
+    """The trained zoo member of ``arch`` whose dataset embedding is closest to ``task``'s (None when
+    only held-out tasks have this architecture)."""
     target = np.asarray(_condition_args(zoo, task)["data_embedding"], dtype=np.float64)
     best, best_sim = None, -2.0
     for r in zoo.list(arch=(arch,)):
@@ -276,7 +277,7 @@ def _retrieved(zoo, arch: str, task: str, holdout) -> dict:
         sim = float(np.dot(target, e) / (np.linalg.norm(target) * np.linalg.norm(e) + 1e-12))
         if sim > best_sim or (sim == best_sim and r.metric("acc") > best.metric("acc")):
             best, best_sim = r, sim
-    return {"id": best.id, "dataset": best.dataset, "similarity": best_sim}
+    return {"id": best.id, "dataset": best.dataset, "similarity": best_sim} if best is not None else None
 
 
 def eval_heldout(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
@@ -289,16 +290,17 @@ def eval_heldout(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
             nb = _retrieved(zoo, arch, task, holdout)
             seed = 0
             rand = {k: v.detach().clone() for k, v in init_module(get_adapter(arch).build(arch), seed).state_dict().items()}
-            retrieved = zoo.load_weights(nb["id"])
             starts = {
                 "random_init": rand,
                 "generated": best.weights,
                 "generated_head_reset": reset_head(best.weights, arch, seed),
-                "retrieved_head_reset": reset_head(retrieved, arch, seed),
                 "random_head_fit": _head_fitted(arch, rand, ds),
                 "generated_head_fit": _head_fitted(arch, best.weights, ds),
-                "retrieved_head_fit": _head_fitted(arch, retrieved, ds),
             }
+            if nb is not None:  # no seen member of this architecture: no retrieval baseline
+                retrieved = zoo.load_weights(nb["id"])
+                starts["retrieved_head_reset"] = reset_head(retrieved, arch, seed)
+                starts["retrieved_head_fit"] = _head_fitted(arch, retrieved, ds)
             curves = {str(lr): {name: _finetune_curve(arch, w, ds, lr) for name, w in starts.items()} for lr in LRS}
             rows.append({"task": task, "arch": arch, "retrieved": nb, "curves": curves,
                          "generated_exact_copy_of": best.neighbour.get("exact_copy_of"),
@@ -306,12 +308,18 @@ def eval_heldout(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
             log(f"heldout {task} {arch}: " + "; ".join(f"{k} {v['0']:.3f}->{v['20']:.3f}->{v['epoch']:.3f}"
                                                        for k, v in curves[str(LRS[0])].items()))
     mean, gain = {}, {}
-    for lr in map(str, LRS):
-        mean[lr] = {name: {str(b): float(np.mean([r["curves"][lr][name][str(b)] for r in rows])) for b in BUDGETS}
-                    for name in rows[0]["curves"][lr]}
-        gain[lr] = {name: {b: 100 * (v[b] - mean[lr]["random_init"][b]) for b in v} for name, v in mean[lr].items()}
+    for lr in map(str, LRS):  # each start's mean and gain over the rows that have it (random init: all)
+        names = dict.fromkeys(n for r in rows for n in r["curves"][lr])
+        mean[lr], gain[lr] = {}, {}
+        for name in names:
+            have = [r for r in rows if name in r["curves"][lr]]
+            mean[lr][name] = {str(b): float(np.mean([r["curves"][lr][name][str(b)] for r in have])) for b in BUDGETS}
+            gain[lr][name] = {str(b): float(np.mean([100 * (r["curves"][lr][name][str(b)]
+                                                            - r["curves"][lr]["random_init"][str(b)]) for r in have]))
+                              for b in BUDGETS}
     epoch_steps = sorted({r["curves"][str(LRS[0])]["random_init"]["epoch_steps"] for r in rows})
     return {"rows": rows, "mean_acc": mean, "gain_over_random_pp": gain, "budgets": [str(b) for b in BUDGETS],
+            "rows_with_retrieval": sum(r["retrieved"] is not None for r in rows),
             "epoch_steps": epoch_steps, "lrs": [str(lr) for lr in LRS], "finetune_seeds": 3}
 
 
@@ -324,8 +332,11 @@ def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:
             arch = _arch(template, task)
             results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
             accs = [_test_acc(arch, g.weights, ds) for g in results]
+            rand = init_module(get_adapter(arch).build(arch), 0).state_dict()
             rows.append({"task": task, "arch": arch, "best_of_5": accs[0], "mean_of_5": float(np.mean(accs)),
-                         "chance": 1.0 / ds.info.n_classes, "random_init": _random_acc(arch, ds)})
+                         "chance": 1.0 / ds.info.n_classes, "random_init": _random_acc(arch, ds),
+                         "best_of_5_head_fit": _test_acc(arch, _head_fitted(arch, results[0].weights, ds), ds),
+                         "random_head_fit": _test_acc(arch, _head_fitted(arch, rand, ds), ds)})
             log(f"variant {arch} on {task}: best5 {accs[0]:.3f} mean {np.mean(accs):.3f} chance {rows[-1]['chance']:.3f}")
     return {"rows": rows}
 

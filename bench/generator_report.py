@@ -77,7 +77,10 @@ def _heldout(r: dict) -> list[str]:
     out = ["## Held-out tasks: test accuracy % after N Adam fine-tuning steps (batch 64; mean of 3 data orders, "
            "the same for every start)", "",
            f"'epoch' = one pass over the training split: {r.get('epoch_steps')} steps. 'head fit' = classifier solved "
-           "by ridge regression on the training sample (`--head fit`).", ""]
+           "by ridge regression on the training sample (`--head fit`)."
+           + (f" Retrieved starts: the {r['rows_with_retrieval']} of {len(r['rows'])} pairs whose architecture a "
+              "seen task also has (means and gains over those)." if r.get("rows_with_retrieval", len(r["rows"]))
+              < len(r["rows"]) else ""), ""]
     for lr in r["lrs"]:
         out += [f"### lr {lr}", "", "| start | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
         for name, accs in r["mean_acc"][lr].items():
@@ -97,9 +100,11 @@ def _heldout(r: dict) -> list[str]:
 
 def _variants(r: dict) -> list[str]:
     out = ["## Held-out architecture variants (zero-shot, test accuracy %)", "",
-           "| arch | task | best-of-5 | mean of 5 | random init | chance |", "|---|---|---|---|---|---|"]
+           "| arch | task | best-of-5 | mean of 5 | random init | chance | best-of-5, head fit | random body, head fit |",
+           "|---|---|---|---|---|---|---|---|"]
     out += [f"| {x['arch']} | {x['task']} | {_pct(x['best_of_5'])} | {_pct(x['mean_of_5'])} | "
-            f"{_pct(x['random_init'])} | {_pct(x['chance'])} |" for x in r["rows"]]
+            f"{_pct(x['random_init'])} | {_pct(x['chance'])} | {_pct(x.get('best_of_5_head_fit'))} | "
+            f"{_pct(x.get('random_head_fit'))} |" for x in r["rows"]]
     return out + [""]
 
 
