@@ -63,23 +63,30 @@ def _random_acc(arch: str, ds, seeds=(0, 1, 2)) -> float:
 
 
 def tokenizer_fidelity(zoo, tokenizer_id: int, holdout, n_per_arch: int = 8) -> dict:
-    """Accuracy lost by encode -> decode on zoo members (the ceiling of any generated model)."""
+    """Accuracy lost by encode -> decode (the ceiling of any generated model), on up to ``n_per_arch``
+    members per architecture of the tasks the tokenizer was trained on, and separately on held-out
+    tasks' members (never seen by it: a measure of generalisation, not of fidelity)."""
     from igpg_zoo.igpg.tokenizer import Tokenizer
 
     tok = Tokenizer.load(zoo, tokenizer_id)
-    losses, per_arch = [], {}
+    losses: dict[bool, list[float]] = {False: [], True: []}
     rng = np.random.default_rng(0)
-    for arch in sorted({r.arch for r in zoo.list()}):
+    archs = sorted({r.arch for r in zoo.list()})
+    for arch in archs:
         recs = [r for r in zoo.list(arch=(arch,)) if r.kind != "generated"]
-        for i in rng.choice(len(recs), min(n_per_arch, len(recs)), replace=False):
-            r = recs[int(i)]
-            ds = load_dataset(r.dataset)
-            w = zoo.load_weights(r.id)
-            loss = 100 * (_test_acc(arch, w, ds) - _test_acc(arch, tok.round_trip(w, arch), ds))
-            losses.append(loss)
-            per_arch.setdefault(arch, []).append(loss)
-    return {"fidelity_mean_loss_pp": float(np.mean(losses)), "fidelity_worst_loss_pp": float(np.max(losses)),
-            "fidelity_models": len(losses), "tokens_per_model": {a: tok.sequence_length(a) for a in per_arch}}
+        for held in (False, True):
+            group = [r for r in recs if is_held_out(r.dataset, list(holdout)) is held]
+            for i in rng.choice(len(group), min(n_per_arch, len(group)), replace=False) if group else ():
+                r = group[int(i)]
+                ds = load_dataset(r.dataset)
+                w = zoo.load_weights(r.id)
+                losses[held].append(100 * (_test_acc(arch, w, ds) - _test_acc(arch, tok.round_trip(w, arch), ds)))
+    seen, held = losses[False], losses[True]
+    return {"fidelity_mean_loss_pp": float(np.mean(seen)), "fidelity_worst_loss_pp": float(np.max(seen)),
+            "fidelity_models": len(seen),
+            "heldout_fidelity_mean_loss_pp": float(np.mean(held)) if held else None,
+            "heldout_fidelity_worst_loss_pp": float(np.max(held)) if held else None,
+            "heldout_fidelity_models": len(held), "tokens_per_model": {a: tok.sequence_length(a) for a in archs}}
 
 
 def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:

@@ -28,6 +28,9 @@ ROWS = [  # (results file, tokenizer) in the order of the table
     ("generator-align.json", "residual VQ, aligned units"),
     ("generator-probe-align-t0.75-p0.9.json", "residual VQ, aligned units"),
     ("generator-probe-align-t0.75-p0.8.json", "residual VQ, aligned units"),
+    ("generator-drop01-s1500.json", "residual VQ; prior dropout 0.1, 1,500 steps"),
+    ("generator-drop01-s1500-t1.0-p0.9.json", "residual VQ; prior dropout 0.1, 1,500 steps"),
+    ("generator-drop01-s1500-t1.0-p1.json", "residual VQ; prior dropout 0.1, 1,500 steps"),
 ]
 
 
@@ -61,7 +64,7 @@ def _novel(s: dict) -> str:
 def main() -> None:
     first = json.loads((RESULTS / ROWS[0][0]).read_text())
     lines = ["# Generator frontier: novelty vs quality under sampling settings", "",
-             "Seen tasks (16 task x architecture pairs, 5 samples each, test accuracy %), 800-step priors, "
+             "Seen tasks (16 task x architecture pairs, 5 samples each, test accuracy %), 800-step priors without dropout unless stated, "
              f"zoo `{first['zoo']['preset']}`; median trained checkpoint {_pct(first['seen']['mean_median_trained'])}. "
              "Copies = exact token copies of a zoo member; distance = to the nearest member, % of its norm; "
              "likeliest = the sample of 5 the prior itself scores highest (no data); last column = mean accuracy of "
@@ -71,7 +74,7 @@ def main() -> None:
              "validation data (share of pairs within 2 pp of the median trained), its likeliest sample "
              "(no data; share within 5 pp), that sample's distance to the nearest member and the member + "
              "noise baseline at that distance. A pair with no novel sample in 4 rounds counts as a miss.", "",
-             "| tokenizer | temperature | top-p | copies % | distance % | single | single within 5 pp | best-of-5 "
+             "| tokenizer / prior | temperature | top-p | copies % | distance % | single | single within 5 pp | best-of-5 "
              "| likeliest of 5 | samples / member + noise | novel: min distance | novel best-of-5 "
              "| novel likeliest | its distance % | member + noise |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -144,7 +144,11 @@ def write_markdown(results: dict, path: Path) -> None:
     if "tokenizer" in results:
         t = results["tokenizer"]
         lines += [f"Tokenizer #{t['id']}: round-trip accuracy loss mean {t.get('fidelity_mean_loss_pp', 0):.2f} pp, "
-                  f"worst {t.get('fidelity_worst_loss_pp', 0):.2f} pp; tokens per model {t.get('tokens_per_model')}.", ""]
+                  f"worst {t.get('fidelity_worst_loss_pp', 0):.2f} pp"
+                  + (f" (members of training tasks); on held-out tasks' members, never seen by it: mean "
+                     f"{t['heldout_fidelity_mean_loss_pp']:.2f} pp, worst {t['heldout_fidelity_worst_loss_pp']:.2f} pp"
+                     if t.get("heldout_fidelity_mean_loss_pp") is not None else "")
+                  + f"; tokens per model {t.get('tokens_per_model')}.", ""]
     if "prior" in results:
         p = results["prior"]
         lines += [f"Prior #{p['id']}: {p.get('steps')} steps in {p.get('seconds', 0):.0f} s on 1 thread of a shared "
