@@ -27,6 +27,7 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         datasets = {zoo.get(i).dataset for i in prior.provenance["snapshot"]["ids"]}
         assert datasets and not any(d.startswith("digits[classes=3,5,8]") for d in datasets)
         assert prior.parent_id == out["tokenizer"]["id"]
+        assert prior.config["prior"]["dropout"] == 0.1  # the CLI's default, saved inside the artifact
     assert (tmp_path / "igpg-runs" / "prior.pt").exists()
     again = cli("train", "--stage", "prior", "--steps", "12", "--layers", "1", "--width", "32", "--batch", "4",
                 "--holdout-task", "digits[classes=3,5,8]*", "--resume", "--json")
@@ -34,8 +35,17 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
     with open_zoo() as zoo:
         latest = zoo.get_artifact(kind="prior")
         assert latest.provenance["resumed_from"] == 12  # nothing left to train: the checkpoint was complete
+    by_epochs = cli("train", "--stage", "prior", "--epochs", "2", "--layers", "1", "--width", "32", "--batch", "4",
+                    "--holdout-task", "digits[classes=3,5,8]*", "--checkpoint", tmp_path / "e.pt", "--json")
+    assert by_epochs.exit_code == 0, by_epochs.output
+    with open_zoo() as zoo:
+        art = zoo.get_artifact(json.loads(by_epochs.output.strip().splitlines()[-1])["prior"]["id"], kind="prior")
+        n = len(art.provenance["snapshot"]["ids"])
+        assert art.config["train"]["steps"] == -(-2 * n // 4) and art.config["train"]["epochs"] == 2.0
 
 
-def test_train_rejects_unknown_stage(cli):
-    result = cli("train", "--stage", "decoder")
-    assert result.exit_code == 2 and "--stage" in result.output
+@pytest.mark.parametrize("args, flag", [(("--stage", "decoder"), "--stage"), (("--dropout", "1.5"), "--dropout"),
+                                        (("--dropout", "-0.1"), "--dropout"), (("--epochs", "0"), "--epochs")])
+def test_train_rejects_bad_options(cli, args, flag):
+    result = cli("train", *args)
+    assert result.exit_code == 2 and flag in result.output

@@ -151,3 +151,19 @@ def test_loss_ignores_masked_positions():
 ])
 def test_holdout_matching(task, holdout, expected):
     assert is_held_out(task, holdout) is expected
+
+
+@pytest.mark.parametrize("epochs, n, batch, world, steps", [(None, 100, 16, 1, 800), (2, 100, 16, 1, 13),
+                                                            (2, 100, 16, 2, 7), (0.01, 10, 16, 1, 1)])
+def test_epochs_set_the_step_count_from_the_zoo_size(epochs, n, batch, world, steps):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, resolve_steps
+
+    assert resolve_steps(PriorTrainConfig(epochs=epochs, batch_size=batch), n, world).steps == steps
+
+
+def test_epochs_must_be_positive():
+    from igpg_zoo.errors import GeneratorError
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, resolve_steps
+
+    with pytest.raises(GeneratorError, match="epochs"):
+        resolve_steps(PriorTrainConfig(epochs=0), 10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,8 +23,9 @@ from igpg_zoo.igpg.prior_dataset import TokenSet
 
 @dataclass
 class PriorTrainConfig:
-    steps: int = 800  # the benchmarked setting (BENCHMARKS.md): more steps replay the zoo, fewer ignore the condition
+    steps: int = 800  # without dropout (BENCHMARKS.md): more replay the zoo, fewer ignore the condition
     batch_size: int = 16
+    epochs: float | None = None  # when set, steps = ceil(epochs * sequences / (batch_size * processes))
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 100
@@ -145,6 +146,17 @@ def _data_dim(zoo, records) -> int:
     return 0
 
 
+def resolve_steps(tcfg: PriorTrainConfig, n_sequences: int, world: int = 1) -> PriorTrainConfig:
+    """``tcfg`` with ``steps`` set from ``epochs`` (passes over the zoo's sequences) when given: the
+    same memorisation budget for a zoo of any size. The artifact records the resolved steps."""
+    if tcfg.epochs is None:
+        return tcfg
+    if tcfg.epochs <= 0:
+        raise GeneratorError(f"epochs must be > 0, got {tcfg.epochs}")
+    steps = max(1, math.ceil(tcfg.epochs * n_sequences / (tcfg.batch_size * max(1, world))))
+    return replace(tcfg, steps=steps)
+
+
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
                 holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
                 ckpt: Path | None = None, resume: bool = False, progress=None):
@@ -169,6 +181,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                          "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim)})
     conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
     data = build_token_set(zoo, tokenizer, conditioner, records)
+    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress)
