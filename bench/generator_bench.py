@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from generator_eval import (  # noqa: E402
-    eval_arch_variants, eval_heldout, eval_seen, eval_speed, eval_swap, eval_temperature, tokenizer_fidelity)
+    eval_arch_variants, eval_heldout, eval_seen, eval_swap, eval_temperature, tokenizer_fidelity)
+from generator_speed import eval_speed  # noqa: E402
 
 ARCHS = ("cnn-i1x8x8-c8k3-c16k3-o{k}", "mlp-i64-h32-o{k}", "cnn-i1x8x8-c16k3-c32k3-o{k}-gelu")
 VARIANTS = ("cnn-i1x8x8-c8k3-c16k3-h32-o{k}-tanh", "mlp-i64-h48-o{k}")  # never in training
@@ -224,7 +225,7 @@ def main() -> None:
              "swap": lambda: eval_swap(gen, zoo, archs, H, args.quick, log),
              "heldout": lambda: eval_heldout(gen, zoo, archs, H, args.quick, log),
              "variants": lambda: eval_arch_variants(gen, zoo, setup["variants"], H, log),
-             "speed": lambda: eval_speed(gen, sorted({r.arch for r in zoo.list()}), log),
+             "speed": lambda: eval_speed(gen, sorted({r.arch for r in zoo.list()}), generator_eval.SETTINGS, log),
              "temperature": lambda: eval_temperature(gen, zoo, archs, H, args.quick, log)}
     for phase in phases:
         t0 = time.perf_counter()
