@@ -174,6 +174,7 @@ def evaluate(name: str, label: str, overrides: dict) -> None:
     base = results["runs"][name]
     loss = np.array([r["loss_pp"] for r in rows])
     (SCRATCH / f"{name}+{label}_rows.json").write_text(json.dumps(rows))
+    base = {k: v for k, v in base.items() if k != "noise_floor"}  # measured for NAME's own rows only
     summary = {**base, "overrides": {**base["overrides"], **overrides}, "mean_loss_pp": float(loss.mean()),
                "median_loss_pp": float(np.median(loss)), "worst_loss_pp": float(loss.max()),
                "models_over_2pp": int((loss > 2).sum()), "mean_rel_err": float(np.mean([r["rel_err"] for r in rows])),

@@ -4,8 +4,8 @@ The encoder and the residual quantizer choose a chunk's L tokens greedily in cod
 stage; what reconstructs the weights is the decoder, refined on those codes. Coordinate descent on
 the decoded chunk closes part of that gap: for stage s, take the C codes of stage s nearest to what
 the other stages leave of the encoder output, decode each with the other L - 1 tokens fixed, and keep
-the one whose chunk is closest to the original (masked squared error). The current token is always a
-candidate, so no chunk's error can rise. Decoding is untouched: stored sequences, the prior and old
+the one whose chunk is closest to the original (masked squared error) if it beats the current one.
+Only improvements are accepted, so no chunk's error can rise. Decoding is untouched: stored sequences, the prior and old
 artifacts need nothing new, and encoding stays deterministic.
 """
 
