@@ -136,6 +136,35 @@ def test_novel_draw_replaces_exact_copies_with_later_rounds(trained, members, ex
     assert [torch.equal(t, raw[i]) for t, _, _, i in plain] == [True] * 4
 
 
+@pytest.mark.parametrize("temperature, r, expect", [(1.0, 0, 1.0), (1.0, 1, 1.25), (0.8, 2, 1.2), (1.0, 2, 1.5),
+                                                     (1.0, 7, 1.5), (0.0, 3, 0.0)])
+def test_novel_rounds_sample_hotter_up_to_a_cap(temperature, r, expect):
+    from igpg_zoo.igpg.generate import round_settings
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    s = SamplingSettings(temperature=temperature, top_p=0.9)
+    assert round_settings(s, r) == SamplingSettings(temperature=pytest.approx(expect), top_p=0.9)
+
+
+def test_replacement_rounds_record_the_temperature_they_used(trained):
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+
+    zoo, *_ = trained
+    gen = Generator.load(zoo)
+    s = SamplingSettings(temperature=1.0)
+    raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 2, s, seed=5)
+    _index_holding(gen, raw)  # round 0 yields only copies: both results come from hotter rounds
+    out = gen.generate(ARCH, task=TASKS[0], n=2, settings=s, seed=5, novel=True)
+    for g in out:
+        r = g.provenance["sample_round"]
+        assert r >= 1 and g.provenance["temperature_used"] == pytest.approx(min(1 + 0.25 * r, 1.5))
+        assert g.provenance["sampling"]["temperature"] == 1.0  # what the user asked for
+        resampled, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 2,
+                                  SamplingSettings(temperature=g.provenance["temperature_used"]), 5 + r * 1_000_003)
+        assert torch.equal(resampled[g.provenance["sample_index"]], g.tokens)  # provenance reproduces it
+
+
 def test_novel_generation_refuses_a_prior_that_only_replays(trained):
     from igpg_zoo.errors import GeneratorError
     from igpg_zoo.igpg.generate import Generator

@@ -182,7 +182,7 @@ def generate(
     head: Annotated[str, typer.Option(help="generated | reset (fresh classifier) | fit (classifier solved on your data)")] = "generated",
     prior: Annotated[Optional[int], typer.Option("--prior", help="prior artifact id (default: latest)")] = None,
     novel: Annotated[bool, typer.Option("--novel/--allow-copies", help="drop samples that are exact token copies of "
-                                        "a zoo member and draw more (up to 4 rounds); retrieval is `query`")] = True,
+                                        "a zoo member and draw more (up to 8 rounds, hotter each); retrieval is `query`")] = True,
     min_distance: Annotated[float, typer.Option(help="--novel also drops samples nearer to a zoo member than this "
                                                 "share of its norm (0.25: a quarter)")] = 0.0,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,

@@ -14,7 +14,7 @@ that mapping may be wrong (docs/igpg-prior.md measures all three).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,8 +31,17 @@ from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
 
 HEADS = ("generated", "reset", "fit")
 PROBE = 512  # samples used for choosing (best-of-n), BN recalibration and prediction agreement
-NOVEL_ROUNDS = 4  # novel generation: rounds of n samples drawn at most while replacing replays
+NOVEL_ROUNDS = 8  # novel generation: rounds of n samples drawn at most while replacing replays
 ROUND_SEED_STRIDE = 1_000_003  # round r of a draw samples with seed + r * stride (reproducible from provenance)
+NOVEL_HEAT = 0.25  # round r samples at temperature T * min(1 + NOVEL_HEAT * r, NOVEL_MAX_HEAT)
+NOVEL_MAX_HEAT = 1.5  # hotter than 1.5 T, samples of the full zoo lost 20-60 pp (docs/igpg-prior.md)
+
+
+def round_settings(settings: SamplingSettings, r: int) -> SamplingSettings:
+    """The sampling settings of novel round ``r``: the user's in round 0, then hotter, so a prior that
+    replays a short model (8-12 tokens, one near-certain sequence) still yields new ones; capped."""
+    heat = min(1.0 + NOVEL_HEAT * r, NOVEL_MAX_HEAT)
+    return replace(settings, temperature=settings.temperature * heat)
 
 
 @dataclass
@@ -155,15 +164,15 @@ class Generator:
         """Up to ``n`` samples as (tokens (T,), log-likelihood, round, index in round).
 
         ``novel``: replays (``is_replay``) are dropped and further rounds of ``n`` are drawn (round r
-        uses seed ``seed + r * ROUND_SEED_STRIDE``) until ``n`` remain or ``max_rounds`` are spent;
-        fewer than ``n`` may come back, none is an error.
+        uses seed ``seed + r * ROUND_SEED_STRIDE`` and ``round_settings(settings, r)``: hotter) until
+        ``n`` remain or ``max_rounds`` are spent; fewer than ``n`` may come back, none is an error.
         """
         if novel and self.zoo is None:
             raise GeneratorError("novel generation compares samples with the zoo: open a registry")
         kept: list[tuple[torch.Tensor, float, int, int]] = []
         replays = 0
         for r in range(max_rounds if novel else 1):
-            tokens, logp = self.sample(arch, cond, n, settings, seed + r * ROUND_SEED_STRIDE)
+            tokens, logp = self.sample(arch, cond, n, round_settings(settings, r), seed + r * ROUND_SEED_STRIDE)
             for i in range(n):
                 if novel and self.is_replay(arch, tokens[i], min_distance):
                     replays += 1
@@ -230,7 +239,8 @@ class Generator:
                                                if cond.get(k) is None)},
             "seed": seed, "sample_round": where[0], "sample_index": where[1],
             "novel_only": novel_min is not None, "min_distance": novel_min,
-            "sampling": settings.to_dict(), "head": head,
+            "sampling": settings.to_dict(), "temperature_used": round_settings(settings, where[0]).temperature,
+            "head": head,
             "ranked_by": "validation accuracy" if x_given else "prior likelihood",
         }
 
