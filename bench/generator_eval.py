@@ -10,7 +10,7 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.data import load_dataset
-from igpg_zoo.igpg.generate import build_loaded, fit_head, probe_split, reset_head
+from igpg_zoo.igpg.generate import NOVEL_HEAT, NOVEL_MAX_HEAT, NOVEL_ROUNDS, build_loaded, fit_head, probe_split, reset_head
 from igpg_zoo.igpg.prior_dataset import is_held_out
 from igpg_zoo.igpg.sampling import SamplingSettings
 from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflatten
@@ -204,7 +204,8 @@ def _summarise_novel(rows: list[dict]) -> dict:
     with no novel output counts as a miss in the shares and is left out of the means."""
     out = [r for r in rows if r["novel_n"]]
     if not out:
-        return {"novel_pairs_without_output": len(rows), "novel_min_distance": MIN_DISTANCE}
+        return {"novel_pairs_without_output": len(rows), "novel_min_distance": MIN_DISTANCE,
+                "novel_max_rounds": NOVEL_ROUNDS}
     gap_best = [100 * (r["median_trained"] - r["novel_best_of_n"]) for r in out]
     gap_lik = [100 * (r["median_trained"] - r["novel_likeliest"]) for r in out]
     noise = [r["novel_likeliest_noise_baseline"] for r in out if r["novel_likeliest_noise_baseline"] is not None]
@@ -219,7 +220,8 @@ def _summarise_novel(rows: list[dict]) -> dict:
             "novel_mean_accuracy": float(np.mean([r["novel_mean"] for r in out])),
             "novel_extra_rounds_pairs": int(sum(r["novel_rounds"] > 1 for r in out)),
             "novel_pairs_without_output": len(rows) - len(out),
-            "novel_min_distance": MIN_DISTANCE, "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows))}
+            "novel_min_distance": MIN_DISTANCE, "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows)),
+            "novel_max_rounds": NOVEL_ROUNDS, "novel_heat": [NOVEL_HEAT, NOVEL_MAX_HEAT]}
 
 
 def eval_swap(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:

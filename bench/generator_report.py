@@ -43,13 +43,22 @@ def _seen(r: dict) -> list[str]:
     return out
 
 
+def _heat(r: dict) -> str:
+    """Results from before replacement rounds ran hotter (4 rounds at the user's temperature) say nothing."""
+    if "novel_heat" not in r:
+        return ""
+    step, cap = r["novel_heat"]
+    return f", up to {r['novel_max_rounds']} rounds, round r at T x min(1 + {step} r, {cap})"
+
+
 def _novel_line(r: dict) -> list[str]:
     if "novel_min_distance" not in r:
         return []
     if "novel_mean_likeliest" not in r:
-        return [f"Novel only (min_distance {r['novel_min_distance']}): no pair gave a novel sample in 4 rounds."]
+        return [f"Novel only (min_distance {r['novel_min_distance']}): no pair gave a novel sample in "
+                f"{r.get('novel_max_rounds', 4)} rounds."]
     return [f"Novel only (`generate(novel=True, min_distance={r.get('novel_min_distance', 0)})`: replays dropped, "
-            "replaced by further draws; "
+            f"replaced by further draws{_heat(r)}; "
             f"{r['novel_extra_rounds_pairs']} of {r['pairs']} pairs needed them): best-of-5 "
             f"{_pct(r['novel_mean_best_of_5'])} ({100 * r['novel_share_pairs_best5_within_2pp']:.0f} % of pairs within "
             f"2 pp); likeliest, no data {_pct(r['novel_mean_likeliest'])} "
@@ -57,7 +66,7 @@ def _novel_line(r: dict) -> list[str]:
             f"{r['novel_worst_gap_likeliest_pp']:.1f} pp), "
             f"{100 * r['novel_likeliest_mean_relative_distance']:.1f} % of a member's norm away, vs member + noise "
             f"at that distance {_pct(r['novel_likeliest_mean_noise_baseline'])}; mean of all novel samples "
-            f"{_pct(r['novel_mean_accuracy'])}; pairs with no novel sample in 4 rounds: "
+            f"{_pct(r['novel_mean_accuracy'])}; pairs with no novel sample in {r.get('novel_max_rounds', 4)} rounds: "
             f"{r.get('novel_pairs_without_output', 0)} (counted as misses)."]
 
 
