@@ -109,10 +109,12 @@ def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
         results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, novel=True, min_distance=MIN_DISTANCE,
                                **_condition_args(zoo, task))
     except GeneratorError:  # every draw was a replay: no novel output for this pair
-        return {"novel_n": 0, "novel_rounds": None, "novel_best_of_n": None, "novel_likeliest": None,
+        return {"novel_n": 0, "novel_rounds": None, "novel_best_of_n": None, "novel_likeliest": None, "novel_single": None,
                 "novel_likeliest_relative_distance": None, "novel_likeliest_noise_baseline": None, "novel_mean": None}
     best, likeliest = results[0], max(results, key=lambda g: g.log_likelihood)
+    first = min(results, key=lambda g: (g.provenance["sample_round"], g.provenance["sample_index"]))
     return {"novel_n": len(results), "novel_rounds": 1 + max(g.provenance["sample_round"] for g in results),
+            "novel_single": _test_acc(arch, first.weights, ds),  # the first novel draw: one sample, unchosen
             "novel_best_of_n": _test_acc(arch, best.weights, ds),
             "novel_likeliest": _test_acc(arch, likeliest.weights, ds),
             "novel_likeliest_relative_distance": likeliest.neighbour.get("relative_distance"),
@@ -218,6 +220,9 @@ def _summarise_novel(rows: list[dict]) -> dict:
                                                                      for r in out])),
             "novel_likeliest_mean_noise_baseline": float(np.mean(noise)) if noise else None,
             "novel_mean_accuracy": float(np.mean([r["novel_mean"] for r in out])),
+            "novel_mean_single": float(np.mean([r["novel_single"] for r in out])),
+            "novel_share_pairs_single_within_5pp": sum(100 * (r["median_trained"] - r["novel_single"]) <= 5
+                                                       for r in out) / len(rows),
             "novel_extra_rounds_pairs": int(sum(r["novel_rounds"] > 1 for r in out)),
             "novel_pairs_without_output": len(rows) - len(out),
             "novel_min_distance": MIN_DISTANCE, "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows)),

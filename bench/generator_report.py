@@ -51,6 +51,13 @@ def _heat(r: dict) -> str:
     return f", up to {r['novel_max_rounds']} rounds, round r at T x min(1 + {step} r, {cap})"
 
 
+def _novel_single(r: dict) -> str:
+    if "novel_mean_single" not in r:
+        return ""
+    return (f"; first novel draw (a single sample) {_pct(r['novel_mean_single'])}, "
+            f"{100 * r['novel_share_pairs_single_within_5pp']:.0f} % of pairs within 5 pp")
+
+
 def _novel_line(r: dict) -> list[str]:
     if "novel_min_distance" not in r:
         return []
@@ -66,7 +73,7 @@ def _novel_line(r: dict) -> list[str]:
             f"{r['novel_worst_gap_likeliest_pp']:.1f} pp), "
             f"{100 * r['novel_likeliest_mean_relative_distance']:.1f} % of a member's norm away, vs member + noise "
             f"at that distance {_pct(r['novel_likeliest_mean_noise_baseline'])}; mean of all novel samples "
-            f"{_pct(r['novel_mean_accuracy'])}; pairs with no novel sample in {r.get('novel_max_rounds', 4)} rounds: "
+            f"{_pct(r['novel_mean_accuracy'])}{_novel_single(r)}; pairs with no novel sample in {r.get('novel_max_rounds', 4)} rounds: "
             f"{r.get('novel_pairs_without_output', 0)} (counted as misses)."]
 
 
