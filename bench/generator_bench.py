@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every phase but the sweep")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (1: off)")
+    ap.add_argument("--min-p", type=float, default=0.0, help="min-p floor relative to the top token (0: off)")
     ap.add_argument("--min-distance", type=float, default=0.0, help="novel picks: the distance floor (share of the norm)")
     ap.add_argument("--tokenizer", default="{}", help="TokenizerConfig overrides as JSON, e.g. '{\"align\": true}'")
     args = ap.parse_args()
@@ -177,7 +178,8 @@ def main() -> None:
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     generator_eval.SETTINGS = SamplingSettings(temperature=args.temperature,
-                                               top_p=args.top_p if args.top_p < 1 else None)
+                                               top_p=args.top_p if args.top_p < 1 else None,
+                                               min_p=args.min_p or None)
     generator_eval.MIN_DISTANCE = args.min_distance
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)

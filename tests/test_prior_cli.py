@@ -49,3 +49,12 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
 def test_train_rejects_bad_options(cli, args, flag):
     result = cli("train", *args)
     assert result.exit_code == 2 and flag in result.output
+
+
+@pytest.mark.parametrize("args, phrase", [(("--min-p", "1.5"), "min-p 1.5"), (("--top-p", "0"), "top-p 0.0"),
+                                          (("--temperature", "-1"), "temperature -1.0")])
+def test_generate_refuses_bad_sampling_settings_before_touching_the_registry(cli, tmp_path, args, phrase):
+    db = tmp_path / "registry.db"
+    result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}", *args)
+    assert result.exit_code == 1 and phrase in result.output and len(result.output.strip().splitlines()) == 1
+    assert not db.exists()

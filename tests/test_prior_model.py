@@ -8,7 +8,7 @@ import torch
 from igpg_zoo.igpg.prior import Prior, PriorConfig
 from igpg_zoo.igpg.prior_dataset import TokenSet, is_held_out
 from igpg_zoo.igpg.prior_train import PriorTrainConfig, fit_prior
-from igpg_zoo.igpg.sampling import SamplingSettings, n_windows, sample_tokens, window_bounds
+from igpg_zoo.igpg.sampling import SamplingSettings, n_windows, pick, sample_tokens, window_bounds
 
 TEXT = 16  # small "text" vectors keep the tests fast
 
@@ -95,6 +95,32 @@ def test_sample_log_likelihood_is_the_priors_own_teacher_forced_one(overfit):
         noise_logits, _ = prior(noise, {k: v[:1] for k, v in cond.items()})
     noise_logp = noise_logits.log_softmax(-1).gather(2, noise.unsqueeze(2)).sum()
     assert float(train_logp[0]) > float(noise_logp) + 10  # the memorised sequence is far likelier than noise
+
+
+@pytest.mark.parametrize("settings, support", [
+    (SamplingSettings(), {0, 1, 2, 3}),
+    (SamplingSettings(top_k=2), {0, 1}),
+    (SamplingSettings(top_p=0.7), {0, 1}),  # 0.5 + 0.25 reaches 0.7; token 2 starts past it
+    (SamplingSettings(min_p=0.3), {0, 1, 2}),  # floor 0.15
+    (SamplingSettings(min_p=0.5), {0, 1}),  # floor 0.25
+    (SamplingSettings(min_p=0.6), {0}),
+    (SamplingSettings(temperature=0.0), {0}),
+])
+def test_truncation_keeps_exactly_the_tokens_it_should(settings, support):
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.1])
+    logits = probs.log().expand(4000, -1)  # (B, V): one row per draw
+    drawn = pick(logits, settings, torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == support
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"top_k": 0}, {"top_p": 0}, {"top_p": 1.5},
+                                    {"min_p": 1.0}, {"min_p": -0.1}])
+def test_bad_sampling_settings_are_refused_in_one_line(kwargs):
+    from igpg_zoo.errors import GeneratorError
+
+    with pytest.raises(GeneratorError, match="bad sampling setting") as err:
+        SamplingSettings(**kwargs)
+    assert "\n" not in str(err.value)
 
 
 def test_seed_makes_sampling_reproducible(overfit):

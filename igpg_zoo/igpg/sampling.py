@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.prior import Prior, PriorConfig
 
 
@@ -23,7 +24,17 @@ class SamplingSettings:
     temperature: float = 1.0  # 0: greedy (argmax)
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None  # keep tokens with p >= min_p * max p (after temperature)
     use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [f"{name} {value} (allowed: {allowed})" for name, value, ok, allowed in (
+            ("temperature", self.temperature, self.temperature >= 0, ">= 0"),
+            ("top-k", self.top_k, self.top_k is None or self.top_k >= 1, ">= 1"),
+            ("top-p", self.top_p, self.top_p is None or 0 < self.top_p <= 1, "in (0, 1]"),
+            ("min-p", self.min_p, self.min_p is None or 0 <= self.min_p < 1, "in [0, 1)")) if not ok]
+        if bad:
+            raise GeneratorError(f"bad sampling setting: {', '.join(bad)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +61,9 @@ def pick(logits: torch.Tensor, s: SamplingSettings, gen: torch.Generator | None)
     if s.top_k is not None and s.top_k < logits.size(-1):
         kth = torch.topk(logits, s.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.min_p is not None and s.min_p > 0:  # relative floor: prunes harder where the prior is sure
+        floor = logits.max(dim=-1, keepdim=True).values + math.log(s.min_p)  # (B, 1), in logit space
+        logits = logits.masked_fill(logits < floor, float("-inf"))
     if s.top_p is not None and s.top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
