@@ -70,8 +70,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         past = 0
         if cache is not None:  # write the new keys/values after the cached ones, attend over all
             past = cache.length
@@ -199,8 +198,7 @@ class Prior(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        pos = torch.arange(start, start + idx.size(1), device=idx.device)
-        return self.wte(idx) + self.wpe(pos)  # (B, T, C)
+        return self.wte(idx) + self.wpe.weight[start:start + idx.size(1)]  # (B, T, C) + (T, C)
 
     def forward(self, idx: torch.Tensor, cond: dict, targets: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None):

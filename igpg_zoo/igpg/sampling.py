@@ -88,7 +88,7 @@ def _logprob(logits: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     return logits.log_softmax(-1).gather(1, tok.view(-1, 1)).squeeze(1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
                    s: SamplingSettings, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_new`` tokens after ``context`` (B, c) in one window -> (B, n_new), and their log-likelihood (B,)."""
@@ -117,7 +117,7 @@ def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
     return torch.stack(out, dim=1), logp
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
                   settings: SamplingSettings = SamplingSettings(), seed: int | None = None,
                   with_logprob: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
