@@ -57,7 +57,8 @@ def pick(logits: torch.Tensor, s: SamplingSettings, gen: torch.Generator | None)
     """One token per row from next-token logits (B, V) -> (B,)."""
     if s.temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = logits / s.temperature
+    if s.temperature != 1.0:
+        logits = logits / s.temperature
     if s.top_k is not None and s.top_k < logits.size(-1):
         kth = torch.topk(logits, s.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
