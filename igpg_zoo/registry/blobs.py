@@ -37,7 +37,8 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (used by the blob store and the search index files)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # some platforms cannot open folders; the rename is still atomic
@@ -83,7 +84,7 @@ class BlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         if sync:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return True
 
     def write_many(self, blobs: Iterable[tuple[str, bytes]]) -> list[str]:
@@ -108,7 +109,7 @@ class BlobStore:
                 tmp.unlink(missing_ok=True)
             raise
         if pending:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return [sha for sha, _ in pending]
 
     def read(self, sha256: str, *, verify: bool = True) -> bytes:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from igpg_zoo.errors import IntegrityError
+from igpg_zoo.registry.blobs import fsync_dir
 
 FORMAT_VERSION = 2
 FLAT, HNSW = "flat", "hnsw"
@@ -49,14 +50,7 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
-    try:
-        fd = os.open(final.parent, os.O_RDONLY)
-    except OSError:  # a platform without directory handles
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(final.parent)
 
 
 def _as_ids(ids) -> np.ndarray:
