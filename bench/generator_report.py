@@ -125,16 +125,22 @@ def _variants(r: dict) -> list[str]:
 
 
 def _speed(r: dict) -> list[str]:
+    how = (f"fastest of {r['repeats']} alternated runs each (ratio of the medians in brackets)"
+           if "repeats" in r else "one run each")
+    med = (lambda key: f" ({r[key]:.1f}x)" if key in r else "")
     return ["## Speed", "",
+            f"KV cache vs recomputing each step, {how}. "
             f"Sampling {r['tokens']} tokens ({r['arch']}, block {r['block_size']}): KV cache {r['seconds_cached']:.2f} s, "
-            f"without {r['seconds_uncached']:.2f} s: {r['speedup']:.1f}x (identical tokens: {r['identical_tokens']}). "
+            f"without {r['seconds_uncached']:.2f} s: {r['speedup']:.1f}x{med('median_speedup')} "
+            f"(identical tokens: {r['identical_tokens']}). "
             + (f"Five sequences in one batch (best-of-5): {r['n5_seconds_cached']:.2f} s vs "
-               f"{r['n5_seconds_uncached']:.2f} s, {r['n5_speedup']:.1f}x. " if "n5_speedup" in r else "")
+               f"{r['n5_seconds_uncached']:.2f} s, {r['n5_speedup']:.1f}x{med('n5_median_speedup')}. "
+               if "n5_speedup" in r else "")
             + f"Full generation of the largest model ({r['largest_n_params']} parameters): "
             f"{r['generate_largest_seconds']:.2f} s.",
             f"Same prior shape with a {r.get('long_tokens')}-token context (untrained weights): KV cache "
             f"{r.get('long_seconds_cached', float('nan')):.2f} s, without {r.get('long_seconds_uncached', float('nan')):.2f} s: "
-            f"{r.get('long_speedup', float('nan')):.1f}x.", ""]
+            f"{r.get('long_speedup', float('nan')):.1f}x{med('long_median_speedup')}.", ""]
 
 
 def _temperature(r: dict) -> list[str]:
