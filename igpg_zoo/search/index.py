@@ -14,27 +14,21 @@ HNSW cannot delete, so a group left without records becomes a tombstone (filtere
 search) until tombstones exceed a quarter of the stored vectors, when the index is compacted.
 
 Nothing is read before the first call that needs it, and ``faiss`` is imported only then.
-Mutations are in memory until ``save()``: the index and the id table are written through temporary
-files, fsync and rename, then the JSON sidecar that vouches for both (dim, kind, counts, the table's
-hash, format version). A missing, unreadable or inconsistent set of files makes ``matches()`` False;
+Mutations are in memory until ``save()``, which writes the index's files atomically
+(``index_files.py``). A missing, unreadable or inconsistent set of files makes ``matches()`` False;
 the Zoo then rebuilds from the vectors in the database.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from igpg_zoo.errors import IntegrityError
-from igpg_zoo.registry.blobs import fsync_dir
-
-FORMAT_VERSION = 2
-FLAT, HNSW = "flat", "hnsw"
+from igpg_zoo.search.index_files import FLAT, HNSW, IndexFiles
 
 # HNSW parameters, chosen from the recall measurement in bench/results/registry.md
 HNSW_M = 32
@@ -44,13 +38,6 @@ HNSW_EF_SEARCH = 256  # recall@10 0.985 on 8k distinct hash vectors (0.895 at 64
 BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many vectors score them directly (exact)
 MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses
 COMPACT_FRACTION = 0.25  # compact an HNSW index when tombstones exceed this share of its vectors
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
 
 
 def _as_ids(ids) -> np.ndarray:
@@ -80,8 +67,7 @@ class VectorIndex:
     def __init__(self, path: Path, dim: int, approx_threshold: int, *, hnsw_m: int = HNSW_M,
                  ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH):
         self.path = Path(path)
-        self.sidecar = self.path.with_name(self.path.name + ".json")
-        self.table = self.path.with_name(self.path.name + ".ids.npy")
+        self.files = IndexFiles(self.path)
         self.dim = int(dim)
         self.approx_threshold = int(approx_threshold)
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
@@ -132,25 +118,9 @@ class VectorIndex:
             self._read()
 
     def _read(self) -> None:
-        import faiss
-
-        try:
-            meta = json.loads(self.sidecar.read_text())
-            raw = self.table.read_bytes()
-            if meta.get("format") != FORMAT_VERSION or meta.get("table_sha256") != hashlib.sha256(raw).hexdigest():
-                return
-            table = np.load(self.table, allow_pickle=False)
-            index = faiss.read_index(str(self.path))
-            dead = np.sort(np.asarray(meta.get("tombstones", []), dtype=np.int64))
-            labels = np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
-            ok = (meta.get("dim") == self.dim == index.d and meta.get("kind") in (FLAT, HNSW)
-                  and isinstance(index, faiss.IndexIDMap2) and table.shape == (2, meta.get("count"))
-                  and np.array_equal(labels, np.union1d(table[1], dead)))
-        except (OSError, ValueError, TypeError, AttributeError, RuntimeError):
-            return  # missing or unreadable: matches() is False
-        if ok:
-            order = np.argsort(table[0], kind="stable")
-            self._set(index, meta["kind"], table[0][order], table[1][order], dead)
+        found = self.files.read(self.dim)
+        if found is not None:  # else missing or inconsistent: matches() is False
+            self._set(*found)
 
     def _set(self, index, kind: str, ids: np.ndarray, groups: np.ndarray, dead: np.ndarray) -> None:
         self._index, self._kind, self._ids, self._group, self._dead = index, kind, ids, groups, dead
@@ -292,34 +262,10 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the index and the id table, then the sidecar, each atomically (temp file, fsync, rename)."""
-        import faiss
-
+        """Write the index, the id table and the sidecar that vouches for both (index_files.py)."""
         index = self._require()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        table = np.stack([self._ids, self._group])  # (2, n)
-        with self._temporary(self.path) as tmp:
-            faiss.write_index(index, str(tmp))
-            _fsync_replace(tmp, self.path)
-        with self._temporary(self.table) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, table, allow_pickle=False)
-            _fsync_replace(tmp, self.table)
-        meta = {"format": FORMAT_VERSION, "dim": self.dim, "kind": self._kind, "count": len(self._ids),
-                "vectors": int(index.ntotal), "table_sha256": hashlib.sha256(self.table.read_bytes()).hexdigest(),
-                "hnsw": {"M": self.hnsw_m, "efConstruction": self.ef_construction} if self._kind == HNSW else None,
-                "tombstones": self._dead.tolist()}
-        with self._temporary(self.sidecar) as tmp:
-            tmp.write_text(json.dumps(meta))
-            _fsync_replace(tmp, self.sidecar)
-
-    @contextmanager
-    def _temporary(self, final: Path):
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            yield tmp
-        finally:
-            tmp.unlink(missing_ok=True)
+        hnsw = {"M": self.hnsw_m, "efConstruction": self.ef_construction} if self._kind == HNSW else None
+        self.files.write(index, self._kind, self._ids, self._group, self._dead, self.dim, hnsw)
 
     # -- search --------------------------------------------------------------------------------
 
