@@ -30,7 +30,7 @@ def _seen(r: dict) -> list[str]:
             f"{r['worst_gap_best_of_5_pp']:.1f}), single sample {r['mean_gap_single_pp']:.1f} pp (worst "
             f"{r['worst_gap_single_pp']:.1f}). Pairs with best-of-5 within 2 pp: "
             f"{100 * r['share_pairs_best5_within_2pp']:.0f} %; single within 5 pp: "
-            f"{100 * r['share_pairs_single_within_5pp']:.0f} %."
+            f"{100 * r['share_pairs_single_within_5pp']:.0f} %" + _all_raw_within(r["rows"]) + "."
             + (f" Likeliest of 5 (chosen by the prior's own likelihood, no data): mean {_pct(r['mean_likeliest'])}, "
                f"gap {r['mean_gap_likeliest_pp']:.1f} pp, within 5 pp: {100 * r['share_pairs_likeliest_within_5pp']:.0f} %, "
                f"exact copies {100 * r.get('likeliest_copy_share', float('nan')):.0f} %, distance to the nearest member "
@@ -122,6 +122,14 @@ def _variants(r: dict) -> list[str]:
             f"{_pct(x['random_init'])} | {_pct(x['chance'])} | {_pct(x.get('best_of_5_head_fit'))} | "
             f"{_pct(x.get('random_head_fit'))} |" for x in r["rows"]]
     return out + [""]
+
+
+def _all_raw_within(rows: list[dict], pp: float = 5.0) -> str:
+    """Every raw sample, not only the first, scored against its pair's median trained: a single draw's odds."""
+    gaps = [100 * (x["median_trained"] - a) for x in rows for a in x.get("generated_all", [])]
+    if not gaps:
+        return ""
+    return f" (of all {len(gaps)} raw samples, {sum(g <= pp for g in gaps)} within {pp:.0f} pp)"
 
 
 def _speed(r: dict) -> list[str]:
