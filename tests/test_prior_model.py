@@ -193,3 +193,32 @@ def test_epochs_must_be_positive():
 
     with pytest.raises(GeneratorError, match="epochs"):
         resolve_steps(PriorTrainConfig(epochs=0), 10)
+
+
+@pytest.mark.parametrize("split", [
+    (24,),           # the whole window in one call (prefix + every token)
+    (1,) * 24,       # one token per step, as sampling does
+    (5, 1, 7, 11),   # several tokens after a filled cache: the masked path
+])
+def test_cached_steps_give_the_full_forward_logits(overfit, split):
+    prior, data = overfit
+    prior.eval()
+    tokens, cond = data.tokens[0].view(1, -1), {k: v.view(1, -1) for k, v in data.conds[0].items()}
+    with torch.no_grad():
+        full, _ = prior(torch.cat([tokens, tokens[:, :1]], dim=1), cond)  # (1, 25, V): logits for positions 0..24
+        cache, start, got = prior.new_cache(1), 0, []
+        for i, size in enumerate(split):
+            got.append(prior.step(cond if i == 0 else None, tokens[:, start:start + size], cache, start))  # (1, V)
+            start += size
+    ends = [sum(split[:i + 1]) for i in range(len(split))]  # logits of the token after each call
+    assert cache.length == prior.cfg.n_prefix + 24
+    for end, logits in zip(ends, got):
+        torch.testing.assert_close(logits[0], full[0, end], rtol=1e-4, atol=1e-5)
+
+
+def test_the_kv_cache_refuses_more_positions_than_it_holds(overfit):
+    prior, _ = overfit
+    cache = prior.new_cache(2)
+    shape = (2, prior.cfg.n_head, prior.cfg.n_prefix + prior.cfg.block_size + 1, prior.cfg.n_embd // prior.cfg.n_head)
+    with pytest.raises(ValueError, match="KV cache holds"):
+        cache.append(0, torch.zeros(shape), torch.zeros(shape))
