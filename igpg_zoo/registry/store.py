@@ -1,12 +1,11 @@
 """CheckpointStore: checkpoint rows, their metrics, tags and vectors; returns records, never rows.
 
 Every method runs in its own ``session_scope()``; ``insert`` is one transaction per model and
-``insert_many`` one transaction for a batch. Filters and metric conditions become SQL.
+``insert_many`` one transaction for a batch. Filters and sort keys become SQL in filter_sql.py.
 """
 
 from __future__ import annotations
 
-import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,17 +13,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from igpg_zoo.errors import ConfigError, InvalidMetadata, NotFound
 from igpg_zoo.records import Checkpoint, CheckpointMeta, Metric
 from igpg_zoo.registry.db import ArtifactRow, CheckpointRow, Database, EmbeddingRow, MetricRow, TagRow
+from igpg_zoo.registry.filter_sql import order_by_sort, where_filters
 from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
 
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "=": operator.eq,
-        "!=": operator.ne}
 _CHUNK = 5000  # ids per IN (...) list; SQLite allows 32766 variables
 
 
@@ -111,20 +109,6 @@ def _read_records(session: Session, stmt) -> list[Checkpoint]:
                    size_bytes=r[10], parent_id=r[11], kind=r[12], extra=dict(r[13] or {}))
         for r in rows
     ]
-
-
-def _like(pattern: str) -> str:
-    """A shell-style pattern (``*``, ``?``) as a LIKE pattern with ``\\`` as the escape character."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _matches(column, values: Sequence[str]):
-    """Any of ``values``: exact names, or shell-style patterns such as ``cnn-*`` (case-sensitive)."""
-    exact = [v for v in values if "*" not in v and "?" not in v]
-    clauses = [column.in_(exact)] if exact else []
-    clauses += [column.like(_like(v), escape="\\") for v in values if v not in exact]
-    return or_(*clauses)
 
 
 class CheckpointStore:
@@ -245,7 +229,7 @@ class CheckpointStore:
              limit: int | None = None) -> list[Checkpoint]:
         """Records passing ``filters``, sorted by a metric or column (default: newest id first)."""
         filters = filters or Filters()
-        stmt = self._sorted(self._filtered(select(*_COLUMNS), filters), sort, descending)
+        stmt = order_by_sort(where_filters(select(*_COLUMNS), filters), sort, descending)
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more, got {limit}")
@@ -256,7 +240,7 @@ class CheckpointStore:
     def ids(self, filters: Filters | None = None, among: Sequence[int] | None = None) -> np.ndarray:
         """Ids (int64, ascending) of the records passing ``filters`` (only those ``among`` these, if given)."""
         filters = filters or Filters()
-        stmt = self._filtered(select(CheckpointRow.id), filters).order_by(CheckpointRow.id)
+        stmt = where_filters(select(CheckpointRow.id), filters).order_by(CheckpointRow.id)
         if among is not None:
             stmt = stmt.where(CheckpointRow.id.in_([int(i) for i in among]))
         with self.db.session_scope() as session:
@@ -265,40 +249,6 @@ class CheckpointStore:
     def count(self) -> int:
         with self.db.session_scope() as session:
             return int(session.scalar(select(func.count()).select_from(CheckpointRow)))
-
-    def _filtered(self, stmt, filters: Filters):
-        # uncorrelated IN (...) subqueries: each runs once on its index, not once per checkpoint row
-        for column, values in ((CheckpointRow.arch, filters.arch), (CheckpointRow.dataset, filters.dataset),
-                               (CheckpointRow.task, filters.task), (CheckpointRow.kind, filters.kind)):
-            if values:
-                stmt = stmt.where(_matches(column, values))
-        if filters.tags:
-            tagged = select(TagRow.checkpoint_id).where(_matches(TagRow.tag, filters.tags))
-            stmt = stmt.where(CheckpointRow.id.in_(tagged))
-        for cond in filters.where:
-            clause = [MetricRow.name == cond.name, _OPS[cond.op](MetricRow.value, cond.value)]
-            if cond.dataset is not None:
-                clause.append(MetricRow.dataset == cond.dataset)
-            stmt = stmt.where(CheckpointRow.id.in_(select(MetricRow.checkpoint_id).where(*clause)))
-        return stmt
-
-    @staticmethod
-    def _sorted(stmt, sort: str | None, descending: bool):
-        """Order by id, a column, or a metric (its best value per record, records without it last)."""
-        tiebreak = CheckpointRow.id.desc() if descending else CheckpointRow.id.asc()
-        if sort is None:
-            return stmt.order_by(tiebreak)
-        if sort in COLUMN_SORTS:
-            key = getattr(CheckpointRow, sort)
-        else:
-            name, _, dataset = sort.partition("@")
-            clause = [MetricRow.name == name] + ([MetricRow.dataset == dataset] if dataset else [])
-            best = (func.max if descending else func.min)(MetricRow.value).label("value")
-            values = (select(MetricRow.checkpoint_id.label("checkpoint_id"), best).where(*clause)
-                      .group_by(MetricRow.checkpoint_id).subquery())
-            stmt = stmt.outerjoin(values, values.c.checkpoint_id == CheckpointRow.id)
-            key = values.c.value
-        return stmt.order_by((key.desc() if descending else key.asc()).nulls_last(), tiebreak)
 
     def sort_is_known(self, sort: str) -> bool:
         """Whether ``sort`` is a column or a metric some record has (so a typo can be reported)."""
