@@ -61,8 +61,9 @@ class PriorConfig:
 
 # Inside the blocks, layers are applied as functions of their parameters, and submodules through
 # ``.forward``: a one-token decoding step of this small model does less arithmetic than
-# nn.Module.__call__'s dispatch costs (dropping it made a cached step ~20 % faster). Same operations,
-# same numbers, so nothing registers hooks on the submodules.
+# nn.Module.__call__'s dispatch costs (dropping it: a 512-token window samples ~2x faster with the
+# cache; on 212 tokens the gain is within this machine's run-to-run noise, BENCHMARKS.md). Same
+# operations, same numbers, so nothing registers hooks on the submodules.
 def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, m.weight, m.bias)
 
