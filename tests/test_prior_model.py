@@ -9,6 +9,7 @@ from igpg_zoo.igpg.prior import Prior, PriorConfig
 from igpg_zoo.igpg.prior_dataset import TokenSet, is_held_out
 from igpg_zoo.igpg.prior_train import PriorTrainConfig, fit_prior
 from igpg_zoo.igpg.sampling import SamplingSettings, n_windows, pick, sample_tokens, window_bounds
+from igpg_zoo.igpg.token_step import TokenStep
 
 TEXT = 16  # small "text" vectors keep the tests fast
 
@@ -222,3 +223,38 @@ def test_the_kv_cache_refuses_more_positions_than_it_holds(overfit):
     shape = (2, prior.cfg.n_head, prior.cfg.n_prefix + prior.cfg.block_size + 1, prior.cfg.n_embd // prior.cfg.n_head)
     with pytest.raises(ValueError, match="KV cache holds"):
         cache.append(0, torch.zeros(shape), torch.zeros(shape))
+
+
+@pytest.mark.parametrize("batch", [1, 3])  # one sequence takes the matrix-vector path
+def test_token_steps_give_prior_steps_logits_bit_for_bit(overfit, batch):
+    prior, data = overfit
+    prior.eval()
+    tokens = torch.stack([data.tokens[i % 4] for i in range(batch)])  # (B, 24)
+    cond = {k: torch.stack([data.conds[i % 4][k] for i in range(batch)]) for k in data.conds[0]}
+    with torch.no_grad():
+        plain, fast = prior.new_cache(batch), prior.new_cache(batch)
+        prior.step(cond, tokens[:, :3], plain, 0)
+        prior.step(cond, tokens[:, :3], fast, 0)
+        step = TokenStep(prior)
+        for pos in range(3, 24):
+            want = prior.step(None, tokens[:, pos:pos + 1], plain, pos)  # (B, V)
+            got = step(tokens[:, pos], fast, pos)
+            assert torch.equal(got, want), pos
+    assert fast.length == plain.length == prior.cfg.n_prefix + 24
+    for layer in range(prior.cfg.n_layer):
+        assert torch.equal(fast.k[layer][:, :, :fast.length], plain.k[layer][:, :, :plain.length])
+
+
+def test_token_step_refuses_a_full_cache_and_a_training_prior(overfit):
+    prior, _ = overfit
+    prior.eval()
+    cache = prior.new_cache(1)
+    cache.length = cache.capacity
+    with pytest.raises(ValueError, match="KV cache holds"):
+        TokenStep(prior)(torch.zeros(1, dtype=torch.long), cache, 0)
+    prior.train()
+    try:
+        with pytest.raises(ValueError, match="eval mode"):
+            TokenStep(prior)
+    finally:
+        prior.eval()

@@ -17,6 +17,7 @@ import torch
 
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.prior import Prior, PriorConfig
+from igpg_zoo.igpg.token_step import TokenStep
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
     B = context.size(0)
     out, logp = [], torch.zeros(B)
     if s.use_cache:
-        cache = prior.new_cache(B)
-        logits = prior.step(cond, context, cache, start=0)
+        cache, step = prior.new_cache(B), TokenStep(prior)
+        logits = prior.step(cond, context, cache, start=0)  # the prefix and any context at once
         pos = context.size(1)
         for _ in range(n_new):
             tok = pick(logits, s, gen)  # (B,)
@@ -105,7 +106,7 @@ def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
             logp += _logprob(logits, tok)
             if len(out) == n_new:
                 break
-            logits = prior.step(None, tok.view(B, 1), cache, start=pos)
+            logits = step(tok, cache, start=pos)
             pos += 1
     else:
         seq = context
