@@ -60,10 +60,10 @@ class PriorConfig:
 
 
 # Inside the blocks, layers are applied as functions of their parameters, and submodules through
-# ``.forward``: a one-token decoding step of this small model does less arithmetic than
-# nn.Module.__call__'s dispatch costs (dropping it: a 512-token window samples ~2x faster with the
-# cache; on 212 tokens the gain is within this machine's run-to-run noise, BENCHMARKS.md). Same
-# operations, same numbers, so nothing registers hooks on the submodules.
+# ``.forward``: a decoding step of this small model does less arithmetic than nn.Module.__call__'s
+# dispatch costs (dropping it: a 512-token window samples ~2x faster with the cache, BENCHMARKS.md).
+# Same operations, same numbers, so nothing registers hooks on the submodules. Sampled tokens after
+# the prefix go through token_step.TokenStep, which runs the same kernels without the T axis.
 def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, m.weight, m.bias)
 
