@@ -48,7 +48,8 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
 
 @pytest.mark.parametrize("args, flag", [(("--stage", "decoder"), "--stage"), (("--dropout", "1.5"), "--dropout"),
                                         (("--dropout", "-0.1"), "--dropout"), (("--epochs", "0"), "--epochs"),
-                                        (("--tokens-per-chunk", "0"), "--tokens-per-chunk")])
+                                        (("--tokens-per-chunk", "0"), "--tokens-per-chunk"),
+                                        (("--device", "tpu"), "--device"), (("--device", "cuda:x"), "--device")])
 def test_train_rejects_bad_options(cli, args, flag):
     result = cli("train", *args)
     assert result.exit_code == 2 and flag in result.output
@@ -61,3 +62,14 @@ def test_generate_refuses_bad_sampling_settings_before_touching_the_registry(cli
     result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}", *args)
     assert result.exit_code == 1 and phrase in result.output and len(result.output.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_train_on_a_missing_gpu_says_so_before_touching_the_registry(cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    db = tmp_path / "registry.db"
+    result = cli("train", "--device", "cuda", "--registry", f"sqlite:///{db}")
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output and "--device cpu" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not db.exists()

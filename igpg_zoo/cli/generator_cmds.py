@@ -43,26 +43,44 @@ def _bar(total: int, desc: str):
     return update, bar
 
 
-def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk):
+def _check_device(device: str) -> str:
+    """--device: cpu, cuda or cuda:N, and a GPU must be there for the latter."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: torch sees no CUDA GPU on this machine; train with --device cpu")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"numbered from 0")
+    return device
+
+
+def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk, device):
     from igpg_zoo.igpg.prior_dataset import select_records
     from igpg_zoo.igpg.tokenizer_train import train_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
     ids = [r.id for r in select_records(zoo, holdout, **filters)]
     cfg = TokenizerConfig(tokens_per_chunk=tokens_per_chunk)
-    return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True)
+    return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True, device=device)
 
 
-def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenizer_id):
+def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenizer_id, device):
     from igpg_zoo.igpg import distributed
     from igpg_zoo.igpg.prior_train import train_prior
 
-    distributed.setup()
+    distributed.setup(device)
     try:
         total = tcfg.steps if tcfg.epochs is None else None  # epochs: steps known once the zoo is read
         update, bar = _bar(total, "prior") if distributed.is_main() else (None, None)
         artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
-                               progress=update, tokenizer_id=tokenizer_id)
+                               progress=update, tokenizer_id=tokenizer_id,
+                               device=distributed.local_device(device))
         if bar is not None:
             bar.close()
         return artifact
@@ -96,6 +114,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
         "--tokenizer", help="prior: tokenizer artifact id (default: the one just trained, else the latest)")] = None,
+    device: Annotated[str, typer.Option(help="where both stages train: cpu, cuda, or cuda:N (under torchrun, "
+                                        "cuda means each process's own GPU)")] = "cpu",
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Train the generator: the tokenizer, the prior, or both, with a task-disjoint hold-out."""
@@ -107,11 +127,12 @@ def train(
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
+    device = _check_device(device)
     filters, holdout = _filters(arch, dataset, task, kind), list(holdout_task or [])
     out = {}
     with _zoo(registry, blobs) as zoo:
         if stage in ("tokenizer", "both"):
-            art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed, tokens_per_chunk)
+            art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed, tokens_per_chunk, device)
             out["tokenizer"] = {"id": art.id, "name": art.name}
             tokenizer = art.id
         if stage in ("prior", "both"):
@@ -121,7 +142,7 @@ def train(
                                     seed=seed, batch_size=batch)
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
-            art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer)
+            art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)
             if art is not None:
                 out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),
                                 "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}

@@ -12,15 +12,29 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def setup() -> tuple[int, int]:
-    """Join the process group torchrun describes (env://); returns (rank, world_size)."""
+def setup(device: str | None = None) -> tuple[int, int]:
+    """Join the process group torchrun describes (env://); returns (rank, world_size).
+
+    NCCL when the processes train on GPUs (``device`` "cuda..."), gloo on the CPU.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     if not launched_by_torchrun():
         return 0, 1
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if str(device or "cpu").startswith("cuda") else "gloo"
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def local_device(device: str | None) -> str:
+    """Where this process trains: "cuda" becomes its own GPU (LOCAL_RANK) under torchrun."""
+    device = str(device or "cpu")
+    if not device.startswith("cuda"):
+        return device
+    if device == "cuda" and launched_by_torchrun():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    torch.cuda.set_device(torch.device(device))
+    return device
 
 
 def rank_world() -> tuple[int, int]:

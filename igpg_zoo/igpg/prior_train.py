@@ -55,7 +55,7 @@ def _save_checkpoint(path: Path, prior: Prior, opt, step: int, tcfg: PriorTrainC
     tmp = path.with_suffix(".tmp")
     torch.save({"model": prior.state_dict(), "optim": opt.state_dict(), "step": step,
                 "config": prior.cfg.to_dict(), "train": asdict(tcfg), "rng": gen.get_state(),
-                "torch_rng": torch.get_rng_state()}, tmp)
+                "torch_rng": torch.get_rng_state(), **_cuda_rng(prior)}, tmp)
     tmp.replace(path)
 
 
@@ -68,8 +68,15 @@ def _load_checkpoint(path: Path, prior: Prior, opt, gen) -> int:
     prior.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     gen.set_state(state["rng"])
-    torch.set_rng_state(state["torch_rng"])  # condition dropout and dropout draw from it
+    torch.set_rng_state(state["torch_rng"])  # condition dropout and dropout draw from it (on the CPU)
+    if "cuda_rng" in state and prior.lm_head.weight.is_cuda:  # ... or from the GPU's generator
+        torch.cuda.set_rng_state(state["cuda_rng"], prior.lm_head.weight.device)
     return int(state["step"])
+
+
+def _cuda_rng(prior: Prior) -> dict:
+    w = prior.lm_head.weight
+    return {"cuda_rng": torch.cuda.get_rng_state(w.device)} if w.is_cuda else {}
 
 
 def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
@@ -80,13 +87,17 @@ def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
 
 
 def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path | None = None,
-              resume: bool = False, progress=None) -> FitResult:
+              resume: bool = False, progress=None, device: str | None = None) -> FitResult:
     """Train ``prior`` on ``data`` for ``tcfg.steps`` steps (DDP when a process group exists).
 
-    Every rank draws its own batches (seed + rank); rank 0 writes the checkpoint.
+    Every rank draws its own batches (seed + rank); rank 0 writes the checkpoint. ``device`` (e.g.
+    "cuda") is where the steps run; batches are drawn on the CPU and moved there, and the prior is
+    back on the CPU when this returns.
     """
     rank, world = distributed.rank_world()
+    dev = torch.device(device or "cpu")
     torch.manual_seed(tcfg.seed + rank)  # condition dropout differs per rank; DDP broadcasts the init
+    prior.to(dev)
     opt = _optimizer(prior, tcfg)
     gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
     start = 0
@@ -96,7 +107,7 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(prior)
+        model = DDP(prior, device_ids=[dev.index] if dev.type == "cuda" else None)
     units = data.windows(prior.cfg)
     result = FitResult(steps=tcfg.steps, resumed_from=start)
     t0, acc, n_acc = time.perf_counter(), 0.0, 0
@@ -106,6 +117,9 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
             group["lr"] = tcfg.lr_at(step)
         picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
         idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
+        if dev.type != "cpu":
+            idx, mask = idx.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
+            cond = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
         _, loss = model(idx, cond, targets=idx, mask=mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,7 +133,7 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
             progress(step + 1, loss.item())
         if ckpt is not None and rank == 0 and ((step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps):
             _save_checkpoint(Path(ckpt), prior, opt, step + 1, tcfg, gen)
-    prior.eval()
+    prior.eval().cpu()
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -159,7 +173,7 @@ def resolve_steps(tcfg: PriorTrainConfig, n_sequences: int, world: int = 1) -> P
 
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
                 holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
-                ckpt: Path | None = None, resume: bool = False, progress=None):
+                ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None):
     """Train a prior on the zoo's records (minus held-out tasks) and register it; returns the Artifact
     (None on ranks other than 0 under torchrun).
 
@@ -184,7 +198,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
-    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress)
+    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device)
     rank, world = distributed.rank_world()
     if rank != 0:
         return None
@@ -192,6 +206,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
               "embedder": getattr(zoo.embedder, "name", "?")}
     provenance = {"snapshot": zoo.snapshot(data.ids), "holdout_tasks": list(holdout), "filters": filters or {},
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
-                  "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params()}
+                  "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
+                  "device": str(torch.device(device or "cpu"))}
     name = f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
     return zoo.add_artifact("prior", name, prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)

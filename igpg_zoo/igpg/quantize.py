@@ -117,7 +117,7 @@ class EMAQuantizer(nn.Module):
     def _seed(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         """Set ``codes`` to randomly chosen rows of ``flat`` (with a little noise when rows repeat)."""
         pick = torch.randint(0, flat.shape[0], (len(codes),))
-        new = flat[pick] + 1e-3 * flat.std() * torch.randn(len(codes), flat.shape[1])
+        new = flat[pick] + 1e-3 * flat.std() * torch.randn(len(codes), flat.shape[1], device=flat.device)
         self.codebook[codes] = new
         self.embed_sum[codes] = new
         self.cluster_size[codes] = 1.0

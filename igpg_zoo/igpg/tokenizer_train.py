@@ -124,10 +124,13 @@ def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, f
 
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
-                  steps: int | None = None, progress: bool = True) -> tuple[Tokenizer, dict[str, Any]]:
-    """Train a tokenizer on in-memory (weights, arch) pairs; returns it and its training report.
+                  steps: int | None = None, progress: bool = True, device: str | None = None
+                  ) -> tuple[Tokenizer, dict[str, Any]]:
+    """Train a tokenizer on in-memory (weights, arch) pairs; returns it (on the CPU) and its training report.
 
-    ``steps`` overrides ``cfg.steps`` and scales ``cfg.refine_steps`` by the same factor.
+    ``steps`` overrides ``cfg.steps`` and scales ``cfg.refine_steps`` by the same factor. ``device``
+    (e.g. "cuda") is where the training runs; batches are drawn on the CPU with the same seeded
+    generator wherever it runs.
     """
     if not items:
         raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
@@ -141,17 +144,19 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     if references:
         items = [(to_reference(w, arch, references), arch) for w, arch in items]
     X, M, normalizer = build_chunks(items, cfg)
-    model = ChunkVQVAE(cfg)
+    dev = torch.device(device or "cpu")
+    X, M = X.to(dev), M.to(dev)
+    model = ChunkVQVAE(cfg).to(dev)
     last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
     before = evaluate(model, X, M)
     if cfg.refine_steps > 0:
         _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress)
     report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
-              "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M)}
+              "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M), "device": str(dev)}
     if isinstance(model.quantizer, (EMAQuantizer, ResidualQuantizer)):
         report["revived_codes"] = model.quantizer.revived
-    return Tokenizer(model, normalizer, references=references), report
+    return Tokenizer(model.cpu(), normalizer, references=references), report
 
 
 def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]]]:
@@ -163,13 +168,13 @@ def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tu
 
 
 def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None, seed: int = 0,
-                    steps: int | None = None, progress: bool = True):
+                    steps: int | None = None, progress: bool = True, device: str | None = None):
     """Train on the registry's checkpoints (all, or ``ids``) and store the result; returns the Artifact.
 
     The artifact's provenance names the exact zoo snapshot (record ids + content hash) and the seed.
     """
     used_ids, items = _load_items(zoo, ids)
-    tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress)
+    tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device)
     tensors, config = tok.state()
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
