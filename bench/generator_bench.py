@@ -154,6 +154,20 @@ def prior(zoo, args, tokenizer_id: int, log) -> dict:
             "block_size": art.config["prior"]["block_size"]}
 
 
+def trained_elsewhere(zoo, ids: str) -> tuple[dict, dict]:
+    """--artifacts TOK,PRIOR: a tokenizer and prior trained elsewhere (bench/gpu_train.py), as the bench reports them."""
+    tok_id, prior_id = (int(x) for x in ids.split(","))
+    tok, pri = zoo.get_artifact(tok_id, kind="tokenizer"), zoo.get_artifact(prior_id, kind="prior")
+    if pri.config.get("tokenizer_id") != tok_id:
+        sys.exit(f"prior #{prior_id} was trained on tokenizer #{pri.config.get('tokenizer_id')}, not #{tok_id}")
+    prov = pri.provenance
+    return ({"id": tok_id, "reused": True, "seconds": tok.provenance["report"]["train_seconds"],
+             "machine": tok.provenance.get("machine")},
+            {"id": prior_id, "reused": True, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
+             "n_params": prov["n_params"], "steps": pri.config["train"]["steps"],
+             "block_size": pri.config["prior"]["block_size"], "machine": prov.get("machine")})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -173,6 +187,7 @@ def main() -> None:
     ap.add_argument("--min-p", type=float, default=0.0, help="min-p floor relative to the top token (0: off)")
     ap.add_argument("--min-distance", type=float, default=0.0, help="novel picks: the distance floor (share of the norm)")
     ap.add_argument("--tokenizer", default="{}", help="TokenizerConfig overrides as JSON, e.g. '{\"align\": true}'")
+    ap.add_argument("--artifacts", default="", help="TOK,PRIOR: evaluate these (trained elsewhere: bench/gpu_train.py)")
     args = ap.parse_args()
     import generator_eval
     from igpg_zoo.igpg.sampling import SamplingSettings
@@ -212,10 +227,14 @@ def main() -> None:
     zoo = open_zoo(str(Path(args.scratch) / "registry.db"))
     results["zoo"] = build(zoo, args.quick, setup, log)
     log(f"zoo: {results['zoo']['records']} records")
-    results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), args.holdout, log)
+    if args.artifacts:
+        results["tokenizer"], results["prior"] = trained_elsewhere(zoo, args.artifacts)
+    else:
+        results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), args.holdout, log)
     results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], args.holdout))
     save()
-    results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)
+    if not args.artifacts:
+        results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)
     save()
     from igpg_zoo.igpg.generate import Generator
 

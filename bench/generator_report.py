@@ -178,11 +178,13 @@ def write_markdown(results: dict, path: Path) -> None:
                   + (f" (members of training tasks); on held-out tasks' members, never seen by it: mean "
                      f"{t['heldout_fidelity_mean_loss_pp']:.2f} pp, worst {t['heldout_fidelity_worst_loss_pp']:.2f} pp"
                      if t.get("heldout_fidelity_mean_loss_pp") is not None else "")
-                  + f"; tokens per model {t.get('tokens_per_model')}.", ""]
+                  + f"; tokens per model {t.get('tokens_per_model')}."
+                  + (f" Trained in {t['seconds']:.0f} s on {t['machine']}." if t.get("machine") else ""), ""]
     if "prior" in results:
         p = results["prior"]
-        lines += [f"Prior #{p['id']}: {p.get('steps')} steps in {p.get('seconds', 0):.0f} s on 1 thread of a shared "
-                  f"2-core machine, final loss {p.get('final_loss', float('nan')):.3f} nats/token, "
+        where = p.get("machine") or "1 thread of a shared 2-core machine"
+        lines += [f"Prior #{p['id']}: {p.get('steps')} steps in {p.get('seconds', 0):.0f} s on {where}, "
+                  f"final loss {p.get('final_loss', float('nan')):.3f} nats/token, "
                   f"{p.get('n_params', '?')} parameters, context {p.get('block_size')} tokens.", ""]
     for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed),
                      ("temperature", _temperature)):
