@@ -37,7 +37,6 @@ from igpg_zoo.igpg.tokenizer import Tokenizer  # noqa: E402
 from igpg_zoo.igpg.tokenizer_train import fit_tokenizer, train_tokenizer  # noqa: E402
 from igpg_zoo.igpg.vectorize import complete_state_dict, recalibrate_batchnorm  # noqa: E402
 from igpg_zoo.igpg.vqvae import TokenizerConfig  # noqa: E402
-from igpg_zoo.zoo import open_zoo  # noqa: E402
 from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
@@ -149,6 +148,8 @@ def main() -> None:
     results["command"] = "python bench/tokenizer_bench.py " + " ".join(sys.argv[1:])
     results["machine"] = "shared 2-core CPU (other jobs running; timings are indicative), torch 1 thread"
     ev = Evaluator()
+    from igpg_zoo.zoo import open_zoo  # the registry's packages load only when a run needs them
+
     with open_zoo(args.registry) as zoo:
         models = load_models(zoo, ev)
         results["zoo"] = {"registry": args.registry, "n_models": len(models), "snapshot": zoo.snapshot()["hash"],

@@ -82,20 +82,37 @@ def save_tokenizer(tok, stem: Path) -> None:
 
 
 def run(name: str, overrides: dict, seed: int = 0) -> None:
-    from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
-    from igpg_zoo.igpg.vqvae import TokenizerConfig
     from igpg_zoo.zoo import open_zoo
 
     torch.set_num_threads(1)
     ev = Evaluator()
     with open_zoo(REGISTRY) as zoo:
         models = load_models(zoo, ev)
-    cfg = replace(TokenizerConfig(), **overrides)
-    tok, report = fit_tokenizer([(m["weights"], m["arch"]) for m in models], cfg, seed=seed, progress=False)
+    tok, summary, rows = train_and_measure(models, ev, overrides, seed)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     save_tokenizer(tok, SCRATCH / name)
-    rows = per_model(tok, models, ev)
+    record(name, summary, rows)
+
+
+def record(name: str, summary: dict, rows: list[dict]) -> None:
+    """A run's per-model rows under bench/scratch/tokdiag and its summary row in the results file."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
     (SCRATCH / f"{name}_rows.json").write_text(json.dumps(rows))
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"registry": REGISTRY, "runs": {}}
+    results["runs"][name] = summary
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(name, {k: v for k, v in summary.items() if k != "config"}, flush=True)
+
+
+def train_and_measure(models: list[dict], ev: Evaluator, overrides: dict, seed: int, device: str | None = None):
+    """Train TokenizerConfig() + ``overrides`` on the models; (tokenizer, summary, per-model rows)."""
+    from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    cfg = replace(TokenizerConfig(), **overrides)
+    tok, report = fit_tokenizer([(m["weights"], m["arch"]) for m in models], cfg, seed=seed, progress=False,
+                                device=device)
+    rows = per_model(tok, models, ev)
     loss = np.array([r["loss_pp"] for r in rows])
     by_arch = {}
     for r in rows:
@@ -107,10 +124,7 @@ def run(name: str, overrides: dict, seed: int = 0) -> None:
                "mean_rel_err": float(np.mean([r["rel_err"] for r in rows])),
                "max_tokens_per_model": max(tok.sequence_length(a) for a in by_arch),
                "worst_arch": max(by_arch, key=lambda a: np.mean(by_arch[a])), **collisions(tok, models)}
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"registry": REGISTRY, "runs": {}}
-    results["runs"][name] = summary
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(name, {k: v for k, v in summary.items() if k != "config"}, flush=True)
+    return tok, summary, rows
 
 
 def noise_floor(name: str, seeds: int = 3) -> None:
@@ -200,7 +214,8 @@ def table() -> None:
     lines = ["# Tokenizer sweep (demo zoo, per-model breakdown)", "",
              "`python bench/tokenizer_sweep.py run NAME JSON` then `table`; each run: the TokenizerConfig() of its day "
              "with the overrides shown (the full config of every run is in the JSON; 1,000 main steps unless "
-             "overridden), seed 0 unless shown, 1 torch thread on a shared 2-core machine (two runs at a time). "
+             "overridden), seed 0 unless shown, 1 torch thread on a shared 2-core machine (two runs at a time) unless a "
+             "GPU is named (bench/gpu_tokenizer_sweep.py: four runs at once on it, train s is then theirs). "
              "Options since removed: `rvq_stacked`, `scale_weighting` (both measured worse). Loss = original minus round-trip test "
              "accuracy (pp). A collision is a token tuple shared by several distinct chunks.", "",
              "| run | overrides | loss mean / median / worst (pp) | models > 2 pp | rel. weight err | recon MSE "
@@ -209,6 +224,8 @@ def table() -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["runs"].items():
         seed = f" (seed {r['seed']})" if r.get("seed") else ""
+        if r.get("machine"):  # trained elsewhere (bench/gpu_tokenizer_sweep.py)
+            seed += f", on {r['machine'].split(',')[0]}"
         lines.append(f"| {name} | `{json.dumps(r['overrides'])}`{seed} | {r['mean_loss_pp']:.2f} / {r['median_loss_pp']:.2f} / "
                      f"{r['worst_loss_pp']:.1f} | {r['models_over_2pp']}/{r['n_models']} | {r['mean_rel_err']:.3f} | "
                      f"{r.get('zoo_recon_mse', r['recon_mse']):.4f} | {r['distinct_chunks']} / {r['distinct_token_tuples']} | "
