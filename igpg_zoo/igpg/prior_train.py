@@ -107,7 +107,8 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(prior, device_ids=[dev.index] if dev.type == "cuda" else None)
+        gpu = dev.index if dev.index is not None else torch.cuda.current_device() if dev.type == "cuda" else None
+        model = DDP(prior, device_ids=[gpu] if gpu is not None else None)
     units = data.windows(prior.cfg)
     result = FitResult(steps=tcfg.steps, resumed_from=start)
     t0, acc, n_acc = time.perf_counter(), 0.0, 0
