@@ -130,6 +130,10 @@ def train(out: Path, device: str, scale: float = 1.0) -> None:
 
 
 def register(src: Path, registry: Path = REGISTRY) -> None:
+    from igpg_zoo.igpg.prior import PriorConfig
+    from igpg_zoo.igpg.prior_train import artifact_name as prior_name
+    from igpg_zoo.igpg.tokenizer_train import artifact_name as tokenizer_name
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
     from igpg_zoo.zoo import open_zoo
 
     report = json.loads((src / "report.json").read_text())
@@ -137,14 +141,14 @@ def register(src: Path, registry: Path = REGISTRY) -> None:
     tok_tensors = {k: v for part in sorted(src.glob("tokenizer-*.safetensors")) for k, v in load_file(str(part)).items()}
     with open_zoo(str(registry)) as zoo:
         snapshot = zoo.snapshot(report["ids"])
-        tok = zoo.add_artifact("tokenizer", "tokenizer-rvq-k128-l4-v1024", tok_tensors,
+        tok_config = TokenizerConfig.from_dict(report["tokenizer"]["config"]["tokenizer"])
+        tok = zoo.add_artifact("tokenizer", tokenizer_name(tok_config), tok_tensors,
                                report["tokenizer"]["config"],
                                {"snapshot": snapshot, "seed": 0, "report": tok_report, "machine": report["machine"],
                                 "archs": report["archs"]})
         for p in report["priors"]:
             prior = zoo.add_artifact(
-                "prior", f"prior-l{p['config']['n_layer']}-d{p['config']['n_embd']}-b{p['config']['block_size']}"
-                         f"-v{p['config']['vocab_size']}", load_file(str(src / p["file"])),
+                "prior", prior_name(PriorConfig(**p["config"])), load_file(str(src / p["file"])),
                 {"prior": p["config"], "tokenizer_id": tok.id, "train": p["train"], "embedder": report["embedder"]},
                 {"snapshot": snapshot, "holdout_tasks": report["holdout"], "filters": {}, "seed": p["train"]["seed"],
                  "losses": p["losses"], "seconds": p["seconds"], "world_size": 1, "resumed_from": 0,

@@ -139,6 +139,11 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     return result
 
 
+def artifact_name(cfg: PriorConfig) -> str:
+    """The registry name of a prior artifact with this shape."""
+    return f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
+
+
 def prior_state(prior: Prior) -> dict[str, torch.Tensor]:
     """The prior's tensors for the artifact blob (contiguous, CPU)."""
     return {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
@@ -209,5 +214,4 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
                   "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
                   "device": str(torch.device(device or "cpu"))}
-    name = f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
-    return zoo.add_artifact("prior", name, prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)
+    return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)

@@ -159,6 +159,11 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     return Tokenizer(model.cpu(), normalizer, references=references), report
 
 
+def artifact_name(c: TokenizerConfig) -> str:
+    """The registry name of a tokenizer artifact with this config."""
+    return f"tokenizer-{c.quantizer}-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
+
+
 def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]]]:
     records = zoo.get_many(list(ids)) if ids is not None else zoo.list()
     if not records:
@@ -178,6 +183,4 @@ def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None
     tensors, config = tok.state()
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
-    c = tok.config
-    name = f"tokenizer-{c.quantizer}-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
-    return zoo.add_artifact("tokenizer", name, tensors, config, provenance)
+    return zoo.add_artifact("tokenizer", artifact_name(tok.config), tensors, config, provenance)
