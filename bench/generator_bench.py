@@ -154,33 +154,6 @@ def prior(zoo, args, tokenizer_id: int, log) -> dict:
             "block_size": art.config["prior"]["block_size"]}
 
 
-def repointed_prior(zoo, prior_id: int, tokenizer_id: int, holdout, log) -> dict:
-    """--prior-from ID: prior #ID, trained on another tokenizer's tokens, used with this run's tokenizer.
-
-    Honest only when the two tokenizers give every training member the same tokens (a tokenizer that
-    differs in its decoder alone, e.g. a sensitivity-weighted refine phase with the same seed): then
-    the prior's training data were exactly this tokenizer's tokens. Checked here for every member.
-    """
-    from igpg_zoo.igpg.prior_dataset import select_records
-    from igpg_zoo.igpg.tokenizer import Tokenizer
-
-    old = zoo.get_artifact(prior_id, kind="prior")
-    before, after = Tokenizer.load(zoo, old.config["tokenizer_id"]), Tokenizer.load(zoo, tokenizer_id)
-    records = select_records(zoo, list(holdout))
-    differ = [r.id for r in records
-              if not torch.equal(before.encode(w := zoo.load_weights(r.id), r.arch), after.encode(w, r.arch))]
-    if differ:
-        sys.exit(f"tokenizer #{tokenizer_id} codes {len(differ)} of {len(records)} members differently from "
-                 f"#{old.config['tokenizer_id']}: train a prior on it instead of --prior-from")
-    log(f"prior #{prior_id}: all {len(records)} training members have the same tokens under tokenizer #{tokenizer_id}")
-    prov = {**old.provenance, "repointed_from": prior_id, "same_tokens_checked": len(records)}
-    art = zoo.add_artifact("prior", old.name, zoo.load_artifact(old), {**old.config, "tokenizer_id": tokenizer_id},
-                           prov, parent_id=tokenizer_id if old.parent_id == old.config["tokenizer_id"] else old.parent_id)
-    return {"id": art.id, "reused": True, "repointed_from": prior_id, "seconds": round(prov["seconds"], 1),
-            "final_loss": prov["losses"][-1], "n_params": prov["n_params"], "threads": 1,
-            "steps": old.config["train"]["steps"], "block_size": old.config["prior"]["block_size"]}
-
-
 def trained_elsewhere(zoo, ids: str) -> tuple[dict, dict]:
     """--artifacts TOK,PRIOR: a tokenizer and prior trained elsewhere (bench/gpu_train.py), as the bench reports them."""
     tok_id, prior_id = (int(x) for x in ids.split(","))
@@ -215,9 +188,6 @@ def main() -> None:
     ap.add_argument("--min-distance", type=float, default=0.0, help="novel picks: the distance floor (share of the norm)")
     ap.add_argument("--tokenizer", default="{}", help="TokenizerConfig overrides as JSON, e.g. '{\"align\": true}'")
     ap.add_argument("--artifacts", default="", help="TOK,PRIOR: evaluate these (trained elsewhere: bench/gpu_train.py)")
-    ap.add_argument("--prior-from", type=int, default=None,
-                    help="PRIOR: reuse this prior with the run's tokenizer when both tokenizers give every training "
-                         "member the same tokens (checked; e.g. a tokenizer that differs in its decoder only)")
     args = ap.parse_args()
     import generator_eval
     from igpg_zoo.igpg.sampling import SamplingSettings
@@ -263,9 +233,7 @@ def main() -> None:
         results["tokenizer"] = tokenizer(zoo, tok_steps, json.loads(args.tokenizer), args.holdout, log)
     results["tokenizer"].update(tokenizer_fidelity(zoo, results["tokenizer"]["id"], args.holdout))
     save()
-    if args.prior_from is not None:
-        results["prior"] = repointed_prior(zoo, args.prior_from, results["tokenizer"]["id"], args.holdout, log)
-    elif not args.artifacts:
+    if not args.artifacts:
         results["prior"] = prior(zoo, args, results["tokenizer"]["id"], log)
     save()
     from igpg_zoo.igpg.generate import Generator

@@ -185,10 +185,7 @@ def write_markdown(results: dict, path: Path) -> None:
         where = p.get("machine") or "1 thread of a shared 2-core machine"
         lines += [f"Prior #{p['id']}: {p.get('steps')} steps in {p.get('seconds', 0):.0f} s on {where}, "
                   f"final loss {p.get('final_loss', float('nan')):.3f} nats/token, "
-                  f"{p.get('n_params', '?')} parameters, context {p.get('block_size')} tokens."
-                  + (f" It is prior #{p['repointed_from']}, trained on another tokenizer that gives every training "
-                     "member the same tokens as this one (checked), used with this tokenizer's decoder."
-                     if p.get("repointed_from") is not None else ""), ""]
+                  f"{p.get('n_params', '?')} parameters, context {p.get('block_size')} tokens.", ""]
     for key, fn in (("seen", _seen), ("swap", _swap), ("heldout", _heldout), ("variants", _variants), ("speed", _speed),
                      ("temperature", _temperature)):
         if key in results:

@@ -110,22 +110,15 @@ def train_and_measure(models: list[dict], ev: Evaluator, overrides: dict, seed: 
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
     cfg = replace(TokenizerConfig(), **overrides)
-    fishers, fisher_s = None, 0.0
-    if cfg.sensitivity > 0:  # each model's Fisher diagonal on its own training split (igpg/sensitivity.py)
-        from igpg_zoo.igpg.sensitivity import model_fisher
-
-        t0 = time.perf_counter()
-        fishers = [model_fisher(m["weights"], m["arch"], m["dataset"]) for m in models]
-        fisher_s = time.perf_counter() - t0
     tok, report = fit_tokenizer([(m["weights"], m["arch"]) for m in models], cfg, seed=seed, progress=False,
-                                device=device, fishers=fishers)
+                                device=device)
     rows = per_model(tok, models, ev)
     loss = np.array([r["loss_pp"] for r in rows])
     by_arch = {}
     for r in rows:
         by_arch.setdefault(r["arch"], []).append(r["loss_pp"])
     summary = {"config": cfg.to_dict(), "overrides": overrides, "seed": seed, "recon_mse": report["recon_mse"],
-               "train_seconds": report["train_seconds"] + fisher_s, "mean_loss_pp": float(loss.mean()),
+               "train_seconds": report["train_seconds"], "mean_loss_pp": float(loss.mean()),
                "median_loss_pp": float(np.median(loss)), "worst_loss_pp": float(loss.max()),
                "models_over_2pp": int((loss > 2).sum()), "n_models": len(rows),
                "mean_rel_err": float(np.mean([r["rel_err"] for r in rows])),

@@ -16,7 +16,7 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
     assert built.exit_code == 0, built.output
     args = ["train", "--stage", "both", "--tokenizer-steps", "20", "--steps", "12", "--layers", "1", "--width", "32",
             "--batch", "4", "--holdout-task", "digits[classes=3,5,8]*", "--tokens-per-chunk", "2",
-            "--codebook-size", "64", "--sensitivity", "0.5", "--json"]
+            "--codebook-size", "64", "--json"]
     result = cli(*args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
@@ -31,8 +31,6 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         assert prior.config["prior"]["dropout"] == 0.1  # the CLI's default, saved inside the artifact
         tok = zoo.get_artifact(out["tokenizer"]["id"], kind="tokenizer")
         assert tok.config["tokenizer"]["tokens_per_chunk"] == 2 and tok.config["tokenizer"]["codebook_size"] == 64
-        assert tok.config["tokenizer"]["sensitivity"] == 0.5  # every tiny-zoo record's dataset loads: all weighted
-        assert tok.provenance["report"]["sensitivity_weighted_models"] == len(tok.provenance["snapshot"]["ids"])
         assert prior.config["prior"]["vocab_size"] == 64  # the prior's vocabulary is the tokenizer's codebook
     assert (tmp_path / "igpg-runs" / "prior.pt").exists()
     again = cli("train", "--stage", "prior", "--steps", "12", "--layers", "1", "--width", "32", "--batch", "4",
@@ -54,8 +52,7 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
                                         (("--dropout", "-0.1"), "--dropout"), (("--epochs", "0"), "--epochs"),
                                         (("--tokens-per-chunk", "0"), "--tokens-per-chunk"),
                                         (("--device", "tpu"), "--device"), (("--device", "cuda:x"), "--device"),
-                                        (("--codebook-size", "1"), "--codebook-size"),
-                                        (("--sensitivity", "1.5"), "--sensitivity")])
+                                        (("--codebook-size", "1"), "--codebook-size")])
 def test_train_rejects_bad_options(cli, args, flag):
     result = cli("train", *args)
     assert result.exit_code == 2 and flag in result.output

@@ -60,13 +60,14 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _train_tokenizer(zoo, filters, holdout, steps, seed, overrides: dict, device):
+def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk, codebook_size, device):
     from igpg_zoo.igpg.prior_dataset import select_records
     from igpg_zoo.igpg.tokenizer_train import train_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
     ids = [r.id for r in select_records(zoo, holdout, **filters)]
-    cfg = TokenizerConfig(**{k: v for k, v in overrides.items() if v is not None})
+    cfg = TokenizerConfig(tokens_per_chunk=tokens_per_chunk,
+                          **({"codebook_size": codebook_size} if codebook_size else {}))
     return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True, device=device)
 
 
@@ -105,9 +106,6 @@ def train(
              "seed of two and makes sequences 1.5x longer (docs/igpg-tokenizer.md)")] = 4,
     codebook_size: Annotated[Optional[int], typer.Option(
         help="tokenizer: codes per residual stage, the prior's vocabulary (default: its config; docs/igpg-tokenizer.md)")] = None,
-    sensitivity: Annotated[Optional[float], typer.Option(
-        help="tokenizer: 0..1, how much the decoder's refine loss weighs each weight by its model's Fisher "
-             "information on the record's dataset (default: its config; docs/igpg-tokenizer.md)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     layers: Annotated[int, typer.Option(help="prior: transformer layers")] = 3,
     width: Annotated[int, typer.Option(help="prior: model width")] = 128,
@@ -134,16 +132,12 @@ def train(
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
         raise ConfigError(f"--codebook-size must lie in 2..65536, got {codebook_size}")
-    if sensitivity is not None and not 0.0 <= sensitivity <= 1.0:
-        raise ConfigError(f"--sensitivity must lie in [0, 1], got {sensitivity}")
     device = _check_device(device)
     filters, holdout = _filters(arch, dataset, task, kind), list(holdout_task or [])
     out = {}
     with _zoo(registry, blobs) as zoo:
         if stage in ("tokenizer", "both"):
-            overrides = {"tokens_per_chunk": tokens_per_chunk, "codebook_size": codebook_size,
-                         "sensitivity": sensitivity}
-            art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed, overrides, device)
+            art = _train_tokenizer(zoo, filters, holdout, tokenizer_steps, seed, tokens_per_chunk, codebook_size, device)
             out["tokenizer"] = {"id": art.id, "name": art.name}
             tokenizer = art.id
         if stage in ("prior", "both"):

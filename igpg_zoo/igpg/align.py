@@ -99,21 +99,6 @@ def to_reference(weights: dict[str, torch.Tensor], arch: str, references: dict[s
     return align(weights, references[arch], get_adapter(arch).unit_groups(arch))
 
 
-def to_reference_alike(weights: dict[str, torch.Tensor], other: dict[str, torch.Tensor], arch: str,
-                       references: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict]:
-    """``weights`` aligned as ``to_reference`` does, and ``other`` (per-parameter values of the same model,
-    e.g. its Fisher diagonal) reordered by the same permutations."""
-    if arch not in references:
-        return weights, other
-    from igpg_zoo.adapters import get_adapter
-
-    groups = get_adapter(arch).unit_groups(arch)
-    if not groups:
-        return dict(weights), dict(other)
-    perms = match(weights, references[arch], groups)
-    return permute(weights, groups, perms), permute(other, groups, perms)
-
-
 def reference_tensors(weights: dict[str, torch.Tensor], groups: list[UnitGroup]) -> dict[str, torch.Tensor]:
     """What a reference must keep for matching: every group's outputs and inputs (not the buffers)."""
     names = {n for g in groups for n in (*g.outputs, *g.inputs)}

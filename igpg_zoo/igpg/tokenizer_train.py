@@ -18,9 +18,8 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import GeneratorError, NotFound
-from igpg_zoo.igpg.align import reference_tensors, to_reference, to_reference_alike
+from igpg_zoo.igpg.align import reference_tensors, to_reference
 from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, ResidualQuantizer, anneal
-from igpg_zoo.igpg.sensitivity import Fisher, chunk_weights, zoo_fishers
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
@@ -86,9 +85,8 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: Tokeni
 
 
 def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
-                    gen: torch.Generator, progress: bool, W: torch.Tensor | None = None) -> None:
-    """Fit the decoder alone to the eval-mode codes of every chunk; ``W`` (N, K), when given, weighs
-    each value's squared error (sensitivity weighting; padding has weight 0).
+                    gen: torch.Generator, progress: bool) -> None:
+    """Fit the decoder alone to the eval-mode codes of every chunk.
 
     With the Gumbel quantizer the code vectors are decoder-side only (encoding reads the logits), so
     they are refined too; the EMA codebook also decides encoding, so it stays fixed.
@@ -104,11 +102,7 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: To
     model.decoder.train()
     for _ in range(steps):
         idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        x_hat = model.decode_indices(indices[idx])  # (B, K)
-        if W is None:
-            loss = masked_mse(X[idx], x_hat, M[idx])
-        else:  # sum_i w_i (x_i - x_hat_i)^2 / (real values in the batch)
-            loss = (W[idx] * (X[idx] - x_hat).pow(2)).sum() / M[idx].sum().clamp(min=1)
+        loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -130,22 +124,16 @@ def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, f
 
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
-                  steps: int | None = None, progress: bool = True, device: str | None = None,
-                  fishers: list[Fisher] | None = None) -> tuple[Tokenizer, dict[str, Any]]:
+                  steps: int | None = None, progress: bool = True, device: str | None = None
+                  ) -> tuple[Tokenizer, dict[str, Any]]:
     """Train a tokenizer on in-memory (weights, arch) pairs; returns it (on the CPU) and its training report.
 
     ``steps`` overrides ``cfg.steps`` and scales ``cfg.refine_steps`` by the same factor. ``device``
     (e.g. "cuda") is where the training runs; batches are drawn on the CPU with the same seeded
-    generator wherever it runs. ``fishers`` (one Fisher diagonal per item, None where unknown) is what
-    ``cfg.sensitivity`` > 0 weighs the refine phase by; it changes the decoder only, never the tokens.
-    Without any Fisher the refine phase is unweighted and the returned config says sensitivity 0.
+    generator wherever it runs.
     """
     if not items:
         raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
-    if fishers is not None and len(fishers) != len(items):
-        raise GeneratorError(f"got {len(fishers)} Fisher diagonals for {len(items)} models")
-    if cfg.sensitivity > 0 and not any(f is not None for f in fishers or []):
-        cfg, fishers = replace(cfg, sensitivity=0.0), None  # nothing to weigh by: the config says what ran
     if steps is not None:  # a budget override scales both phases, keeping their ratio
         refine = round(cfg.refine_steps * int(steps) / max(cfg.steps, 1))
         cfg = replace(cfg, steps=int(steps), refine_steps=refine)
@@ -153,40 +141,22 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     references = pick_references(items) if cfg.align else {}
-    items, fishers = _aligned(items, fishers, references)
+    if references:
+        items = [(to_reference(w, arch, references), arch) for w, arch in items]
     X, M, normalizer = build_chunks(items, cfg)
-    W = None
-    if cfg.sensitivity > 0:
-        with torch.random.fork_rng():  # layouts build modules: keep the RNG stream, and so the tokens, unweighted's
-            W = chunk_weights(fishers, [arch for _, arch in items], normalizer, cfg.chunk_size, cfg.mode,
-                              cfg.sensitivity, cfg.sensitivity_cap)
     dev = torch.device(device or "cpu")
     X, M = X.to(dev), M.to(dev)
     model = ChunkVQVAE(cfg).to(dev)
     last = _main_phase(model, X, M, cfg, cfg.steps, gen, progress)
     before = evaluate(model, X, M)
     if cfg.refine_steps > 0:
-        _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress, None if W is None else W.to(dev))
+        _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress)
     report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
               "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M), "device": str(dev)}
-    if W is not None:
-        report["sensitivity_weighted_models"] = sum(f is not None for f in fishers)
     if isinstance(model.quantizer, (EMAQuantizer, ResidualQuantizer)):
         report["revived_codes"] = model.quantizer.revived
     return Tokenizer(model.cpu(), normalizer, references=references), report
-
-
-def _aligned(items: list[tuple[dict, str]], fishers: list[Fisher] | None, references: dict
-             ) -> tuple[list[tuple[dict, str]], list[Fisher] | None]:
-    """Items (and their Fishers, reordered alike) in their reference's unit order."""
-    if not references:
-        return items, fishers
-    if fishers is None:
-        return [(to_reference(w, arch, references), arch) for w, arch in items], None
-    out = [to_reference_alike(w, f, arch, references) if f is not None else (to_reference(w, arch, references), None)
-           for (w, arch), f in zip(items, fishers)]
-    return [(w, arch) for (w, _), (_, arch) in zip(out, items)], [f for _, f in out]
 
 
 def artifact_name(c: TokenizerConfig) -> str:
@@ -194,12 +164,12 @@ def artifact_name(c: TokenizerConfig) -> str:
     return f"tokenizer-{c.quantizer}-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
 
 
-def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]], list]:
+def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]]]:
     records = zoo.get_many(list(ids)) if ids is not None else zoo.list()
     if not records:
         raise NotFound("the registry holds no checkpoints to train the tokenizer on; build a zoo "
                        "('igpg-zoo zoo build --preset demo') or add checkpoints")
-    return [r.id for r in records], [(zoo.load_weights(r.id), r.arch) for r in records], records
+    return [r.id for r in records], [(zoo.load_weights(r.id), r.arch) for r in records]
 
 
 def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None, seed: int = 0,
@@ -208,10 +178,8 @@ def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None
 
     The artifact's provenance names the exact zoo snapshot (record ids + content hash) and the seed.
     """
-    used_ids, items, records = _load_items(zoo, ids)
-    fishers = zoo_fishers(records, items) if cfg.sensitivity > 0 else None
-    tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device,
-                                fishers=fishers)
+    used_ids, items = _load_items(zoo, ids)
+    tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device)
     tensors, config = tok.state()
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}

@@ -20,7 +20,7 @@ from igpg_zoo.igpg.quantize import make_quantizer
 
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0}  # removed options and the value that means "not used"
 ADDED = {"align": False, "direct_codes": False,  # later options: what a config written before them meant
-         "encode_search": 0, "sensitivity": 0.0}
+         "encode_search": 0}
 
 
 @dataclass
@@ -50,10 +50,6 @@ class TokenizerConfig:
     lr: float = 3e-3
     refine_steps: int = 30000  # decoder-only steps on frozen codes (15k -> 30k: error -36 %; 45k: no further gain)
     refine_lr: float = 3e-3
-    # the refine loss weighs each value by (1 - s) + s * its model's Fisher diagonal (mean 1 over the zoo,
-    # capped): the decoder spends its capacity where an error costs accuracy (igpg/sensitivity.py)
-    sensitivity: float = 0.0
-    sensitivity_cap: float = 100.0
     # encoding (no retraining needed to change these: code_search.py)
     encode_search: int = 0  # coordinate-descent sweeps over each chunk's tokens against its decoded error
     search_candidates: int = 64  # codes tried per stage and sweep (the nearest to the stage's residual)
@@ -64,9 +60,6 @@ class TokenizerConfig:
         for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise GeneratorError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= float(self.sensitivity) <= 1.0 or float(self.sensitivity_cap) <= 0:
-            raise GeneratorError(f"TokenizerConfig.sensitivity must be in [0, 1] and sensitivity_cap > 0, got "
-                                 f"{self.sensitivity} and {self.sensitivity_cap}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
