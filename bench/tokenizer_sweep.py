@@ -216,7 +216,8 @@ def table() -> None:
              "with the overrides shown (the full config of every run is in the JSON; 1,000 main steps unless "
              "overridden), seed 0 unless shown, 1 torch thread on a shared 2-core machine (two runs at a time) unless a "
              "GPU is named (bench/gpu_tokenizer_sweep.py: four runs at once on it, train s is then theirs). "
-             "Options since removed: `rvq_stacked`, `scale_weighting` (both measured worse). Loss = original minus round-trip test "
+             "Options since removed: `rvq_stacked`, `scale_weighting` (both measured worse), `sensitivity` (Fisher-weighted "
+             "refine loss, no better; commit 0b3cc96). Loss = original minus round-trip test "
              "accuracy (pp). A collision is a token tuple shared by several distinct chunks.", "",
              "| run | overrides | loss mean / median / worst (pp) | models > 2 pp | rel. weight err | recon MSE "
              "| distinct chunks / token tuples | perplexity / dead codes | tokens/model (max) | train s "

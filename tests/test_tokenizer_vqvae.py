@@ -109,6 +109,10 @@ def test_config_round_trips_and_refuses_unknown_keys():
     assert not TokenizerConfig.from_dict(old).direct_codes  # written before the option existed: off
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": True})  # retired, was on: cannot rebuild
+    off = {"sensitivity": 0.0, "sensitivity_cap": 100.0}  # the Fisher-weighted refine loss, retired
+    assert TokenizerConfig.from_dict({**cfg.to_dict(), **off}) == cfg
+    with pytest.raises(GeneratorError):
+        TokenizerConfig.from_dict({**cfg.to_dict(), **off, "sensitivity": 0.5})
     with pytest.raises(GeneratorError):
         TokenizerConfig(chunk_size=0)
 

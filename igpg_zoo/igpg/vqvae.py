@@ -18,7 +18,8 @@ from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.quantize import make_quantizer
 
 
-RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0}  # removed options and the value that means "not used"
+RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0,  # removed options and the value that means "not used"
+           "sensitivity": 0.0, "sensitivity_cap": 100.0}
 ADDED = {"align": False, "direct_codes": False,  # later options: what a config written before them meant
          "encode_search": 0}
 
