@@ -166,33 +166,6 @@ def test_loss_ignores_masked_positions():
     assert torch.allclose(loss_a, loss_b)
 
 
-def test_token_noise_touches_training_inputs_only():
-    torch.manual_seed(0)
-    clean, noisy = Prior(_cfg()), Prior(_cfg(token_noise=0.5))
-    noisy.load_state_dict(clean.state_dict())
-    idx = torch.randint(16, (3, 32))
-    for m in (clean, noisy):
-        m.eval()
-    assert torch.equal(clean(idx, {})[0], noisy(idx, {})[0])  # sampling never sees the noise
-    noisy.train()
-    torch.manual_seed(1)
-    logits_a, loss_a = noisy(idx, {}, targets=idx)
-    torch.manual_seed(1)
-    logits_b, loss_b = noisy(idx, {}, targets=idx)
-    torch.manual_seed(2)
-    logits_c, _ = noisy(idx, {}, targets=idx)
-    assert torch.equal(logits_a, logits_b) and torch.equal(loss_a, loss_b)  # drawn from the seeded RNG
-    assert not torch.equal(logits_a, logits_c)
-    assert torch.equal(logits_a[:, 0], logits_c[:, 0])  # the first token is predicted from the prefix alone
-
-
-def test_a_prior_trained_with_token_noise_still_regenerates_its_sequences():
-    data = _token_set(4, 24, 16)
-    prior = _fit(_cfg(token_noise=0.1), data, 150)
-    for tokens, cond in zip(data.tokens, data.conds):
-        assert torch.equal(sample_tokens(prior, cond, len(tokens), settings=GREEDY)[0], tokens)
-
-
 @pytest.mark.parametrize("task, holdout, expected", [
     ("digits 3 vs 5", ["digits 3 vs 5"], True),
     ("Digits 3 vs 5", ["digits 3 vs 5"], True),

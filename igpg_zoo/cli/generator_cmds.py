@@ -113,8 +113,6 @@ def train(
     batch: Annotated[int, typer.Option(help="prior: sequences per step (per process)")] = 16,
     dropout: Annotated[float, typer.Option(help="prior: dropout (0.1 for 50 epochs: fewer replays and better "
                                            "single samples than 0 for 25; BENCHMARKS.md)")] = 0.1,
-    token_noise: Annotated[float, typer.Option(help="prior: probability that a training input token is replaced "
-                                               "by a random code (targets never are)")] = 0.0,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -128,8 +126,6 @@ def train(
         raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"--dropout must lie in [0, 1), got {dropout}")
-    if not 0.0 <= token_noise < 1.0:
-        raise ConfigError(f"--token-noise must lie in [0, 1), got {token_noise}")
     if epochs <= 0:
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     if not 1 <= tokens_per_chunk <= 16:
@@ -150,7 +146,7 @@ def train(
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
                                     seed=seed, batch_size=batch)
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
-                    "token_noise": token_noise, **({"block_size": block} if block else {})}
+                    **({"block_size": block} if block else {})}
             art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)
             if art is not None:
                 out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),

@@ -41,7 +41,6 @@ class PriorConfig:
     max_windows: int = 64
     window_context: int = 64  # tokens of the previous window that start the next (Algorithm 1)
     cond_dropout: float = 0.1  # per-condition probability of using the null vector in training
-    token_noise: float = 0.0  # training: probability an input token (never a target) is a random code
 
     @property
     def struct_dim(self) -> int:
@@ -216,15 +215,6 @@ class Prior(nn.Module):
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
         return F.embedding(idx, self.wte.weight) + self.wpe.weight[start:start + idx.size(1)]  # (B, T, C) + (T, C)
 
-    def _noisy(self, inputs: torch.Tensor) -> torch.Tensor:
-        """In training, each input token replaced by a uniformly random code with probability
-        ``token_noise``: the prior learns to go on after a token it did not expect, as when its own
-        sampling slips, and to lean less on recalling a whole sequence from its first tokens."""
-        if not self.training or self.cfg.token_noise <= 0:
-            return inputs
-        flip = torch.rand(inputs.shape, device=inputs.device) < self.cfg.token_noise  # (B, T-1)
-        return torch.where(flip, torch.randint_like(inputs, self.cfg.vocab_size), inputs)
-
     def forward(self, idx: torch.Tensor, cond: dict, targets: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None):
         """idx (B, T) weight tokens of one window; targets (B, T) the same tokens (the model
@@ -237,7 +227,7 @@ class Prior(nn.Module):
             raise ValueError(f"window of {T} tokens exceeds the prior's block_size {self.cfg.block_size}")
         P = self.cfg.n_prefix
         prefix = self.prefix(cond, B, idx.device) + self.wpe.weight[:P]  # (B, P, C)
-        x = torch.cat([prefix, self._embed(self._noisy(idx[:, :-1]), P)], dim=1)  # (B, P+T-1, C)
+        x = torch.cat([prefix, self._embed(idx[:, :-1], P)], dim=1)  # (B, P+T-1, C)
         x = self.drop(x)
         for block in self.h:
             x = block(x)
