@@ -161,8 +161,8 @@ def trained_elsewhere(zoo, ids: str) -> tuple[dict, dict]:
     if pri.config.get("tokenizer_id") != tok_id:
         sys.exit(f"prior #{prior_id} was trained on tokenizer #{pri.config.get('tokenizer_id')}, not #{tok_id}")
     prov = pri.provenance
-    machine = prov.get("machine") or (f"{prov['world_size']} DDP processes (gloo) on the 2-core CPU, 1 thread each"
-                                      if prov.get("world_size", 1) > 1 else None)
+    machine = prov.get("machine") or (f"{prov['world_size']} DDP processes on {prov.get('device', 'cpu')}"
+                                      if prov.get("world_size", 1) > 1 else None)  # what the provenance records
     return ({"id": tok_id, "reused": True, "seconds": tok.provenance["report"]["train_seconds"],
              "machine": tok.provenance.get("machine")},
             {"id": prior_id, "reused": True, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
