@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--tag", default="", help="results file suffix, for variants of the prior")
+    ap.add_argument("--stem", default="", help="scratch registry and results name (default: from --zoo)")
     ap.add_argument("--phases", default="seen,swap,heldout,variants,speed,temperature")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every phase but the sweep")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (1: off)")
@@ -201,6 +202,7 @@ def main() -> None:
     args.prior_steps = args.prior_steps or (300 if args.quick else 800)
     tok_steps = args.tokenizer_steps or (400 if args.quick else 1000)
     setup = zoo_setup(args.zoo, args.quick)
+    setup["stem"] = args.stem or setup["stem"]
     args.holdout = setup["holdout"]
     args.scratch = str(ROOT / "scratch" / setup["stem"])
     Path(args.scratch).mkdir(parents=True, exist_ok=True)

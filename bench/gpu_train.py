@@ -3,8 +3,8 @@
 The GPU machine (the `device` tool) has torch but neither the registry's database packages nor the
 embedding model, so the run is split in three:
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/gpu_train.py pack        # here: zoo -> bench/scratch/gpupack
-    python3 bench/gpu_train.py train OUT_DIR [--device cuda]         # there: tokenizer + prior -> OUT_DIR
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/gpu_train.py pack [REGISTRY [PACK]]  # here: zoo -> PACK
+    python3 bench/gpu_train.py train OUT_DIR [--device cuda] [--pack PACK] [--epochs 50,80]  # there: both stages
     HF_HUB_OFFLINE=1 .venv/bin/python bench/gpu_train.py register DIR [REGISTRY]  # here: DIR -> artifacts
 
 ``pack`` writes the weights of every training-task member of the `full` benchmark zoo
@@ -12,9 +12,17 @@ embedding model, so the run is split in three:
 vectors, exactly what ``train_tokenizer`` and ``train_prior`` read from the registry. ``train``
 runs ``fit_tokenizer`` and ``fit_prior`` with the CPU benchmark's settings (tokenizer 3,000 +
 30,000 steps, seed 0; prior 3 x 128, dropout 0.1, batches of 16: 2,600 steps, the default's 50
-epochs, and 4,000, ~80) on ``--device``. ``register``
+epochs, and 4,000, ~80; with ``--epochs`` the steps follow the packed zoo's size, as
+``igpg-zoo train --epochs`` does) on ``--device``. REGISTRY defaults to the benchmark's; a copy of it
+with other members (a variant of the preset) packs the same way, as long as it holds prior #12. ``register``
 stores both as artifacts (provenance: the zoo snapshot, the machine, the timings) and prints their
 ids for ``bench/generator_bench.py --zoo full --artifacts TOK,PRIOR``.
+
+Several trainings at once on the GPU machine: give each process a share of its CPU cores
+(``OMP_NUM_THREADS=4``); three at torch's default thread count starved each other's CPU-side token
+encoding (minutes instead of seconds). ``--tokenizer-from DIR`` trains priors on a tokenizer an earlier
+``train`` saved in DIR; ``rebuild-tokenizer DIR PACK SECONDS`` writes DIR's tokenizer.json when a run was
+cut short after saving the tokenizer's tensors.
 """
 
 from __future__ import annotations
@@ -38,12 +46,12 @@ CPU_PRIOR = 12  # the CPU default prior of BENCHMARKS.md: its shape and training
 TOKENIZER_STEPS, PRIOR_STEPS = 3000, (2600, 4000)  # the default (50 epochs) and ~80 epochs
 
 
-def pack() -> None:
+def pack(registry: Path = REGISTRY, dest: Path = PACK) -> None:
     from igpg_zoo.igpg.conditioning import Conditioner
     from igpg_zoo.igpg.prior_dataset import condition_of, select_records
     from igpg_zoo.zoo import open_zoo
 
-    with open_zoo(str(REGISTRY)) as zoo:
+    with open_zoo(str(registry)) as zoo:
         ref = zoo.get_artifact(CPU_PRIOR, kind="prior")
         pcfg, holdout = ref.config["prior"], ref.provenance["holdout_tasks"]
         records = select_records(zoo, holdout)
@@ -55,11 +63,11 @@ def pack() -> None:
                           if v is not None})
         meta = {"records": [{"id": r.id, "arch": r.arch} for r in records], "prior": pcfg, "holdout": holdout,
                 "train": ref.config["train"], "embedder": ref.config["embedder"]}
-    PACK.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(PACK / "weights.safetensors"))
-    save_file(conds, str(PACK / "conds.safetensors"))
-    (PACK / "meta.json").write_text(json.dumps(meta))
-    print(f"packed {len(meta['records'])} records into {PACK}")
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(dest / "weights.safetensors"))
+    save_file(conds, str(dest / "conds.safetensors"))
+    (dest / "meta.json").write_text(json.dumps(meta))
+    print(f"packed {len(meta['records'])} records into {dest}")
 
 
 def _split(flat: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
@@ -88,45 +96,89 @@ def _machine(device: str) -> str:
     return f"CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def train(out: Path, device: str, scale: float = 1.0) -> None:
-    """``scale`` < 1 shortens both stages (a smoke test of the script on the CPU)."""
-    from igpg_zoo.igpg.prior import Prior, PriorConfig
-    from igpg_zoo.igpg.prior_dataset import TokenSet
-    from igpg_zoo.igpg.prior_train import PriorTrainConfig, fit_prior, prior_state
+def _tokenizer_stage(items, out: Path, device: str, scale: float, reuse: Path | None):
+    """Train the tokenizer on ``device`` and save it to ``out`` — or load the one saved in ``reuse``."""
+    from igpg_zoo.igpg.tokenizer import Tokenizer
     from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
-    meta = json.loads((PACK / "meta.json").read_text())
-    weights, conds = _split(load_file(str(PACK / "weights.safetensors"))), _split(load_file(str(PACK / "conds.safetensors")))
-    records = meta["records"]
-    items = [(weights[r["id"]], r["arch"]) for r in records]
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    if reuse is not None:
+        saved = json.loads((reuse / "tokenizer.json").read_text())
+        tensors = {k: v for part in sorted(reuse.glob("tokenizer-*.safetensors")) for k, v in load_file(str(part)).items()}
+        return Tokenizer.from_state(tensors, saved["config"]), saved["config"], saved["report"]
     tok, tok_report = fit_tokenizer(items, TokenizerConfig(), seed=0, steps=max(1, round(TOKENIZER_STEPS * scale)),
                                     progress=False, device=device)
     print(f"tokenizer: {tok_report['train_seconds']} s, recon {tok_report['recon_mse']:.5f}", flush=True)
     tensors, config = tok.state()
     for part, keys in enumerate(_halves(tensors)):  # files come back from the GPU machine at <= 16 MiB each
         save_file({k: tensors[k] for k in keys}, str(out / f"tokenizer-{part}.safetensors"))
+    (out / "tokenizer.json").write_text(json.dumps({"config": config, "report": tok_report}, default=float))
+    return tok, config, tok_report
+
+
+def train(out: Path, device: str, scale: float = 1.0, src: Path = PACK, epochs: tuple[float, ...] = (),
+          reuse: Path | None = None) -> None:
+    """``scale`` < 1 shortens both stages (a smoke test of the script on the CPU); ``epochs`` replaces
+    the fixed step counts by passes over the packed sequences; ``reuse``: a folder holding a trained
+    tokenizer (priors only). report.json is rewritten after each prior, so a run cut short keeps them."""
+    from igpg_zoo.igpg.prior import Prior, PriorConfig
+    from igpg_zoo.igpg.prior_dataset import TokenSet
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, fit_prior, prior_state, resolve_steps
+
+    meta = json.loads((src / "meta.json").read_text())
+    weights, conds = _split(load_file(str(src / "weights.safetensors"))), _split(load_file(str(src / "conds.safetensors")))
+    records = meta["records"]
+    items = [(weights[r["id"]], r["arch"]) for r in records]
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tok, config, tok_report = _tokenizer_stage(items, out, device, scale, reuse)
     tokens = [tok.encode(w, arch).long().flatten() for w, arch in items]
     data = TokenSet(tokens, [conds[r["id"]] for r in records], [r["id"] for r in records])
     cfg = PriorConfig(**{**meta["prior"], "vocab_size": tok.vocab_size})
-    priors = []
-    for steps in PRIOR_STEPS:
-        tcfg = PriorTrainConfig(**{**meta["train"], "steps": max(1, round(steps * scale))})
+    report = {"machine": _machine(device), "device": device, "tokenizer": {"config": config, "report": tok_report},
+              "tokenizer_from": str(reuse) if reuse else None, "priors": [],
+              "ids": [r["id"] for r in records], "archs": sorted({r["arch"] for r in records}),
+              "holdout": meta["holdout"], "embedder": meta["embedder"]}
+    by_epochs = [resolve_steps(PriorTrainConfig(**{**meta["train"], "epochs": e}), len(data)).steps for e in epochs]
+    for steps in by_epochs or PRIOR_STEPS:
+        tcfg = PriorTrainConfig(**{**meta["train"], "steps": max(1, round(steps * scale)), "epochs": None})
         torch.manual_seed(tcfg.seed)
         prior = Prior(cfg)
         fit = fit_prior(prior, data, tcfg, device=device)
         print(f"prior, {tcfg.steps} steps: {fit.seconds:.1f} s, final loss {fit.losses[-1]:.3f}", flush=True)
         save_file(prior_state(prior), str(out / f"prior-{steps}.safetensors"))
-        priors.append({"file": f"prior-{steps}.safetensors", "config": cfg.to_dict(), "train": tcfg.__dict__,
-                       "seconds": fit.seconds, "losses": fit.losses, "n_params": prior.n_params()})
-    report = {"machine": _machine(device), "device": device, "tokenizer": {"config": config, "report": tok_report},
-              "priors": priors,
-              "ids": [r["id"] for r in records], "archs": sorted({r["arch"] for r in records}),
-              "holdout": meta["holdout"], "embedder": meta["embedder"],
-              "total_seconds": time.perf_counter() - t0}
-    (out / "report.json").write_text(json.dumps(report, default=float))
+        report["priors"].append({"file": f"prior-{steps}.safetensors", "config": cfg.to_dict(), "train": tcfg.__dict__,
+                                 "seconds": fit.seconds, "losses": fit.losses, "n_params": prior.n_params()})
+        report["total_seconds"] = time.perf_counter() - t0
+        (out / "report.json").write_text(json.dumps(report, default=float))
+
+
+def rebuild_tokenizer_json(folder: Path, src: Path, seconds: float) -> None:
+    """tokenizer.json for a folder whose run was cut short before writing it: the config fit_tokenizer
+    builds, the normalizer refitted here on the same members (deterministic), the report re-measured
+    here on the CPU (``seconds``: the training time the run's log printed)."""
+    from dataclasses import replace
+
+    from igpg_zoo.igpg.tokenizer import BUFFER_POLICY, Tokenizer
+    from igpg_zoo.igpg.tokenizer_train import build_chunks, evaluate
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    meta = json.loads((src / "meta.json").read_text())
+    weights = _split(load_file(str(src / "weights.safetensors")))
+    items = [(weights[r["id"]], r["arch"]) for r in meta["records"]]
+    base = TokenizerConfig()
+    cfg = replace(base, steps=TOKENIZER_STEPS, refine_steps=round(base.refine_steps * TOKENIZER_STEPS / max(base.steps, 1)))
+    X, M, normalizer = build_chunks(items, cfg)
+    tensors = {k: v for part in sorted(folder.glob("tokenizer-*.safetensors")) for k, v in load_file(str(part)).items()}
+    config = {"tokenizer": cfg.to_dict(), "normalizer": normalizer.to_dict(), "buffers": BUFFER_POLICY,
+              "vocab_size": cfg.codebook_size}
+    tok = Tokenizer.from_state(tensors, config)
+    config["vocab_size"] = tok.vocab_size
+    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
+              "train_seconds": seconds, **evaluate(tok.model, X, M), "device": "cuda",
+              "note": "report re-measured on the CPU from the saved tokenizer"}
+    (folder / "tokenizer.json").write_text(json.dumps({"config": config, "report": report}, default=float))
+    print(folder, report["recon_mse"])
 
 
 def register(src: Path, registry: Path = REGISTRY) -> None:
@@ -162,12 +214,17 @@ def register(src: Path, registry: Path = REGISTRY) -> None:
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "pack":
-        pack()
+        pack(*(Path(a) for a in sys.argv[2:4]))
     elif cmd == "train":
         args = sys.argv[2:]
         device = args[args.index("--device") + 1] if "--device" in args else "cuda"
         scale = float(args[args.index("--scale") + 1]) if "--scale" in args else 1.0
-        train(Path(args[0]), device, scale)
+        src = Path(args[args.index("--pack") + 1]) if "--pack" in args else PACK
+        epochs = tuple(float(e) for e in args[args.index("--epochs") + 1].split(",")) if "--epochs" in args else ()
+        reuse = Path(args[args.index("--tokenizer-from") + 1]) if "--tokenizer-from" in args else None
+        train(Path(args[0]), device, scale, src, epochs, reuse)
+    elif cmd == "rebuild-tokenizer":
+        rebuild_tokenizer_json(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "register":
         register(Path(sys.argv[2]), *(Path(a) for a in sys.argv[3:4]))
     else:
