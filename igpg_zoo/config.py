@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -49,6 +50,15 @@ class ZooConfig:
             "a server registry needs an explicit blob folder: pass --blobs PATH, set "
             "IGPG_ZOO_BLOBS or add 'blobs: PATH' to igpg-zoo.yaml"
         )
+
+    @property
+    def blob_owner(self) -> str:
+        """Who the blob folder belongs to: the SQLite file's name when it sits beside its folder (so
+        the pair can move together), else the file's absolute path or the URL without a password."""
+        if self.is_sqlite_file:
+            db = Path(self.registry).expanduser().resolve()
+            return db.name if db.parent == self.blob_root.parent else str(db)
+        return re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", self.registry)
 
     @property
     def index_path(self) -> Path:

@@ -73,7 +73,7 @@ class Zoo:
     @property
     def blobs(self) -> BlobStore:
         if self._blobs is None:
-            self._blobs = BlobStore(self.config.blob_root)
+            self._blobs = BlobStore(self.config.blob_root, self.config.blob_owner)
         return self._blobs
 
     @property

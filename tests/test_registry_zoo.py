@@ -337,3 +337,23 @@ def test_filtered_query_equals_search_within_the_allowed_ids(zoo, monkeypatch, o
         q = zoo.embedder.embed(["task 2 set3"])[0]
         want = zoo.search.index(384).search(q, 5, allowed) if len(allowed) else []
         assert got == [(i, round(s, 5)) for i, s in want], kw
+
+
+def test_a_second_registry_cannot_use_a_blob_folder_another_owns(tmp_path):
+    """Only the owner knows which blobs are still used: another registry beside it is refused."""
+    from igpg_zoo.errors import ConfigError
+
+    with open_zoo(str(tmp_path / "registry.db")) as main:
+        rec = main.add_weights(weights(), meta()).checkpoint
+    with open_zoo(str(tmp_path / "other.db")) as other:
+        for action in (lambda: other.add_weights(weights(), meta()), lambda: other.remove(rec.id), other.verify):
+            with pytest.raises(ConfigError, match="belongs to registry 'registry.db'"):
+                action()
+        assert other.list() == []
+    with open_zoo(str(tmp_path / "other.db"), blobs=str(tmp_path / "other-blobs")) as other:
+        assert other.add_weights(weights(), meta()).checkpoint.sha256 == rec.sha256 and other.verify() == []
+    (tmp_path / "moved").mkdir()  # a registry and its folder move together
+    for path in [*tmp_path.glob("registry.*"), tmp_path / "blobs"]:
+        path.rename(tmp_path / "moved" / path.name)
+    with open_zoo(str(tmp_path / "moved" / "registry.db")) as main:
+        assert main.verify() == [] and main.load_weights(rec.id).keys() == weights().keys()

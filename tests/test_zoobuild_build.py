@@ -61,7 +61,8 @@ def test_lineage_kinds_and_tags(tmp_path):
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     shas = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        with _open(tmp_path / f"{name}.db") as zoo:
+        (tmp_path / name).mkdir()
+        with _open(tmp_path / name / "registry.db") as zoo:
             build_zoo(zoo, "tiny", seed=seed)
             shas.append(sorted(r.sha256 for r in zoo.list()))
     assert shas[0] == shas[1]

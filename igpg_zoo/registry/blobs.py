@@ -3,6 +3,10 @@
 A blob's name is the sha256 of its bytes, so verifying it is hashing the file. Writes go to a
 temporary file in the same folder, are fsynced, then renamed into place (and the folder fsynced),
 so a reader never sees half a blob. Deciding whether a blob is still used is the caller's job.
+
+A folder belongs to one registry: ``.owner`` names it (written with the first blob). Whether a blob is
+still used can only be answered by the registry that owns the folder, so another registry opening it
+is refused before it could delete a blob the owner still needs.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from igpg_zoo.errors import IntegrityError, NotFound
+from igpg_zoo.errors import ConfigError, IntegrityError, NotFound
 
 if TYPE_CHECKING:
     import torch
 
 SUFFIX = ".safetensors"
+OWNER = ".owner"
 _CHUNK = 1 << 20
 
 
@@ -50,10 +55,35 @@ def fsync_dir(folder: Path) -> None:
 
 
 class BlobStore:
-    """The blob folder of one registry."""
+    """The blob folder of one registry (``owner``: who it belongs to; None skips the check)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, owner: str | None = None):
         self.root = Path(root)
+        self.owner = owner
+        self.check_owner()
+
+    def check_owner(self) -> None:
+        """Refuse a folder another registry owns."""
+        if self.owner is None:
+            return
+        try:
+            claimed = (self.root / OWNER).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if claimed != self.owner:
+            raise ConfigError(
+                f"blob folder {self.root} belongs to registry {claimed!r}, not {self.owner!r}; give this registry "
+                f"its own folder (--blobs DIR or IGPG_ZOO_BLOBS), or delete {self.root / OWNER} if the registry moved"
+            )
+
+    def _claim(self) -> None:
+        """Create the folder and name its owner, once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / OWNER
+        if self.owner is not None and not marker.exists():
+            tmp = self.root / f".owner-{os.getpid()}.tmp"
+            tmp.write_text(self.owner + "\n")
+            os.replace(tmp, marker)
 
     def path(self, sha256: str) -> Path:
         return self.root / f"{sha256}{SUFFIX}"
@@ -70,7 +100,7 @@ class BlobStore:
         target = self.path(sha256)
         if self.verify(sha256):
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._claim()
         fd, tmp = tempfile.mkstemp(prefix=f".{sha256[:12]}-", suffix=".tmp", dir=self.root)
         try:
             os.fchmod(fd, _file_mode())  # mkstemp makes 0600; blobs are plain readable files
@@ -94,7 +124,7 @@ class BlobStore:
             for sha, data in blobs:
                 if any(s == sha for s, _ in pending) or self.verify(sha):
                     continue
-                self.root.mkdir(parents=True, exist_ok=True)
+                self._claim()
                 fd, tmp = tempfile.mkstemp(prefix=f".{sha[:12]}-", suffix=".tmp", dir=self.root)
                 pending.append((sha, Path(tmp)))
                 os.fchmod(fd, _file_mode())
