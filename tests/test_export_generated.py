@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -81,6 +82,8 @@ def test_generated_record_exports_to_onnx_and_runs(generated, cli, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "gen.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.isfinite(got).all() and np.abs(got - _torch_outputs(weights, x)).max() <= 1e-4
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "gen.onnx")).metadata_props}
+    assert props["kind"] == "generated" and json.loads(props["provenance"]) == record.extra["provenance"]
 
 
 def test_generated_record_native_folder_re_imports(generated, cli, tmp_path):
@@ -92,6 +95,21 @@ def test_generated_record_native_folder_re_imports(generated, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     added = json.loads(result.stdout)
     assert added["arch"] == ARCH and added["sha256"] == record.sha256  # the same canonical tensors
+    assert added["kind"] == "generated" and added["extra"]["provenance"] == record.extra["provenance"]
+    assert (added["task"], added["dataset"]) == (TASK, TASK)
+
+
+def test_generate_out_register_then_add_keeps_the_label(generated, cli, tmp_path):
+    root, _, _ = generated
+    out = tmp_path / "gen.safetensors"
+    result = cli("generate", "--arch", ARCH, "--dataset", TASK, "--out", out, "--register", "--seed", "5",
+                 "--registry", root / "registry.db", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    added = json.loads(cli("add", out, "--json", "--registry", tmp_path / "other.db").stdout)
+    assert (added["kind"], added["dataset"]) == ("generated", TASK)
+    assert added["extra"]["provenance"] == json.loads(json.dumps(report["provenance"]))
+    assert added["extra"]["generator_artifact_id"] == report["provenance"]["generator"]["prior_artifact_id"]
 
 
 def test_generate_cli_writes_onnx_through_export_weights(generated, cli, tmp_path):

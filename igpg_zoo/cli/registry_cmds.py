@@ -95,32 +95,19 @@ def _read_native(path: Path):
                           "--manifest zoo.yaml to import the folder's models")
 
 
-def _file_arch(path: Path) -> dict[str, Any]:
-    """The architecture a safetensors file names in its metadata (igpg-zoo exports do), if any."""
-    if path.suffix != ".safetensors":
-        return {}
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            arch = (f.metadata() or {}).get("arch")
-    except (SafetensorError, OSError, ValueError):
-        return {}  # unreadable: zoo.add reports it with the full message
-    return {"arch": arch} if arch else {}
-
-
 def _add_one(zoo, path: Path, flags: dict[str, Any], meta_file: Path | None, as_json: bool) -> None:
-    from igpg_zoo.registry.manifest import merge, sidecar_fields, to_meta
+    from igpg_zoo.registry.labels import labelled_fields
+    from igpg_zoo.registry.manifest import sidecar_fields, to_meta
     from igpg_zoo.registry.metadata import read_yaml_fields
 
     base = sidecar_fields(path) if path.is_file() else {}
     extra = read_yaml_fields(meta_file) if meta_file else {}
     if path.is_dir():
         arch, weights = _read_native(path)
-        fields = merge({"arch": arch, "name": path.name}, base, extra, flags)
+        fields = labelled_fields(path, {"arch": arch, "name": path.name}, base, extra, flags)
         result = zoo.add_weights(weights, to_meta(fields, str(path)))
-    else:
-        fields = merge({"name": path.stem}, _file_arch(path), base, extra, flags)
+    else:  # the file's own metadata (arch; kind and provenance of generated weights) comes first
+        fields = labelled_fields(path, {"name": path.stem}, base, extra, flags)
         result = zoo.add(path, to_meta(fields, str(path)))
     if as_json:
         _echo_json({**_record_json(result.checkpoint), "created": result.created})
@@ -132,15 +119,16 @@ def _entry_items(entries, flags, refused: list[tuple[str, str]], names: list[str
     """(weights, meta) per readable manifest entry; unreadable ones go to ``refused``."""
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.errors import ZooError
-    from igpg_zoo.registry.manifest import merge, to_meta
+    from igpg_zoo.registry.labels import labelled_fields
+    from igpg_zoo.registry.manifest import to_meta
 
     for entry in entries:
         try:
             if entry.path.is_dir():
                 arch, weights = _read_native(entry.path)
-                fields = merge({"arch": arch, "name": entry.path.name}, entry.fields, flags)
+                fields = labelled_fields(entry.path, {"arch": arch, "name": entry.path.name}, entry.fields, flags)
             else:
-                fields = merge({"name": entry.path.stem}, entry.fields, flags)
+                fields = labelled_fields(entry.path, {"name": entry.path.stem}, entry.fields, flags)
             meta = to_meta(fields, str(entry.path))
             if not entry.path.is_dir():
                 weights = get_adapter(meta.arch).read_weights(entry.path)

@@ -45,11 +45,13 @@ class OnnxReport:
 
 
 def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1e-4,
-            opset: int | None = None, *, exporter: str = "auto") -> OnnxReport:
+            opset: int | None = None, *, exporter: str = "auto",
+            metadata: dict[str, str] | None = None) -> OnnxReport:
     """Export ``module`` (in eval mode) to ``out`` and check it against PyTorch in onnxruntime.
 
     ``example`` is one input batch; its non-batch shape and dtype define the graph input, the
-    batch axis is dynamic. Raises ExportParityError when max|onnx - torch| > atol; ``out`` is
+    batch axis is dynamic. ``metadata`` (text keys and values) becomes the model's
+    ``metadata_props``. Raises ExportParityError when max|onnx - torch| > atol; ``out`` is
     only written when the export, the checker and the parity check all pass.
     """
     if exporter not in EXPORTERS:
@@ -65,6 +67,8 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
             started = time.perf_counter()
             used = _export(module, example, tmp_path, opset, exporter)
             seconds = time.perf_counter() - started
+            if metadata:
+                _set_metadata(tmp_path, metadata)
             onnx.checker.check_model(str(tmp_path))  # path form: works with a side file too
             got_opset = _opset(tmp_path)
             started = time.perf_counter()
@@ -159,6 +163,15 @@ def _batch_of_two(example: torch.Tensor) -> torch.Tensor:
 def _weight_bytes(module: nn.Module) -> int:
     tensors = list(module.parameters()) + list(module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace the model's ``metadata_props`` with ``metadata``; a side file's tensors stay where they are."""
+    model = onnx.load(str(path), load_external_data=False)
+    del model.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        model.metadata_props.add(key=str(key), value=str(value))
+    onnx.save(model, str(path))
 
 
 def _opset(path: Path) -> int:

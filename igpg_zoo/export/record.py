@@ -13,13 +13,24 @@ if TYPE_CHECKING:
 
 
 def record_meta(ck: Checkpoint) -> dict[str, Any]:
-    """What an exported folder or file says about where its weights came from."""
-    return {
+    """What an exported folder or file says about where its weights came from.
+
+    A generated record also gives its provenance (generator artifact ids, zoo snapshot hash,
+    conditioning, seed, sampling settings), so the weights keep their label wherever they go
+    and ``igpg-zoo add`` records them as generated again (``igpg_zoo.registry.labels``).
+    """
+    meta = {
         "id": ck.id, "name": ck.name, "arch": ck.arch, "task": ck.task, "dataset": ck.dataset,
         "kind": ck.kind, "parent_id": ck.parent_id, "sha256": ck.sha256, "license": ck.license,
         "source": ck.source, "tags": list(ck.tags),
         "metrics": {m.name: {"value": m.value, "dataset": m.dataset} for m in ck.metrics},
     }
+    if ck.kind == "generated":
+        provenance = ck.extra.get("provenance") or {}
+        meta["provenance"] = provenance
+        meta["generator_artifact_id"] = ck.extra.get("generator_artifact_id",
+                                                     (provenance.get("generator") or {}).get("prior_artifact_id"))
+    return meta
 
 
 def export_record(zoo, id: int, fmt: str, out: Path, atol: float = DEFAULT_ATOL, *,

@@ -1,8 +1,10 @@
 """The ``safetensors`` export format: one file, weights plus the architecture in its metadata.
 
-safetensors metadata is a flat ``str -> str`` map: ``arch`` and ``format`` are plain strings, the
-rest of the record's metadata is one JSON string under ``igpg_zoo``. Any safetensors reader loads
-the weights; igpg-zoo (and anyone) reads the architecture back with ``read_single_file``.
+safetensors metadata is a flat ``str -> str`` map (``string_metadata``, also an ONNX export's
+``metadata_props``): ``arch``, ``format`` and, when known, ``kind`` are plain strings, a generated
+model's ``provenance`` is a JSON string, and all of the record's metadata is one JSON string under
+``igpg_zoo``. Any safetensors reader loads the weights; igpg-zoo (and anyone) reads the
+architecture back with ``read_single_file``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ if TYPE_CHECKING:
 FORMAT = "igpg-zoo/checkpoint"
 
 
+def string_metadata(arch: str, meta: dict[str, Any]) -> dict[str, str]:
+    """The flat text metadata of an export: format, arch, kind, provenance and the full ``igpg_zoo`` JSON."""
+    out = {"format": FORMAT, "arch": arch, "igpg_zoo": json.dumps(meta, default=str, sort_keys=True)}
+    if isinstance(meta.get("kind"), str):
+        out["kind"] = meta["kind"]
+    if meta.get("provenance") is not None:
+        out["provenance"] = json.dumps(meta["provenance"], default=str, sort_keys=True)
+    return out
+
+
 def write_single_file(arch: str, weights: dict[str, torch.Tensor], out: Path, meta: dict[str, Any]) -> Path:
     """Write ``out`` (a .safetensors file) with sorted keys and the arch in its metadata."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(weights.items())}
-    metadata = {"format": FORMAT, "arch": arch, "igpg_zoo": json.dumps(meta, default=str, sort_keys=True)}
-    save_file(tensors, str(out), metadata=metadata)
+    save_file(tensors, str(out), metadata=string_metadata(arch, meta))
     return Path(out)
 
 

@@ -9,6 +9,10 @@ Formats (``FORMATS``):
   ``timm.create_model("local-dir:PATH", pretrained=True)`` loads; only for timm architectures.
 - ``safetensors``: one file, the weights plus the arch in its metadata; every adapter.
 
+Every format carries ``meta``: the folder's json, the file's string metadata, the ONNX model's
+``metadata_props`` (``single_file.string_metadata``). Weights with a generator's provenance are
+labelled ``kind: generated`` (``igpg_zoo.registry.labels``), so the label survives any format.
+
 Every export is checked before it is put in place: ONNX against onnxruntime, folders and files by
 reading them back (``Adapter.read_native`` / ``read_single_file``) and comparing the rebuilt
 module's outputs with the original's. The figure is ``ExportReport.max_abs_diff``. Nothing is left
@@ -93,7 +97,8 @@ def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: P
 
     ``out``: for onnx / safetensors a file (a path without that suffix is taken as a folder and
     gets ``model.onnx`` / ``model.safetensors``); for native / timm a folder that must not exist
-    or be empty. ``meta`` (JSON-ready) goes into the folder or file. Raises ExportNotSupported,
+    or be empty. ``meta`` (JSON-ready) goes into the folder or file (``kind: generated`` is added
+    when it holds a generator's provenance). Raises ExportNotSupported,
     CheckpointMismatch (weights do not fit ``arch``) or ExportParityError (figure > ``atol``).
     """
     from igpg_zoo.adapters import get_adapter
@@ -101,9 +106,9 @@ def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: P
     adapter = get_adapter(arch)
     check_supported(adapter, arch, fmt)
     module = _module_with(adapter, arch, weights)
-    meta = {"arch": arch, **(meta or {})}
+    meta = _labelled({"arch": arch, **(meta or {})})
     if fmt == "onnx":
-        return _export_onnx(adapter, arch, module, _file_target(Path(out), fmt), atol, exporter)
+        return _export_onnx(adapter, arch, module, _file_target(Path(out), fmt), meta, atol, exporter)
     if fmt == "safetensors":
         return _export_single_file(adapter, arch, module, weights, _file_target(Path(out), fmt), meta, atol)
     return _export_folder(adapter, arch, module, weights, fmt, Path(out), meta, atol)
@@ -112,13 +117,14 @@ def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: P
 # -- one function per format --------------------------------------------------------------------
 
 
-def _export_onnx(adapter: Adapter, arch: str, module: nn.Module, out: Path, atol: float,
+def _export_onnx(adapter: Adapter, arch: str, module: nn.Module, out: Path, meta: dict, atol: float,
                  exporter: str) -> ExportReport:
     from igpg_zoo.export.onnx import to_onnx
     from igpg_zoo.export.parity import PARITY_BATCHES
+    from igpg_zoo.export.single_file import string_metadata
 
     example = adapter.example_input(arch)  # raises ExportNotSupported when the adapter has none
-    report = to_onnx(module, example, out, atol, exporter=exporter)
+    report = to_onnx(module, example, out, atol, exporter=exporter, metadata=string_metadata(arch, meta))
     check = f"onnxruntime vs torch, random batches of {'/'.join(map(str, PARITY_BATCHES))}"
     return ExportReport("onnx", arch, adapter.name, report.path, report.seconds, report.max_abs_diff,
                         atol, check, report.opset, report.exporter)
@@ -170,6 +176,13 @@ def _export_folder(adapter: Adapter, arch: str, module: nn.Module, weights: dict
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _labelled(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta``, with ``kind: generated`` when it holds a generator's provenance but names no kind."""
+    from igpg_zoo.registry.labels import GENERATED, is_generated
+
+    return {**meta, "kind": GENERATED} if "kind" not in meta and is_generated(meta) else meta
 
 
 def _chmod_default(path: Path, mode: int) -> None:
