@@ -31,6 +31,7 @@ _SHAPE = re.compile(rf"^i{_INT}(?:x{_INT})?(?:x{_INT})?$")
 _CONV = re.compile(rf"^c{_INT}k{_INT}$")
 _HIDDEN = re.compile(rf"^h{_INT}$")
 _OUT = re.compile(rf"^o{_INT}$")
+MAX_PARAMS = 100_000_000  # a "small" net: beyond this building it would exhaust memory before any check
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,11 @@ def parse(arch: str) -> SmallNetSpec:
     activation, batchnorm = _parse_tail(arch, tokens[i + 1:])
     if batchnorm and family == "mlp":
         raise _bad(arch, "bn", "applies to conv layers only; an mlp has no batch norm")
-    return SmallNetSpec(family, shape, tuple(convs), tuple(hidden), int(tokens[i][1:]), activation, batchnorm)
+    spec = SmallNetSpec(family, shape, tuple(convs), tuple(hidden), int(tokens[i][1:]), activation, batchnorm)
+    if spec.n_params() > MAX_PARAMS:
+        raise UnknownArchitecture(f"architecture '{arch}' has {spec.n_params():,} parameters; the smallnet family "
+                                  f"stops at {MAX_PARAMS:,} (use a timm/ architecture for large models)")
+    return spec
 
 
 def describe(spec: SmallNetSpec) -> str:

@@ -31,6 +31,7 @@ def validate_weights(adapter: Adapter, arch: str, weights: dict[str, torch.Tenso
     wrong_shape = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
                    if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
     if not (missing or unexpected or wrong_shape):
+        _check_values(arch, expected, weights)
         return
     parts = []
     if missing:
@@ -45,3 +46,16 @@ def validate_weights(adapter: Adapter, arch: str, weights: dict[str, torch.Tenso
         f"weights do not fit architecture '{arch}': {'; '.join(parts)}{sample}; "
         "check --arch against the file (docs/adapters.md lists each family's key names)"
     )
+
+
+def _check_values(arch: str, expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    """Floating-point tensors where the module has them, and every value finite."""
+    not_float = [f"{k} ({weights[k].dtype})" for k, v in expected.items()
+                 if v.is_floating_point() and not weights[k].is_floating_point()]
+    if not_float:
+        raise CheckpointMismatch(f"weights for '{arch}' must be floating point: {_first(not_float)}; "
+                                 "save the model's own state_dict")
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointMismatch(f"weights for '{arch}' hold NaN or infinite values in {_first(bad)}; "
+                                 "add a checkpoint from before training diverged")

@@ -13,6 +13,7 @@ import typer
 
 from igpg_zoo.cli import (
     adapter_cmds,
+    artifact_cmds,
     export_cmds,
     generator_cmds,
     registry_cmds,
@@ -29,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds):
+for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
     module.register(app)
 
 
@@ -58,6 +59,12 @@ def main() -> None:
             raise
         typer.echo(f"error: {exc} (set IGPG_ZOO_DEBUG=1 for the traceback)", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user named cannot be read or written (permissions, a file for a folder)
+        if os.environ.get("IGPG_ZOO_DEBUG") == "1":
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions", err=True)
+        sys.exit(1)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)

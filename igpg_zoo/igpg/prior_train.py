@@ -59,8 +59,18 @@ def _save_checkpoint(path: Path, prior: Prior, opt, step: int, tcfg: PriorTrainC
     tmp.replace(path)
 
 
+CHECKPOINT_KEYS = {"model", "optim", "step", "config", "rng", "torch_rng"}
+
+
 def _load_checkpoint(path: Path, prior: Prior, opt, gen) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or one needing code to unpickle: both refused
+        raise GeneratorError(f"cannot resume from {path}: not a prior training checkpoint "
+                             f"({type(exc).__name__}); delete it or pass another --checkpoint") from None
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise GeneratorError(f"cannot resume from {path}: not a prior training checkpoint; "
+                             "delete it or pass another --checkpoint")
     if state["config"] != prior.cfg.to_dict():
         raise GeneratorError(
             f"checkpoint {path} was made with another prior config; delete it or start without --resume"
@@ -151,8 +161,12 @@ def prior_state(prior: Prior) -> dict[str, torch.Tensor]:
 
 def prior_from_artifact(zoo, artifact) -> Prior:
     """Rebuild a prior from a registry artifact: PriorConfig(**config['prior']) + its tensors."""
-    if artifact.kind != "prior" or "prior" not in artifact.config:
-        raise GeneratorError(f"artifact {artifact.id} is a {artifact.kind}, not a prior; pick a prior artifact")
+    if artifact.kind != "prior":
+        raise GeneratorError(f"artifact {artifact.id} is a {artifact.kind}, not a prior; pick a prior artifact "
+                             "(see 'igpg-zoo artifacts')")
+    if "prior" not in artifact.config:
+        raise GeneratorError(f"prior artifact {artifact.id} holds no prior config (not made by 'igpg-zoo train'); "
+                             "pick another (see 'igpg-zoo artifacts') or retrain")
     prior = Prior(PriorConfig(**artifact.config["prior"]))
     prior.load_state_dict(zoo.load_artifact(artifact))
     return prior.eval()

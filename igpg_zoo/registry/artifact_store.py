@@ -10,7 +10,7 @@ from sqlalchemy import select
 from igpg_zoo.errors import InvalidMetadata, NotFound
 from igpg_zoo.records import Artifact
 from igpg_zoo.registry.db import ArtifactRow, Database
-from igpg_zoo.registry.store import utc_now
+from igpg_zoo.registry.store import utc_now, valid_id
 
 
 def _record(row: ArtifactRow) -> Artifact:
@@ -38,20 +38,20 @@ class ArtifactStore:
                 return _record(row)
         except sa_exc.IntegrityError:
             raise InvalidMetadata(
-                f"parent artifact #{parent_id} does not exist; see 'igpg-zoo generator list'"
+                f"parent artifact #{parent_id} does not exist; see 'igpg-zoo artifacts'"
             ) from None
 
     def get(self, artifact_id: int | None = None, kind: str = "tokenizer") -> Artifact:
         with self.db.session_scope() as session:
             if artifact_id is not None:
-                row = session.get(ArtifactRow, int(artifact_id))
+                row = session.get(ArtifactRow, int(artifact_id)) if valid_id(artifact_id) else None
                 if row is None:
                     raise NotFound(f"no artifact #{artifact_id} in the registry")
                 return _record(row)
             stmt = select(ArtifactRow).where(ArtifactRow.kind == kind).order_by(ArtifactRow.id.desc()).limit(1)
             row = session.scalar(stmt)
             if row is None:
-                raise NotFound(f"no {kind} is stored in the registry yet; train one first (igpg-zoo {kind} train)")
+                raise NotFound(f"no {kind} is stored in the registry yet; train one first (igpg-zoo train --stage {kind})")
             return _record(row)
 
     def list(self, kind: str | None = None) -> list[Artifact]:

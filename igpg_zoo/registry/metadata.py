@@ -39,8 +39,9 @@ def validate(meta: CheckpointMeta) -> CheckpointMeta:
         raise InvalidMetadata(f"'name' must be non-empty text, got {meta.name!r}")
     if meta.kind not in KINDS:
         raise InvalidMetadata(f"kind '{meta.kind}' is unknown; use one of {', '.join(KINDS)}")
-    if meta.parent_id is not None and (isinstance(meta.parent_id, bool) or not isinstance(meta.parent_id, int)):
-        raise InvalidMetadata(f"'parent_id' must be a record id (integer), got {meta.parent_id!r}")
+    if meta.parent_id is not None and (isinstance(meta.parent_id, bool) or not isinstance(meta.parent_id, int)
+                                       or not 1 <= meta.parent_id < 2**63):
+        raise InvalidMetadata(f"'parent_id' must be a record id (an integer from 1), got {meta.parent_id!r}")
     metrics, seen = [], set()
     for m in meta.metrics:
         if not isinstance(m, Metric) or not isinstance(m.name, str) or not _METRIC_NAME.match(m.name):

@@ -111,6 +111,14 @@ def _read_records(session: Session, stmt) -> list[Checkpoint]:
     ]
 
 
+MAX_ID = 2**63 - 1  # the largest id a database integer key holds
+
+
+def valid_id(record_id: int) -> bool:
+    """Whether ``record_id`` can name a row at all (a larger one overflows the database's integer)."""
+    return 1 <= int(record_id) <= MAX_ID
+
+
 class CheckpointStore:
     """Checkpoint records in the registry database."""
 
@@ -201,7 +209,8 @@ class CheckpointStore:
 
     @staticmethod
     def _get(session: Session, checkpoint_id: int) -> Checkpoint:
-        found = _read_records(session, select(*_COLUMNS).where(CheckpointRow.id == int(checkpoint_id)))
+        found = valid_id(checkpoint_id) and _read_records(
+            session, select(*_COLUMNS).where(CheckpointRow.id == int(checkpoint_id)))
         if not found:
             raise NotFound(f"no checkpoint #{checkpoint_id} in the registry; see 'igpg-zoo list'")
         return found[0]
@@ -214,9 +223,10 @@ class CheckpointStore:
         """Records in the order of ``ids``; any unknown id raises ``NotFound``."""
         ids = [int(i) for i in ids]
         found: dict[int, Checkpoint] = {}
+        valid = [i for i in ids if valid_id(i)]
         with self.db.session_scope() as session:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start:start + _CHUNK]
+            for start in range(0, len(valid), _CHUNK):
+                chunk = valid[start:start + _CHUNK]
                 found.update((rec.id, rec) for rec in _read_records(
                     session, select(*_COLUMNS).where(CheckpointRow.id.in_(chunk))))
         missing = [i for i in ids if i not in found]
