@@ -161,8 +161,8 @@ def train(
                    + (f" ({info['seconds']} s, loss {info['final_loss']:.3f})" if name == "prior" else ""))
 
 
-def _target_data(dataset: str | None, data: Path | None):
-    """(name, Dataset, dataset embedding) of --dataset NAME or --data PATH."""
+def _target_data(dataset: str | None, data: Path | None, label: str = "label"):
+    """(name, Dataset, dataset embedding) of --dataset NAME or --data PATH (``label``: a .csv's label column)."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.embedding import dataset_embedding_for, embed_dataset
     from igpg_zoo.data.userdata import load_user_data
@@ -171,7 +171,7 @@ def _target_data(dataset: str | None, data: Path | None):
         raise ConfigError("give exactly one of --dataset NAME (built-in or generated task) or --data PATH")
     if dataset is not None:
         return dataset, load_dataset(dataset), dataset_embedding_for(dataset)
-    ds = load_user_data(data)
+    ds = load_user_data(data, label=label)
     return ds.name, ds, embed_dataset(ds)
 
 
@@ -188,7 +188,8 @@ def _print_result(s: dict) -> None:
     acc = f"val acc {s['val_acc']:.3f}" if s["val_acc"] is not None else "no data to score"
     copy = f"EXACT COPY of #{s['exact_copy_of']}" if s["exact_copy_of"] is not None else "new token sequence"
     near = (f"nearest zoo member #{s['nearest_id']} at distance {s['nearest_distance']:.3g} "
-            f"({100 * s['relative_distance']:.1f}% of its norm)") if s["nearest_id"] is not None else "zoo empty"
+            f"({100 * s['relative_distance']:.1f}% of its norm)") if s["nearest_id"] is not None \
+        else "no zoo member of this architecture to compare with"
     agree = (f", agrees on {100 * s['prediction_agreement']:.1f}% of the probe"
              if s.get("prediction_agreement") is not None else "")
     lik = f", prior log-likelihood {s['log_likelihood']:.1f}" if s.get("log_likelihood") is not None else ""
@@ -200,6 +201,7 @@ def generate(
     arch: Annotated[str, typer.Option(help="architecture string to generate")],
     dataset: Annotated[Optional[str], typer.Option(help="built-in dataset or generated task name")] = None,
     data: Annotated[Optional[Path], typer.Option(help="your labelled data: .npz, .csv or image folder")] = None,
+    label: Annotated[str, typer.Option("--label", help="label column of a --data .csv")] = "label",
     task: Annotated[Optional[str], typer.Option(help="task text (default: the dataset's description)")] = None,
     n: Annotated[int, typer.Option("-n", help="samples, best first: the best on your data sample, or without data "
                                               "the one the prior is surest of (full zoo's seen pairs: best-of-5 88.3 %, "
@@ -229,7 +231,7 @@ def generate(
     from igpg_zoo.igpg.generate import Generator, register_generated
     from igpg_zoo.igpg.sampling import SamplingSettings
 
-    name, ds, emb = _target_data(dataset, data)
+    name, ds, emb = _target_data(dataset, data, label)
     task = task or ds.info.description  # what zoo build records as a record's task text
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with _zoo(registry, blobs) as zoo:

@@ -213,6 +213,9 @@ def list_(
     """List checkpoints, filtered (values of one option ORed, options ANDed) and sorted."""
     from igpg_zoo.errors import ConfigError
 
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    _check_kinds(kind)
     with _zoo(registry, blobs) as zoo:
         if sort is not None and not zoo.store.sort_is_known(sort):
             raise ConfigError(f"no record has a metric '{sort}'; sort by a metric shown in 'igpg-zoo list' or by "
@@ -226,8 +229,17 @@ def list_(
         typer.echo("no checkpoints match" if any((arch, dataset, task, kind, tag, where)) else
                    "the registry is empty; add one with 'igpg-zoo add PATH --arch ARCH'")
         return
-    _table([[f"#{r.id}", r.name, r.arch, r.task, r.dataset, f"{r.n_params:,}", _metrics_text(r)] for r in records],
-           ["id", "name", "arch", "task", "dataset", "params", "metrics"])
+    _table([[f"#{r.id}", r.kind, r.name, r.arch, r.task, r.dataset, f"{r.n_params:,}", _metrics_text(r)]
+            for r in records], ["id", "kind", "name", "arch", "task", "dataset", "params", "metrics"])
+
+
+def _check_kinds(kinds: list[str] | None) -> None:
+    from igpg_zoo.errors import ConfigError
+    from igpg_zoo.records import KINDS
+
+    unknown = sorted(set(kinds or ()) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"unknown --kind {', '.join(unknown)}; use one of {', '.join(KINDS)}")
 
 
 def show(
@@ -264,6 +276,7 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="with --out: onnx | timm | native | safetensors")] = "safetensors",
 ) -> None:
     """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
+    _check_kinds(kind)
     with _zoo(registry, blobs) as zoo:
         hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
                          kind=kind or (), tags=tag or ())
@@ -276,9 +289,9 @@ def query(
     if not hits:
         typer.echo("nothing matches")
         return
-    _table([[f"{h.score:.3f}", f"#{h.checkpoint.id}", h.checkpoint.name, h.checkpoint.arch, h.checkpoint.task,
-             h.checkpoint.dataset, _metrics_text(h.checkpoint)] for h in hits],
-           ["score", "id", "name", "arch", "task", "dataset", "metrics"])
+    _table([[f"{h.score:.3f}", f"#{h.checkpoint.id}", h.checkpoint.kind, h.checkpoint.name, h.checkpoint.arch,
+             h.checkpoint.task, h.checkpoint.dataset, _metrics_text(h.checkpoint)] for h in hits],
+           ["score", "id", "kind", "name", "arch", "task", "dataset", "metrics"])
 
 
 def _export_best(zoo, hits, fmt: str, out: Path):

@@ -64,6 +64,21 @@ def probe_split(data, n: int = PROBE, seed: int = 0):
     return torch.tensor(np.asarray(x), dtype=torch.float32), torch.tensor(np.asarray(y), dtype=torch.long)
 
 
+@torch.no_grad()
+def check_data_fits(arch: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse data the architecture cannot take (input shape) or label (more classes than outputs)."""
+    module = get_adapter(arch).build(arch).eval()
+    try:
+        logits = module(x[:2])  # (2, K)
+    except RuntimeError:
+        raise GeneratorError(f"the data's inputs (shape {tuple(x.shape[1:])}) do not fit '{arch}'; "
+                             "pick an architecture whose input matches them") from None
+    classes, outputs = int(y.max()) + 1, logits.shape[-1]
+    if classes > outputs:
+        raise GeneratorError(f"the data has labels up to {classes - 1} but '{arch}' has {outputs} outputs; "
+                             f"pick an architecture ending in -o{classes}")
+
+
 def build_loaded(arch: str, weights: dict[str, torch.Tensor], x=None) -> torch.nn.Module:
     """The adapter's module with ``weights`` loaded strictly; BN statistics re-estimated on ``x``."""
     module = get_adapter(arch).build(arch)
@@ -203,8 +218,10 @@ class Generator:
             raise GeneratorError("--head fit solves the classifier on your data: give --dataset or --data")
         if min_distance < 0:
             raise GeneratorError(f"min_distance must be >= 0, got {min_distance}")
-        cond = self.condition(arch, task, data_embedding)
         x, y = probe_split(data) if data is not None else (None, None)
+        if x is not None:
+            check_data_fits(arch, x, y)
+        cond = self.condition(arch, task, data_embedding)
         out = []
         for tokens, logp, rnd, i in self.draw(arch, cond, n, settings, seed, novel, min_distance):
             weights = self.tokenizer.decode(tokens, arch)
