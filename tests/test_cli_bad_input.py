@@ -42,6 +42,7 @@ def one_record(cli, tmp_path, monkeypatch):
     (("query", "iris", "--kind", "bogus"), 2, "unknown --kind bogus"),
     (("list", "--limit", "0"), 2, "--limit must be at least 1"),
     (("adapters", "--arch", "mlp-i99999999999-h99999999-o3"), 2, "stops at 100,000,000"),
+    (("add", "m.safetensors", "--arch", MLP, "--name", "again", "--blobs", "m.safetensors"), 2, "is a file"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(cli, one_record, args, code, words):
     assert words in _one_line(cli(*args), code)

@@ -63,7 +63,9 @@ class BlobStore:
         self.check_owner()
 
     def check_owner(self) -> None:
-        """Refuse a folder another registry owns."""
+        """Refuse a folder another registry owns, or a blob root that is not a folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"blob folder {self.root} is a file; pass --blobs with a folder (or a path to create)")
         if self.owner is None:
             return
         try:
