@@ -8,6 +8,7 @@ from typing import Any
 #: How a checkpoint came to be. "trained" = trained from scratch, "finetuned" = trained from a
 #: parent checkpoint, "generated" = sampled by an IGPG generator, "imported" = added by a user.
 KINDS = ("trained", "finetuned", "generated", "imported")
+MAX_ID = 2**63 - 1  # the largest id a database integer key holds
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from igpg_zoo.errors import InvalidMetadata
-from igpg_zoo.records import KINDS, CheckpointMeta, Metric
+from igpg_zoo.records import KINDS, MAX_ID, CheckpointMeta, Metric
 
 FIELDS = ("arch", "task", "dataset", "metrics", "tags", "license", "source", "name", "parent_id", "kind", "extra")
 _TEXT_FIELDS = ("arch", "task", "dataset", "license", "source", "name", "kind")
@@ -40,7 +40,7 @@ def validate(meta: CheckpointMeta) -> CheckpointMeta:
     if meta.kind not in KINDS:
         raise InvalidMetadata(f"kind '{meta.kind}' is unknown; use one of {', '.join(KINDS)}")
     if meta.parent_id is not None and (isinstance(meta.parent_id, bool) or not isinstance(meta.parent_id, int)
-                                       or not 1 <= meta.parent_id < 2**63):
+                                       or not 1 <= meta.parent_id <= MAX_ID):
         raise InvalidMetadata(f"'parent_id' must be a record id (an integer from 1), got {meta.parent_id!r}")
     metrics, seen = [], set()
     for m in meta.metrics:

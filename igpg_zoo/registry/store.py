@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from igpg_zoo.errors import ConfigError, InvalidMetadata, NotFound
-from igpg_zoo.records import Checkpoint, CheckpointMeta, Metric
+from igpg_zoo.records import MAX_ID, Checkpoint, CheckpointMeta, Metric
 from igpg_zoo.registry.db import ArtifactRow, CheckpointRow, Database, EmbeddingRow, MetricRow, TagRow
 from igpg_zoo.registry.filter_sql import order_by_sort, where_filters
 from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
@@ -109,9 +109,6 @@ def _read_records(session: Session, stmt) -> list[Checkpoint]:
                    size_bytes=r[10], parent_id=r[11], kind=r[12], extra=dict(r[13] or {}))
         for r in rows
     ]
-
-
-MAX_ID = 2**63 - 1  # the largest id a database integer key holds
 
 
 def valid_id(record_id: int) -> bool:
