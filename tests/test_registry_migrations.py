@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import torch
 
 from igpg_zoo.errors import RegistryUnavailable
-from igpg_zoo.records import CheckpointMeta
+from igpg_zoo.records import CheckpointMeta, Metric
 from igpg_zoo.registry import db as registry_db
 from igpg_zoo.zoo import open_zoo
 
@@ -20,7 +20,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "9999"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -40,7 +40,17 @@ def _add_one(zoo):
     from igpg_zoo.adapters import get_adapter
 
     torch.manual_seed(0)
-    return zoo.add_weights(get_adapter(MLP).build(MLP).state_dict(), CheckpointMeta(arch=MLP, dataset="toy")).checkpoint
+    meta = CheckpointMeta(arch=MLP, dataset="toy", metrics=(Metric("acc", 0.5, ""),), tags=("t",))
+    return zoo.add_weights(get_adapter(MLP).build(MLP).state_dict(), meta).checkpoint
+
+
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(registry_db.MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def _version(url_or_engine) -> str:
@@ -50,18 +60,14 @@ def _version(url_or_engine) -> str:
 
 def test_alembic_schema_equals_the_models(registry_url):
     from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
     from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     with open_zoo() as zoo:
         _add_one(zoo)
         engine = zoo.store.db.engine
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), registry_db.Base.metadata)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(registry_db.MIGRATIONS))
-        assert diff == [] and _version(engine) == ScriptDirectory.from_config(cfg).get_current_head()
+        assert diff == [] and _version(engine) == _head()
 
 
 def test_a_registry_created_now_opens_with_the_next_version(registry_url, tmp_path, monkeypatch):
@@ -69,7 +75,7 @@ def test_a_registry_created_now_opens_with_the_next_version(registry_url, tmp_pa
         record = _add_one(zoo)
     later = tmp_path / "later-migrations"
     shutil.copytree(registry_db.MIGRATIONS, later, ignore=shutil.ignore_patterns("__pycache__"))
-    (later / "versions" / "9999_note.py").write_text(NEXT_REVISION)
+    (later / "versions" / "9999_note.py").write_text(NEXT_REVISION.format(head=_head()))
     monkeypatch.setattr(registry_db, "MIGRATIONS", later)
     with open_zoo() as zoo:
         assert zoo.get(record.id) == record and zoo.verify() == []
@@ -111,6 +117,6 @@ def test_processes_creating_one_registry_at_once_take_turns(registry_url):
     assert [p.returncode for p in procs] == [0] * 4, outputs
     engine = sa.create_engine(url)
     try:
-        assert _version(engine) == "0001"
+        assert _version(engine) == _head()
     finally:
         engine.dispose()

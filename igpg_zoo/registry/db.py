@@ -203,7 +203,8 @@ def _upgrade(engine: Engine) -> None:
         current = MigrationContext.configure(connection).get_current_revision()
     if current is not None and current == ScriptDirectory.from_config(cfg).get_current_head():
         return  # the common case: nothing to do, no write lock taken
-    with engine.connect().execution_options(sqlite_immediate=True) as connection, connection.begin():
+    with (engine.connect().execution_options(sqlite_immediate=True) as connection,
+          _sqlite_foreign_keys_off(connection), connection.begin()):
         if engine.dialect.name == "postgresql":  # one migrator at a time per database
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7211902)")
         cfg.attributes["connection"] = connection
@@ -214,6 +215,38 @@ def _upgrade(engine: Engine) -> None:
                 f"the registry's schema is newer than this igpg-zoo understands ({_first_line(err)}); "
                 "upgrade igpg-zoo (pip install -U igpg-zoo)"
             ) from None
+        if engine.dialect.name == "sqlite":
+            _check_foreign_keys(connection)  # before the commit: a broken upgrade rolls back whole
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Any) -> Iterator[None]:
+    """Foreign keys off while SQLite migrations run, on again after (SQLite's recipe for altering tables).
+
+    Batch migrations rebuild a table by copying it and dropping the original; with foreign keys on,
+    that drop deletes metrics, tags and embeddings and clears parent links. The pragma is a no-op
+    inside a transaction, so it is set on the driver connection before the migration's BEGIN.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        if not connection.invalidated:  # pooled connections must keep the pragmas of _sqlite_pragmas
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Any) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        table, rowid, parent = broken[0][:3]
+        raise RegistryUnavailable(
+            f"upgrading the registry's schema would leave {len(broken)} broken reference(s) (first: "
+            f"{table} row {rowid} -> {parent}); nothing was changed; run PRAGMA foreign_key_check on the file "
+            "to list them"
+        )
 
 
 def _first_line(err: BaseException) -> str:
