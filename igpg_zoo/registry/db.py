@@ -51,6 +51,7 @@ class Base(DeclarativeBase):
 
 class CheckpointRow(Base):
     __tablename__ = "checkpoints"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(512))
@@ -122,6 +123,7 @@ class ArtifactRow(Base):
     """A generator artifact (tokenizer, prior): tensors in a blob, config and provenance as JSON."""
 
     __tablename__ = "artifacts"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
