@@ -52,8 +52,7 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
                                         (("--dropout", "-0.1"), "--dropout"), (("--epochs", "0"), "--epochs"),
                                         (("--tokens-per-chunk", "0"), "--tokens-per-chunk"),
                                         (("--device", "tpu"), "--device"), (("--device", "cuda:x"), "--device"),
-                                        (("--codebook-size", "1"), "--codebook-size"),
-                                        (("--length-power", "-1"), "--length-power")])
+                                        (("--codebook-size", "1"), "--codebook-size")])
 def test_train_rejects_bad_options(cli, args, flag):
     result = cli("train", *args)
     assert result.exit_code == 2 and flag in result.output

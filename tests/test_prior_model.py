@@ -188,30 +188,6 @@ def test_epochs_set_the_step_count_from_the_zoo_size(epochs, n, batch, world, st
     assert resolve_steps(PriorTrainConfig(epochs=epochs, batch_size=batch), n, world).steps == steps
 
 
-@pytest.mark.parametrize("power, short_share", [(0.0, 0.5), (1.0, 8 / 40), (2.0, 64 / (64 + 1024))])
-def test_length_power_draws_units_in_proportion_to_their_tokens(power, short_share):
-    from igpg_zoo.igpg.prior_train import draw_units, unit_weights
-
-    data = TokenSet([torch.zeros(8, dtype=torch.long), torch.zeros(32, dtype=torch.long)], [{}, {}], [0, 1])
-    units = data.windows(_cfg())
-    assert data.unit_lengths(_cfg(), units) == [8, 32]
-    picks = draw_units(len(units), unit_weights([8, 32], power), 20_000, torch.Generator().manual_seed(0))
-    assert abs(picks.count(0) / len(picks) - short_share) < 0.015
-
-
-def test_unit_lengths_count_each_windows_own_tokens():
-    data = TokenSet([torch.zeros(40, dtype=torch.long)], [{}], [0])  # block 32, context 8: windows [0, 32), [24, 40)
-    assert data.unit_lengths(_cfg(), data.windows(_cfg())) == [32, 16]
-
-
-def test_length_power_zero_keeps_the_uniform_draws():
-    from igpg_zoo.igpg.prior_train import draw_units, unit_weights
-
-    assert unit_weights([8, 32], 0.0) is None
-    uniform = torch.randint(7, (50,), generator=torch.Generator().manual_seed(3)).tolist()
-    assert draw_units(7, None, 50, torch.Generator().manual_seed(3)) == uniform  # old runs resume bit-exactly
-
-
 def test_epochs_must_be_positive():
     from igpg_zoo.errors import GeneratorError
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, resolve_steps

@@ -112,9 +112,6 @@ def train(
     width: Annotated[int, typer.Option(help="prior: model width")] = 128,
     block: Annotated[Optional[int], typer.Option(help="prior: context in tokens (default: longest model)")] = None,
     batch: Annotated[int, typer.Option(help="prior: sequences per step (per process)")] = 16,
-    length_power: Annotated[float, typer.Option(
-        help="prior: draw each model with probability ~ its tokens ** this (0: every model equally often; 1: every "
-             "token equally often, so short models are not learnt by heart first)")] = 0.0,
     dropout: Annotated[float, typer.Option(help="prior: dropout (0.1 for 50 epochs: fewer replays and better "
                                            "single samples than 0 for 25; BENCHMARKS.md)")] = 0.1,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
@@ -132,8 +129,6 @@ def train(
         raise ConfigError(f"--dropout must lie in [0, 1), got {dropout}")
     if epochs <= 0:
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
-    if not 0.0 <= length_power <= 4.0:
-        raise ConfigError(f"--length-power must lie in [0, 4], got {length_power}")
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -150,7 +145,7 @@ def train(
             from igpg_zoo.igpg.prior_train import PriorTrainConfig
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
-                                    seed=seed, batch_size=batch, length_power=length_power)
+                                    seed=seed, batch_size=batch)
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
             art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)

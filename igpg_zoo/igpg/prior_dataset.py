@@ -56,11 +56,6 @@ class TokenSet:
         """Every (record, window) pair: the units a batch draws from."""
         return [(i, j) for i, t in enumerate(self.tokens) for j in range(n_windows(cfg, len(t)))]
 
-    def unit_lengths(self, cfg: PriorConfig, units: list[tuple[int, int]]) -> list[int]:
-        """Weight tokens in each (record, window) unit."""
-        bounds = (window_bounds(cfg, j, len(self.tokens[i])) for i, j in units)
-        return [end - start for start, end in bounds]
-
     def batch(self, cfg: PriorConfig, picks: list[tuple[int, int]]):
         """(idx (B, block), mask (B, block), cond) for the given (record, window) pairs."""
         B = len(picks)

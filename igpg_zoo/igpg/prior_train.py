@@ -26,7 +26,6 @@ class PriorTrainConfig:
     steps: int = 800  # without dropout (BENCHMARKS.md): more replay the zoo, fewer ignore the condition
     batch_size: int = 16
     epochs: float | None = None  # when set, steps = ceil(epochs * sequences / (batch_size * processes))
-    length_power: float = 0.0  # a (record, window) unit is drawn with probability ~ tokens ** length_power
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 100
@@ -97,26 +96,6 @@ def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
                               {"params": rest, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.95))
 
 
-def unit_weights(lengths: list[int], power: float) -> torch.Tensor | None:
-    """Sampling weights of the training units, ``tokens ** power`` (None: uniform, the default).
-
-    Uniform draws give every sequence the same number of passes, so an 8-token model is seen as
-    often as a 212-token one and is learnt by heart long before the long ones are learnt at all;
-    ``power`` 1 makes every *token* equally likely instead (docs/igpg-prior.md, Training)."""
-    if power == 0:
-        return None
-    if not 0 < power <= 4:
-        raise GeneratorError(f"length_power must lie in [0, 4], got {power}")
-    return torch.tensor(lengths, dtype=torch.float64) ** power
-
-
-def draw_units(n_units: int, weights: torch.Tensor | None, n: int, gen: torch.Generator) -> list[int]:
-    """``n`` of ``n_units`` unit indices, with replacement: uniform (weights None), else in proportion to ``weights``."""
-    if weights is None:
-        return torch.randint(n_units, (n,), generator=gen).tolist()
-    return torch.multinomial(weights, n, replacement=True, generator=gen).tolist()
-
-
 def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path | None = None,
               resume: bool = False, progress=None, device: str | None = None) -> FitResult:
     """Train ``prior`` on ``data`` for ``tcfg.steps`` steps (DDP when a process group exists).
@@ -141,14 +120,13 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
         gpu = dev.index if dev.index is not None else torch.cuda.current_device() if dev.type == "cuda" else None
         model = DDP(prior, device_ids=[gpu] if gpu is not None else None)
     units = data.windows(prior.cfg)
-    weights = unit_weights(data.unit_lengths(prior.cfg, units), tcfg.length_power)
     result = FitResult(steps=tcfg.steps, resumed_from=start)
     t0, acc, n_acc = time.perf_counter(), 0.0, 0
     prior.train()
     for step in range(start, tcfg.steps):
         for group in opt.param_groups:
             group["lr"] = tcfg.lr_at(step)
-        picks = draw_units(len(units), weights, tcfg.batch_size, gen)
+        picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
         idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
         if dev.type != "cpu":
             idx, mask = idx.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
