@@ -1,0 +1,114 @@
+"""Many raw draws per seen pair: the odds that one sample is within 5 pp of the median trained
+member, and the share of exact copies, per (task, architecture), at several temperatures.
+
+The acceptance benchmark (generator_bench.py) draws 5 samples per pair at seed 0; its "single"
+is the first of them, one draw per pair. This script draws ``-n`` more per pair at another seed,
+so a result like "13 of 13 singles within 5 pp" can be read against each pair's odds.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/generator_draws.py --priors 14,33 --temperatures 1.0 \\
+        --top-p 0.9 -n 10 --seed 7001 --tag lp1
+
+Reads the `full` benchmark registry (bench/scratch/generator-full); writes
+bench/results/generator-draws[-TAG].json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from generator_bench import archs_for, zoo_setup  # noqa: E402
+from generator_eval import _condition_args, _members, _test_acc, seen_tasks  # noqa: E402
+
+
+def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
+    from igpg_zoo.data import load_dataset
+
+    ds, args = load_dataset(task), _condition_args(zoo, task)
+    cond = gen.condition(arch, args["task"], args["data_embedding"])
+    tokens, _ = gen.sample(arch, cond, n, settings, seed)
+    accs = [_test_acc(arch, gen.tokenizer.decode(tokens[i], arch), ds) for i in range(n)]
+    copies = [gen.is_replay(arch, tokens[i]) for i in range(n)]
+    members = _members(zoo, task, arch)
+    coded = {tuple(gen.tokenizer.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members}
+    median = statistics.median(r.metric("acc") for r in members)
+    return {"task": task, "arch": arch, "tokens": gen.tokenizer.sequence_length(arch), "median_trained": median,
+            "accs": accs, "copies": copies, "within_5pp": sum(median - a <= 0.05 for a in accs),
+            "members": len(members), "distinct_member_sequences": len(coded),
+            "members_replayed": len(coded & {tuple(t.tolist()) for t in tokens})}
+
+
+def run(args) -> dict:
+    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.sampling import SamplingSettings
+    from igpg_zoo.zoo import open_zoo
+
+    zoo = open_zoo(str(ROOT / "scratch" / "generator-full" / "registry.db"))
+    setup = zoo_setup("full", False)
+    pick = archs_for(zoo, setup, None)
+    pairs = [(t, a) for t in seen_tasks(zoo, setup["holdout"], 8) for a in pick(t)]
+    out = {"command": " ".join(["bench/generator_draws.py"] + sys.argv[1:]), "n": args.n, "seed": args.seed,
+           "top_p": args.top_p, "runs": []}
+    for pid in args.priors:
+        gen = Generator.load(zoo, pid)
+        train = gen.artifact.config["train"]
+        for T in args.temperatures:
+            settings = SamplingSettings(temperature=T, top_p=args.top_p if args.top_p < 1 else None)
+            t0 = time.perf_counter()
+            rows = [draws(gen, zoo, t, a, settings, args.n, args.seed) for t, a in pairs]
+            out["runs"].append({"prior": pid, "steps": train["steps"], "length_power": train.get("length_power", 0.0),
+                                "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
+            print(summary_line(out["runs"][-1]), flush=True)
+    zoo.close()
+    return out
+
+
+def summary_line(run: dict) -> str:
+    rows, n = run["rows"], len(run["rows"][0]["accs"])
+    within = sum(r["within_5pp"] for r in rows)
+    copies = sum(sum(r["copies"]) for r in rows)
+    return (f"prior #{run['prior']} ({run['steps']} steps, length power {run['length_power']:g}), T {run['temperature']:g}: "
+            f"draws within 5 pp {within} of {n * len(rows)}, exact copies {copies} ({100 * copies / (n * len(rows)):.1f} %), "
+            f"pairs with every draw within 5 pp {sum(r['within_5pp'] == n for r in rows)} of {len(rows)}")
+
+
+def write_markdown(out: dict, path: Path) -> None:
+    lines = ["# Raw draws per seen pair", "", f"Command: `{out['command']}`. {out['n']} draws per pair at seed "
+             f"{out['seed']} (the acceptance benchmark draws at seed 0), top-p {out['top_p']:g}; shared 2-core CPU.", ""]
+    for run in out["runs"]:
+        lines += [f"## {summary_line(run)}", "", "| task | arch | tokens | median trained | draws within 5 pp | "
+                  "exact copies | mean accuracy | members (distinct token sequences) | members replayed |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {100 * r['median_trained']:.1f} | {r['within_5pp']} | "
+                  f"{sum(r['copies'])} | {100 * statistics.mean(r['accs']):.1f} | {r['members']} ({r['distinct_member_sequences']}) | "
+                  f"{r['members_replayed']} |" for r in run["rows"]]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--priors", type=lambda s: [int(x) for x in s.split(",")], required=True)
+    ap.add_argument("--temperatures", type=lambda s: [float(x) for x in s.split(",")], default=[1.0])
+    ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("-n", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=7001)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out = run(args)
+    path = ROOT / "results" / ("generator-draws" + (f"-{args.tag}" if args.tag else "") + ".json")
+    path.write_text(json.dumps(out, indent=1, default=float))
+    write_markdown(out, path.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()
