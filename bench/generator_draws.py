@@ -55,13 +55,17 @@ def run(args) -> dict:
     setup = zoo_setup("full", False)
     pick = archs_for(zoo, setup, None)
     pairs = [(t, a) for t in seen_tasks(zoo, setup["holdout"], 8) for a in pick(t)]
+    if args.max_tokens:
+        length = Generator.load(zoo, args.priors[0]).tokenizer.sequence_length
+        pairs = [(t, a) for t, a in pairs if length(a) <= args.max_tokens]
     out = {"command": " ".join(["bench/generator_draws.py"] + sys.argv[1:]), "n": args.n, "seed": args.seed,
-           "top_p": args.top_p, "runs": []}
+           "top_p": args.top_p, "top_k": args.top_k, "min_p": args.min_p, "runs": []}
     for pid in args.priors:
         gen = Generator.load(zoo, pid)
         train = gen.artifact.config["train"]
         for T in args.temperatures:
-            settings = SamplingSettings(temperature=T, top_p=args.top_p if args.top_p < 1 else None)
+            settings = SamplingSettings(temperature=T, top_p=args.top_p if args.top_p < 1 else None,
+                                        top_k=args.top_k, min_p=args.min_p)
             t0 = time.perf_counter()
             rows = [draws(gen, zoo, t, a, settings, args.n, args.seed) for t, a in pairs]
             out["runs"].append({"prior": pid, "steps": train["steps"], "length_power": train.get("length_power", 0.0),
@@ -82,7 +86,8 @@ def summary_line(run: dict) -> str:
 
 def write_markdown(out: dict, path: Path) -> None:
     lines = ["# Raw draws per seen pair", "", f"Command: `{out['command']}`. {out['n']} draws per pair at seed "
-             f"{out['seed']} (the acceptance benchmark draws at seed 0), top-p {out['top_p']:g}; shared 2-core CPU.", ""]
+             f"{out['seed']} (the acceptance benchmark draws at seed 0), top-p {out['top_p']:g}, top-k {out.get('top_k')}, "
+             f"min-p {out.get('min_p')}; shared 2-core CPU.", ""]
     for run in out["runs"]:
         lines += [f"## {summary_line(run)}", "", "| task | arch | tokens | median trained | draws within 5 pp | "
                   "exact copies | mean accuracy | members (distinct token sequences) | members replayed |",
@@ -99,6 +104,9 @@ def main() -> None:
     ap.add_argument("--priors", type=lambda s: [int(x) for x in s.split(",")], required=True)
     ap.add_argument("--temperatures", type=lambda s: [float(x) for x in s.split(",")], default=[1.0])
     ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("--top-k", type=int, default=None)
+    ap.add_argument("--min-p", type=float, default=None)
+    ap.add_argument("--max-tokens", type=int, default=None, help="only pairs whose models have at most this many tokens")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--seed", type=int, default=7001)
     ap.add_argument("--tag", default="")

@@ -1,0 +1,93 @@
+"""Do new token sequences that work lie next to the zoo's members? One-token recombinations.
+
+For a (task, architecture) pair, take a member's token sequence and replace the token at one
+position by the token another member of the pair has there. Each such edit that is not itself a
+member is a new sequence; decode it and score it on the test split, and measure how far it moves
+the weights (relative to the edited member's norm). Short models are enumerated exhaustively, long
+ones sampled (``--edits`` per pair).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/token_recombination.py --tokenizer 2 --edits 60
+
+Reads the `full` benchmark registry; writes bench/results/token-recombination.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from generator_eval import _members, _test_acc  # noqa: E402
+
+PAIRS = (("iris", "mlp-i4-h16-o3"), ("wine", "mlp-i13-h16-o3"), ("breast_cancer", "mlp-i30-h16-o2"),
+         ("fashion_mnist[classes=0,1,2,3,4][n=2000][size=14]", "cnn-i1x14x14-c8k3-c16k3-o5"),
+         ("digits", "cnn-i1x8x8-c8k3-c16k3-h32-o10-tanh"), ("mnist1d", "mlp-i40-h64-o10"),
+         ("digits", "cnn-i1x8x8-c16k3-c32k3-o10-gelu"))
+
+
+def _flat(params: dict) -> torch.Tensor:
+    return torch.cat([v.flatten() for v in params.values()])
+
+
+def edits(seqs: list[tuple], limit: int, rng: random.Random) -> list[tuple[tuple, tuple]]:
+    """(member, edited) pairs: every one-token edit from a sibling when there are at most ``limit``, else ``limit`` drawn."""
+    members = set(seqs)
+    every = [(m, m[:j] + (c,) + m[j + 1:]) for m in seqs for j in range(len(m))
+             for c in sorted({s[j] for s in seqs} - {m[j]})]
+    every = [(m, t) for m, t in every if t not in members]
+    return every if len(every) <= limit else rng.sample(every, limit)
+
+
+def pair_row(zoo, tok, task: str, arch: str, limit: int, rng: random.Random) -> dict:
+    from igpg_zoo.data import load_dataset
+
+    ds, members = load_dataset(task), _members(zoo, task, arch)
+    median = statistics.median(r.metric("acc") for r in members)
+    seqs = sorted({tuple(tok.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members})
+    accs, dists = [], []
+    for m, t in edits(seqs, limit, rng):
+        accs.append(_test_acc(arch, tok.decode(torch.tensor(t), arch), ds))
+        new, old = _flat(tok.decode_params(torch.tensor(t), arch)), _flat(tok.decode_params(torch.tensor(m), arch))
+        dists.append(float((new - old).norm() / old.norm()))
+    return {"task": task, "arch": arch, "tokens": len(seqs[0]), "members": len(members), "distinct": len(seqs),
+            "median_trained": median, "edits": len(accs), "within_5pp": sum(median - a <= 0.05 for a in accs),
+            "mean_acc": statistics.mean(accs), "median_distance": statistics.median(dists)}
+
+
+def main() -> None:
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.zoo import open_zoo
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokenizer", type=int, default=2)
+    ap.add_argument("--edits", type=int, default=60, help="most edits scored per pair (all when there are fewer)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    zoo = open_zoo(str(ROOT / "scratch" / "generator-full" / "registry.db"))
+    tok, rng = Tokenizer.load(zoo, args.tokenizer), random.Random(0)
+    rows = [pair_row(zoo, tok, t, a, args.edits, rng) for t, a in PAIRS]
+    zoo.close()
+    out = ROOT / "results" / "token-recombination.json"
+    out.write_text(json.dumps({"command": " ".join(["bench/token_recombination.py"] + sys.argv[1:]), "rows": rows}, indent=1))
+    lines = ["# One-token recombinations of zoo members", "",
+             f"Command: `bench/token_recombination.py {' '.join(sys.argv[1:])}` (tokenizer #{args.tokenizer}, the "
+             "`full` benchmark registry; shared 2-core CPU).", "",
+             "| task | arch | tokens | members (distinct sequences) | new sequences scored | within 5 pp of the median "
+             "trained | mean accuracy (median trained) | median distance to the edited member |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {r['members']} ({r['distinct']}) | {r['edits']} | "
+              f"{r['within_5pp']} ({100 * r['within_5pp'] / r['edits']:.0f} %) | {100 * r['mean_acc']:.1f} "
+              f"({100 * r['median_trained']:.1f}) | {100 * r['median_distance']:.1f} % |" for r in rows]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
