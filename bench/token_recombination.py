@@ -36,12 +36,13 @@ def _flat(params: dict) -> torch.Tensor:
     return torch.cat([v.flatten() for v in params.values()])
 
 
-def edits(seqs: list[tuple], limit: int, rng: random.Random) -> list[tuple[tuple, tuple]]:
-    """(member, edited) pairs: every one-token edit from a sibling when there are at most ``limit``, else ``limit`` drawn."""
+def edits(seqs: list[tuple], limit: int, rng: random.Random) -> list[tuple[tuple, tuple, int]]:
+    """(member, edited, position) triples: every one-token edit from a sibling when there are at most
+    ``limit``, else ``limit`` drawn."""
     members = set(seqs)
-    every = [(m, m[:j] + (c,) + m[j + 1:]) for m in seqs for j in range(len(m))
+    every = [(m, m[:j] + (c,) + m[j + 1:], j) for m in seqs for j in range(len(m))
              for c in sorted({s[j] for s in seqs} - {m[j]})]
-    every = [(m, t) for m, t in every if t not in members]
+    every = [(m, t, j) for m, t, j in every if t not in members]
     return every if len(every) <= limit else rng.sample(every, limit)
 
 
@@ -51,14 +52,18 @@ def pair_row(zoo, tok, task: str, arch: str, limit: int, rng: random.Random) -> 
     ds, members = load_dataset(task), _members(zoo, task, arch)
     median = statistics.median(r.metric("acc") for r in members)
     seqs = sorted({tuple(tok.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members})
-    accs, dists = [], []
-    for m, t in edits(seqs, limit, rng):
+    accs, dists, stages = [], [], []
+    for m, t, j in edits(seqs, limit, rng):
         accs.append(_test_acc(arch, tok.decode(torch.tensor(t), arch), ds))
         new, old = _flat(tok.decode_params(torch.tensor(t), arch)), _flat(tok.decode_params(torch.tensor(m), arch))
         dists.append(float((new - old).norm() / old.norm()))
+        stages.append(j % tok.config.tokens_per_chunk)  # tokens are chunk-major: (chunk, residual stage)
+    by_stage = {k: {"edits": stages.count(k), "within_5pp": sum(median - a <= 0.05 for a, g in zip(accs, stages) if g == k),
+                    "median_distance": statistics.median([d for d, g in zip(dists, stages) if g == k])}
+                for k in sorted(set(stages))}
     return {"task": task, "arch": arch, "tokens": len(seqs[0]), "members": len(members), "distinct": len(seqs),
             "median_trained": median, "edits": len(accs), "within_5pp": sum(median - a <= 0.05 for a in accs),
-            "mean_acc": statistics.mean(accs), "median_distance": statistics.median(dists)}
+            "mean_acc": statistics.mean(accs), "median_distance": statistics.median(dists), "by_stage": by_stage}
 
 
 def main() -> None:
@@ -85,6 +90,12 @@ def main() -> None:
     lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {r['members']} ({r['distinct']}) | {r['edits']} | "
               f"{r['within_5pp']} ({100 * r['within_5pp'] / r['edits']:.0f} %) | {100 * r['mean_acc']:.1f} "
               f"({100 * r['median_trained']:.1f}) | {100 * r['median_distance']:.1f} % |" for r in rows]
+    lines += ["", "By residual stage of the edited token (0: the coarsest code of its chunk): edits, share within "
+              "5 pp, median distance.", "", "| task | arch | " + " | ".join(f"stage {k}" for k in range(4)) + " |",
+              "|---|---|" + "---|" * 4]
+    lines += [f"| {r['task']} | {r['arch']} | " + " | ".join(
+        f"{b['edits']}, {100 * b['within_5pp'] / b['edits']:.0f} %, {100 * b['median_distance']:.1f} %"
+        for b in r["by_stage"].values()) + " |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
