@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from torch import nn
 
 from igpg_zoo.errors import ConfigError, ExportNotSupported, ExportParityError, ZooError
 from igpg_zoo.export.parity import PARITY_BATCHES, batches, first_output, max_abs_diff
+from igpg_zoo.export.staging import staged
 
 EXPORTERS = ("auto", "legacy", "dynamo")
 SINGLE_FILE_LIMIT = int(1.8 * 2**30)  # protobuf caps a file at 2 GiB
@@ -57,13 +56,11 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
     if exporter not in EXPORTERS:
         raise ConfigError(f"unknown ONNX exporter '{exporter}'; choose one of {', '.join(EXPORTERS)}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
     module.eval()
     try:
         example = _batch_of_two(example)
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".onnx-") as tmp:
-            tmp_path = Path(tmp) / out.name
+        with staged(out) as tmp_path:  # published onto ``out`` only when every check passed
             started = time.perf_counter()
             used = _export(module, example, tmp_path, opset, exporter)
             seconds = time.perf_counter() - started
@@ -80,7 +77,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
                     f"({used} exporter, opset {got_opset}); nothing was written. Pass a larger --atol "
                     "if the difference is acceptable, or try --exporter dynamo/legacy"
                 )
-            side = _move_into_place(tmp_path, out)
+            side = out.with_name(out.name + ".data") if tmp_path.with_name(tmp_path.name + ".data").exists() else None
     finally:
         module.train(was_training)
     return OnnxReport(out, got_opset, diff, seconds, used, parity_seconds, PARITY_BATCHES, side)
@@ -177,14 +174,3 @@ def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
 def _opset(path: Path) -> int:
     model = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def _move_into_place(tmp_path: Path, out: Path) -> Path | None:
-    """Rename the checked file (and its side file) over ``out``; returns the side file, if any."""
-    side_tmp = tmp_path.with_name(tmp_path.name + ".data")
-    side = None
-    if side_tmp.exists():
-        side = out.with_name(out.name + ".data")
-        os.replace(side_tmp, side)
-    os.replace(tmp_path, out)
-    return side

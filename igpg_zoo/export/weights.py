@@ -21,9 +21,6 @@ at ``out`` when a check fails.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,16 +99,20 @@ def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: P
     CheckpointMismatch (weights do not fit ``arch``) or ExportParityError (figure > ``atol``).
     """
     from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.export.staging import check_target
 
+    _check_atol(atol)
     adapter = get_adapter(arch)
     check_supported(adapter, arch, fmt)
+    target = _file_target(Path(out), fmt) if fmt in FILE_SUFFIX else Path(out)
+    check_target(target, folder=fmt not in FILE_SUFFIX)  # before any work: --out can be written
     module = _module_with(adapter, arch, weights)
     meta = _labelled({"arch": arch, **(meta or {})})
     if fmt == "onnx":
-        return _export_onnx(adapter, arch, module, _file_target(Path(out), fmt), meta, atol, exporter)
+        return _export_onnx(adapter, arch, module, target, meta, atol, exporter)
     if fmt == "safetensors":
-        return _export_single_file(adapter, arch, module, weights, _file_target(Path(out), fmt), meta, atol)
-    return _export_folder(adapter, arch, module, weights, fmt, Path(out), meta, atol)
+        return _export_single_file(adapter, arch, module, weights, target, meta, atol)
+    return _export_folder(adapter, arch, module, weights, fmt, target, meta, atol)
 
 
 # -- one function per format --------------------------------------------------------------------
@@ -133,32 +134,22 @@ def _export_onnx(adapter: Adapter, arch: str, module: nn.Module, out: Path, meta
 def _export_single_file(adapter: Adapter, arch: str, module: nn.Module, weights: dict, out: Path,
                         meta: dict, atol: float) -> ExportReport:
     from igpg_zoo.export.single_file import read_single_file, write_single_file
+    from igpg_zoo.export.staging import staged
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with staged(out) as tmp:  # published onto ``out`` only when the check passed
         started = time.perf_counter()
         write_single_file(arch, weights, tmp, meta)
         seconds = time.perf_counter() - started
-        _chmod_default(tmp, 0o666)  # mkstemp and safetensors both leave 0600
         arch_back, weights_back, _ = read_single_file(tmp)
         diff, check = _roundtrip_diff(adapter, arch, module, arch_back, weights_back, atol)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportReport("safetensors", arch, adapter.name, out, seconds, diff, atol, check)
 
 
 def _export_folder(adapter: Adapter, arch: str, module: nn.Module, weights: dict, fmt: str, out: Path,
                    meta: dict, atol: float) -> ExportReport:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} already exists and is not an empty folder; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    _chmod_default(tmp, 0o777)
-    try:
+    from igpg_zoo.export.staging import staged
+
+    with staged(out, folder=True) as tmp:  # published onto ``out`` only when the check passed
         started = time.perf_counter()
         adapter.write_checkpoint(arch, weights, tmp, meta)
         seconds = time.perf_counter() - started
@@ -169,9 +160,6 @@ def _export_folder(adapter: Adapter, arch: str, module: nn.Module, weights: dict
                 "report this to the adapter's author and use --format safetensors meanwhile"
             )
         diff, check = _roundtrip_diff(adapter, arch, module, back[0], back[1], atol)
-        os.replace(tmp, out)  # an empty folder at ``out`` is replaced atomically
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return ExportReport(fmt, arch, adapter.name, out, seconds, diff, atol, check)
 
 
@@ -185,11 +173,9 @@ def _labelled(meta: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "kind": GENERATED} if "kind" not in meta and is_generated(meta) else meta
 
 
-def _chmod_default(path: Path, mode: int) -> None:
-    """Private temp paths (0600/0700) get the usual umask mode before they are put in place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+def _check_atol(atol: float) -> None:
+    if not (isinstance(atol, (int, float)) and 0 <= atol < float("inf")):
+        raise ConfigError(f"--atol must be a finite number >= 0 (the largest accepted output difference), got {atol}")
 
 
 def _file_target(out: Path, fmt: str) -> Path:
