@@ -39,12 +39,20 @@ _adapters: dict[str, Adapter] | None = None
 _infos: list[AdapterInfo] = []
 
 
-def _load_target(target: str) -> Adapter:
+def _load_target(name: str, target: str) -> Adapter:
     module_name, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except SystemExit as exc:  # a plugin that exits on import must not end the command
+        raise RuntimeError(f"exited on import (SystemExit: {exc})") from None
     adapter = cls()
     if not isinstance(adapter, Adapter):
         raise TypeError(f"{target} is not an igpg_zoo Adapter")
+    if getattr(adapter, "name", None) != name:
+        raise TypeError(f"{target} has name {getattr(adapter, 'name', None)!r}, but its entry point is "
+                        f"'{name}'; they must be equal")
+    if not isinstance(getattr(adapter, "test_arch", None), str):
+        raise TypeError(f"{target} has no test_arch string (the contract test's architecture)")
     return adapter
 
 
@@ -82,7 +90,7 @@ def _load_all() -> dict[str, Adapter]:
             infos.append(AdapterInfo(name, target, dist, version, "disabled", "IGPG_ZOO_PLUGINS"))
             continue
         try:
-            adapters[name] = _load_target(target)
+            adapters[name] = _load_target(name, target)
             infos.append(AdapterInfo(name, target, dist, version, "ok"))
         except Exception as exc:  # a broken plugin must not break the others
             msg = f"{type(exc).__name__}: {exc}"
@@ -121,14 +129,25 @@ def loaded_adapters() -> list[Adapter]:
 
 
 def get_adapter(arch: str) -> Adapter:
-    """The first loaded adapter that supports ``arch``."""
+    """The first loaded adapter that supports ``arch``.
+
+    An adapter whose ``supports`` raises is skipped with a warning (and named in the error when
+    no adapter is found), so one broken plugin cannot hide the architectures of the others.
+    """
     adapters = _load_all()
+    broken = []
     for adapter in adapters.values():
-        if adapter.supports(arch):
-            return adapter
+        try:
+            if adapter.supports(arch):
+                return adapter
+        except Exception as exc:  # a plugin's bug; the built-ins and other plugins keep working
+            broken.append(adapter.name)
+            warnings.warn(f"igpg-zoo adapter '{adapter.name}' failed in supports({arch!r}) "
+                          f"({type(exc).__name__}: {exc}); skipped it", stacklevel=2)
     installed = ", ".join(sorted(adapters)) or "none"
     failed = [i.name for i in _infos if i.state == "failed"]
     hint = f" (failed to load: {', '.join(failed)})" if failed else ""
+    hint += f" (raised in supports: {', '.join(broken)})" if broken else ""
     raise UnknownArchitecture(
         f"no adapter supports architecture '{arch}'; installed: {installed}{hint}. "
         "Check the spelling (docs/adapters.md), install a plugin (e.g. pip install -e plugins/igpg-zoo-timm) "
