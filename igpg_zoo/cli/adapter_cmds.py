@@ -43,6 +43,7 @@ def _table(rows: list[dict[str, str]]) -> str:
 def _arch_info(arch: str) -> dict:
     """What igpg-zoo knows about one arch string: adapter, text, size, head, state-dict keys."""
     from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.export.weights import supported_formats
 
     adapter = get_adapter(arch)
     state = adapter.build(arch).state_dict()
@@ -51,7 +52,7 @@ def _arch_info(arch: str) -> dict:
         "n_params": sum(p.numel for p in adapter.param_layout(arch)),
         "head": adapter.head_names(arch),
         "keys": {k: list(v.shape) for k, v in state.items()},
-        "export_formats": ["safetensors", *adapter.export_formats],
+        "export_formats": list(supported_formats(adapter)),  # the formats `igpg-zoo export` accepts
     }
 
 

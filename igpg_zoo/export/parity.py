@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from igpg_zoo.errors import ExportParityError
+from igpg_zoo.errors import ExportNotSupported, ExportParityError
 
 PARITY_BATCHES = (1, 3)
 PARITY_SEED = 0
@@ -48,10 +48,20 @@ def max_abs_diff(got, expected, where: str) -> float:
 
 
 def torch_parity(module: nn.Module, other: nn.Module, example: torch.Tensor) -> float:
-    """max|other(x) - module(x)| over the parity batches (both modules in eval mode)."""
+    """max|other(x) - module(x)| over the parity batches (both modules in eval mode).
+
+    A module that cannot run on inputs shaped like ``example`` is ExportNotSupported, one line.
+    """
     worst = 0.0
     for x in batches(example):
-        with torch.no_grad():
-            expected, got = first_output(module(x)), first_output(other(x))
+        try:
+            with torch.no_grad():
+                expected, got = first_output(module(x)), first_output(other(x))
+        except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+            why = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ExportNotSupported(
+                f"the module does not run on its example input of shape {tuple(x.shape)} "
+                f"({type(exc).__name__}: {why}); check the architecture string's input size"
+            ) from None
         worst = max(worst, max_abs_diff(got, expected, f"batch {x.shape[0]}"))
     return worst

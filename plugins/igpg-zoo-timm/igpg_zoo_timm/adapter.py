@@ -90,9 +90,17 @@ class TimmAdapter(Adapter):
         return spec
 
     def build(self, arch: str) -> nn.Module:
+        """The module; options timm rejects (``global_pool=bogus``) are a one-line UnknownArchitecture."""
         import timm
 
-        return timm.create_model(**_create_kwargs(self.parse(arch))).eval()
+        spec = self.parse(arch)
+        try:
+            return timm.create_model(**_create_kwargs(spec)).eval()
+        except (AssertionError, TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
+            why = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UnknownArchitecture(f"timm cannot build '{arch}' ({type(exc).__name__}: {why}); "
+                                      "fix the options (docs/adapters.md: num_classes, in_chans, img_size, "
+                                      "global_pool)") from None
 
     def input_size(self, arch: str) -> tuple[int, int, int]:
         """(C, H, W) of the model's input: the string's options over timm's pretrained config."""

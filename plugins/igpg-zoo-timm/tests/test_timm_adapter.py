@@ -153,3 +153,35 @@ def test_igpg_zoo_add_imports_a_timm_folder_and_a_plain_state_dict(tmp_path, mon
                                 "timm/test_vit?num_classes=3&in_chans=1&img_size=32", "--json"])
     assert plain.exit_code == 0, plain.output
     assert json.loads(plain.stdout)["sha256"] == json.loads(folder.stdout)["sha256"]
+
+
+@pytest.mark.parametrize("arch,fragment", [
+    ("timm/test_resnet?num_classes=3&global_pool=bogus", "AssertionError: Invalid pool type: bogus"),
+    ("timm/test_vit?num_classes=3&global_pool=bogus", "AssertionError: Only avg"),
+])
+def test_options_timm_rejects_are_one_line(arch, fragment):
+    with pytest.raises(UnknownArchitecture, match=f"timm cannot build .*{fragment}") as info:
+        ADAPTER.build(arch)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "native"])
+def test_an_arch_that_cannot_run_on_its_input_size_exports_nothing(fmt, tmp_path):
+    from igpg_zoo.errors import ExportNotSupported
+    from igpg_zoo.export import export_weights
+
+    arch = "timm/test_vit?num_classes=3&img_size=40"  # builds, but 40 is no multiple of the 16-pixel patch
+    weights = ADAPTER.build(arch).state_dict()
+    with pytest.raises(ExportNotSupported, match=r"does not run on its example input of shape \(1, 3, 40, 40\)"):
+        export_weights(arch, weights, fmt, tmp_path / "out" / f"m.{fmt}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_arch_description_lists_the_timm_format():
+    from typer.testing import CliRunner
+
+    from igpg_zoo.cli.app import app
+
+    result = CliRunner().invoke(app, ["adapters", "--arch", TINY[0], "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["export_formats"] == ["onnx", "timm", "native", "safetensors"]
