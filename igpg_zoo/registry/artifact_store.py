@@ -32,7 +32,7 @@ class ArtifactStore:
         row = ArtifactRow(kind=kind, name=name, sha256=sha256, size_bytes=size_bytes, created_at=utc_now(),
                           config=config, provenance=provenance, parent_id=parent_id)
         try:
-            with self.db.session_scope() as session:
+            with self.db.session_scope(write=True) as session:
                 session.add(row)
                 session.flush()
                 return _record(row)

@@ -273,23 +273,47 @@ class Database:
             reason = _first_line(err.orig) if err.orig is not None else _first_line(err)
             hint = ("check that it is an igpg-zoo SQLite registry file" if self.is_sqlite else
                     "check the URL and that the server is running")
+            if self.is_sqlite and "readonly" in reason:  # WAL needs to create files beside the registry
+                hint = "the file or its folder is read-only; copy the registry (with blobs/) somewhere writable"
             raise RegistryUnavailable(
                 f"cannot open registry {make_url(url).render_as_string(hide_password=True)}: {reason}; {hint}"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def session_scope(self) -> Iterator[Session]:
-        """A session that commits on success, rolls back on error and always closes."""
+    def session_scope(self, write: bool = False) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error and always closes.
+
+        ``write``: the transaction will write. On SQLite it then takes the write lock when it begins
+        (``BEGIN IMMEDIATE``), so concurrent writers wait their turn (``busy_timeout``) instead of a
+        read transaction failing at once with "database is locked" when it tries to write.
+        """
         session = self._sessions()
         try:
+            if write and self.is_sqlite:
+                session.connection(execution_options={"sqlite_immediate": True})
             yield session
             session.commit()
+        except exc.OperationalError as err:
+            session.rollback()
+            raise self._unusable(err) from None
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def _unusable(self, err: exc.OperationalError) -> RegistryUnavailable:
+        """A one-line error for a database that refuses a statement (busy, read-only, gone)."""
+        reason = _first_line(err.orig) if err.orig is not None else _first_line(err)
+        where = make_url(self.url).render_as_string(hide_password=True)
+        if "locked" in reason or "busy" in reason:
+            hint = "another process is writing it; try again when it has finished"
+        elif "readonly" in reason or "read-only" in reason:
+            hint = "the file or its folder is read-only; ask for write access or work on a copy"
+        else:
+            hint = "check the registry (igpg-zoo verify) and try again"
+        return RegistryUnavailable(f"cannot use registry {where} ({reason}); {hint}")
 
     def dispose(self) -> None:
         self.engine.dispose()

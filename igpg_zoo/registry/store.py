@@ -131,7 +131,7 @@ class CheckpointStore:
     def insert_many(self, items: Sequence[NewCheckpoint]) -> list[tuple[Checkpoint, bool]]:
         """Insert several checkpoints in one transaction; known identities return their record."""
         try:
-            with self.db.session_scope() as session:
+            with self.db.session_scope(write=True) as session:
                 return self._insert(session, items)
         except sa_exc.IntegrityError as err:
             # a concurrent writer added the same identity first, or the parent does not exist
@@ -190,13 +190,13 @@ class CheckpointStore:
 
     def remove(self, checkpoint_id: int) -> Checkpoint:
         """Delete a record (metrics, tags and vectors go with it); children lose their parent link."""
-        with self.db.session_scope() as session:
+        with self.db.session_scope(write=True) as session:
             record = self._get(session, checkpoint_id)
             session.execute(delete(CheckpointRow).where(CheckpointRow.id == record.id))
             return record
 
     def update_extra(self, checkpoint_id: int, facts: dict[str, Any]) -> Checkpoint:
-        with self.db.session_scope() as session:
+        with self.db.session_scope(write=True) as session:
             record = self._get(session, checkpoint_id)
             session.execute(update(CheckpointRow).where(CheckpointRow.id == record.id)
                             .values(extra={**record.extra, **facts}))
@@ -343,7 +343,7 @@ class CheckpointStore:
 
     def set_text_vectors(self, embedder: str, vectors: dict[int, np.ndarray]) -> None:
         """Replace text vectors (after re-embedding with another embedder)."""
-        with self.db.session_scope() as session:
+        with self.db.session_scope(write=True) as session:
             for cid, vector in vectors.items():
                 row = session.get(EmbeddingRow, cid)
                 row.embedder, row.dim, row.text_vector = embedder, int(vector.shape[-1]), to_bytes(vector)

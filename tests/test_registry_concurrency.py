@@ -1,0 +1,101 @@
+"""Several processes on one SQLite registry: writers take turns, and a refused write is one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from igpg_zoo.adapters import get_adapter
+from igpg_zoo.records import CheckpointMeta
+from igpg_zoo.zoo import open_zoo
+
+MLP = "mlp-i4-h8-o3"
+
+
+def _weights(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return get_adapter(MLP).build(MLP).state_dict()
+
+
+def _write_while_locked(path, hold_s: float) -> threading.Thread:
+    """Another writer: takes the write lock, changes a row, commits after ``hold_s``."""
+    ready = threading.Event()
+
+    def writer():
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE checkpoints SET name = name || '!' WHERE id = 1")
+        ready.set()
+        time.sleep(hold_s)
+        con.execute("COMMIT")
+        con.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    ready.wait()
+    return thread
+
+
+@pytest.mark.parametrize("write", ["add", "remove", "update_extra"])
+def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path, write):
+    # a deferred transaction that read first fails at once ("database is locked") when another
+    # writer commits in between; writes take the lock up front and wait their turn instead
+    with open_zoo() as zoo:
+        first = zoo.add_weights(_weights(0), CheckpointMeta(arch=MLP, dataset="iris")).checkpoint
+        second = zoo.add_weights(_weights(1), CheckpointMeta(arch=MLP, dataset="wine")).checkpoint
+        other = _write_while_locked(tmp_path / "registry.db", 0.5)
+        try:
+            if write == "add":
+                assert zoo.add_weights(_weights(2), CheckpointMeta(arch=MLP, dataset="x")).created
+            elif write == "remove":
+                assert zoo.remove(second.id).id == second.id
+            else:
+                assert zoo.update_extra(second.id, note="kept").extra == {"note": "kept"}
+        finally:
+            other.join()
+        assert zoo.get(first.id).name.endswith("!") and zoo.verify() == []
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder outside pytest's private tmp tree that another user can enter (removed afterwards)."""
+    folder = tempfile.mkdtemp(prefix="igpg-zoo-ro-")
+    os.chmod(folder, 0o777)  # others may create the WAL files beside the registry
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root writes read-only files")
+def test_a_read_only_registry_lists_and_refuses_writes_in_one_line(shared_folder, monkeypatch):
+    monkeypatch.setenv("IGPG_ZOO_REGISTRY", str(shared_folder / "registry.db"))
+    save_file(_weights(1), str(shared_folder / "m.safetensors"))
+    with open_zoo() as zoo:
+        zoo.add_weights(_weights(1), CheckpointMeta(arch=MLP, dataset="iris"))
+    for path in shared_folder.rglob("*"):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    env = {**os.environ, "HOME": str(shared_folder), "IGPG_ZOO_CACHE": str(shared_folder / "cache")}
+
+    def run(*args):
+        return subprocess.run([*as_other, sys.executable, "-m", "igpg_zoo", *args], capture_output=True,
+                              text=True, env=env, cwd=shared_folder)
+
+    listed = run("list")
+    assert listed.returncode == 0 and "#1" in listed.stdout, listed.stderr
+    # the weights' blob is there already, so only the database refuses
+    for args in (("remove", "1"), ("add", "m.safetensors", "--arch", MLP, "--dataset", "wine")):
+        refused = run(*args)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and len(lines) == 1 and "read-only" in lines[0], refused.stderr
+    assert "#1" in run("list").stdout and "wine" not in run("list").stdout
