@@ -64,6 +64,17 @@ def test_good_inputs(tmp_path):
         assert ds.info.source == "user" and "user data" in ds.info.description, label
 
 
+@pytest.mark.parametrize("text", [
+    "f1,label\n1,a\n2,b\n3,a\n4,b\n\n\n",  # blank lines at the end
+    "\ufefflabel,f1\na,1\nb,2\na,3\nb,4\n",  # a spreadsheet's byte-order mark before the label column
+])
+def test_csv_quirks_spreadsheets_write_are_read(tmp_path, text):
+    path = tmp_path / "sheet.csv"
+    path.write_text(text, encoding="utf-8")
+    ds = load_user_data(path)
+    assert (ds.info.input_shape, ds.class_names, len(ds.y_train) + len(ds.y_test)) == ((1,), ("a", "b"), 4)
+
+
 def test_split_is_deterministic_by_seed(tmp_path):
     path = _npz(tmp_path / "s.npz", x=RNG.normal(size=(40, 3)), y=np.repeat(np.arange(4), 10))
     a, b, c = load_user_data(path, seed=1), load_user_data(path, seed=1), load_user_data(path, seed=2)
@@ -87,7 +98,35 @@ def _bad_cases(tmp):
         (_csv(tmp / "text.csv", "a,label\n1,x\nfoo,y\n"), "line 3, column 'a': 'foo' is not a number"),
         (_csv(tmp / "ragged.csv", "a,label\n1,x,3\n"), "line 2 has 3 fields"),
         (_csv(tmp / "empty.csv", "a,label\n"), "header row and at least one data row"),
+        # malformed files the readers used to crash on, and data that holds no model input
+        (_npy_named_npz(tmp / "array.npz"), "holds one .npy array, not named arrays x and y"),
+        (_cut(_npz(tmp / "cut.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))), "cannot read as .npz"),
+        (_bad_crc(_npz(tmp / "crc.npz", x=RNG.normal(size=(50, 8)), y=np.repeat([0, 1], 25))), "Bad CRC-32"),
+        (_csv(tmp / "huge.csv", "a,label\n" + "1" * 200_000 + ",x\n"), "cannot read as UTF-8 .csv"),
+        (_csv(tmp / "onlylabel.csv", "label\na\nb\na\nb\n"), r"samples have shape \(0,\), which holds no values"),
+        (_npz(tmp / "nofeat.npz", x=np.zeros((4, 0)), y=np.array([0, 1, 0, 1])), "holds no values"),
+        (_npz(tmp / "nanlab.npz", x=np.zeros((4, 2)), y=np.array([0, 1, np.nan, 1])), "1 NaN label"),
+        (_csv(tmp / "gap.csv", "a,label\n1,x\n\nfoo,y\n"), "line 4, column 'a': 'foo'"),
     ]
+
+
+def _npy_named_npz(path):
+    with open(path, "wb") as fh:
+        np.save(fh, np.zeros((4, 2)))
+    return path
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _bad_crc(path):
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\x93NUMPY") + 200  # inside the first array's values: the zip index stays valid
+    data[start:start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    return path
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):

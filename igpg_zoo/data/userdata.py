@@ -11,6 +11,7 @@ Nothing here unpickles: ``np.load(..., allow_pickle=False)`` only.
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ def _image_scale(x: np.ndarray) -> float:
 def _labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if y.ndim != 1:
         raise DatasetError(f"{where}: y must be one label per sample (shape (N,)), got shape {y.shape}")
+    if y.dtype.kind in "fc" and np.isnan(y).any():
+        raise DatasetError(f"{where}: y has {int(np.isnan(y).sum())} NaN label(s); drop those samples or label them")
     values, codes = np.unique(y, return_inverse=True)
     if len(values) < 2:
         raise DatasetError(f"{where}: needs at least 2 classes, found {len(values)}")
@@ -71,6 +74,9 @@ def build_dataset(x, y, name: str, where: str, seed: int = 0, test_fraction: flo
     y = np.asarray(y)
     codes, class_names = _labels(y, where)
     modality, x = _modality(np.asarray(x), where)
+    if x.ndim and 0 in x.shape[1:]:
+        raise DatasetError(f"{where}: samples have shape {x.shape[1:]}, which holds no values; "
+                           "give at least one feature (a .csv needs a column besides the label)")
     scale = _image_scale(x)
     x = _check_x(x, len(codes), where)
     if test is None:
@@ -98,11 +104,15 @@ def build_dataset(x, y, name: str, where: str, seed: int = 0, test_fraction: flo
 
 
 def _load_npz(path: Path, seed: int) -> Dataset:
+    hint = "save with np.savez(path, x=..., y=...)"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DatasetError(f"{path.name}: holds one .npy array, not named arrays x and y; {hint}")
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path.name}: cannot read as .npz ({exc}); save with np.savez(path, x=..., y=...)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, bad CRC, pickled
+        raise DatasetError(f"{path.name}: cannot read as .npz ({exc}); {hint}") from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DatasetError(f"{path.name}: missing array(s) {', '.join(missing)}; found {', '.join(arrays) or 'none'}")
@@ -112,26 +122,27 @@ def _load_npz(path: Path, seed: int) -> Dataset:
 
 def _load_csv(path: Path, label: str, seed: int) -> Dataset:
     try:
-        with path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path.name}: cannot read ({exc})") from None
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, row) for row in reader if row]  # blank lines are no samples
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path.name}: cannot read as UTF-8 .csv ({exc}); save it as UTF-8 CSV") from None
     if len(rows) < 2:
         raise DatasetError(f"{path.name}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     if label not in header:
         raise DatasetError(f"{path.name}: no label column '{label}'; columns: {', '.join(header)} (pass --label NAME)")
     li = header.index(label)
     feats = [i for i in range(len(header)) if i != li]
     x = np.empty((len(rows) - 1, len(feats)))
     y = []
-    for r, row in enumerate(rows[1:], start=2):
+    for n, (r, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise DatasetError(f"{path.name}: line {r} has {len(row)} fields, the header has {len(header)}")
         y.append(row[li].strip())
         for j, i in enumerate(feats):
             try:
-                x[r - 2, j] = float(row[i])
+                x[n, j] = float(row[i])
             except ValueError:
                 raise DatasetError(f"{path.name}: line {r}, column '{header[i]}': '{row[i]}' is not a number") from None
     return build_dataset(x, np.array(y), path.stem, path.name, seed)
