@@ -50,6 +50,13 @@ def test_bad_input_is_one_line_and_changes_nothing(cli, one_record, args, code, 
     assert [r["id"] for r in listed] == [1] and cli("verify").exit_code == 0
 
 
+@pytest.mark.parametrize("args", [("list", "--limit", HUGE), ("query", "iris", "-k", HUGE)])
+def test_a_limit_beyond_any_integer_means_everything(cli, one_record, args):
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)] == [1]
+
+
 def test_list_and_query_show_each_record_kind(cli, one_record):
     for args in (("list",), ("query", "iris classifier")):
         header, row = cli(*args).stdout.splitlines()[:2]

@@ -240,7 +240,7 @@ class CheckpointStore:
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more, got {limit}")
-            stmt = stmt.limit(limit)
+            stmt = stmt.limit(min(limit, MAX_ID))  # more than any table holds: a larger one overflows
         with self.db.session_scope() as session:
             return _read_records(session, stmt)
 
