@@ -95,3 +95,20 @@ def test_tokenize_command_shows_tokens_and_error(zoo, cli, tmp_path):
     assert text.exit_code == 0 and "weight MSE" in text.output
     missing = cli("tokenize", "999", "--registry", str(tmp_path / "registry.db"))
     assert missing.exit_code != 0
+
+
+@pytest.mark.parametrize("arch,measured", [
+    ("cnn-i1x8x8-c4k3-c8k3-h16-o10-bn", True),  # digits fits: accuracy before / after
+    ("mlp-i8-h8-o3", False),  # 8 features cannot take digits' 1x8x8 images: skipped, named, no traceback
+])
+def test_tokenize_measures_accuracy_only_where_the_dataset_fits(zoo, cli, tmp_path, arch, measured):
+    train_tokenizer(zoo, CFG, progress=False)
+    cid = next(c.id for c in zoo.list() if c.arch == arch)
+    result = cli("tokenize", str(cid), "--registry", str(tmp_path / "registry.db"), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert ("acc_before" in out) is measured and ("accuracy_skipped" in out) is not measured
+    if not measured:
+        assert "dataset 'digits' (input 1x8x8, 10 classes) does not fit 'mlp-i8-h8-o3'" in out["accuracy_skipped"]
+        text = cli("tokenize", str(cid), "--registry", str(tmp_path / "registry.db"))
+        assert text.exit_code == 0 and "accuracy not measured: dataset 'digits'" in text.stdout

@@ -13,22 +13,27 @@ import typer
 from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
 
 
-def _accuracy(record, weights: dict, arch: str) -> float | None:
-    """Test accuracy of ``weights`` on the record's dataset, or None when it cannot be loaded."""
+def _accuracy(record, weights: dict, arch: str) -> tuple[float | None, str]:
+    """(test accuracy of ``weights`` on the record's dataset, "") or (None, why it was skipped)."""
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
     from igpg_zoo.errors import ZooError
     from igpg_zoo.zoobuild.trainer import accuracy
 
     if not record.dataset:
-        return None
+        return None, "the record names no dataset"
     try:
         ds = load_dataset(record.dataset)
-    except ZooError:
-        return None
+    except ZooError as exc:
+        return None, f"dataset '{record.dataset}' does not load ({exc})"
     module = get_adapter(arch).build(arch)
     module.load_state_dict(weights, strict=True)
-    return float(accuracy(module.eval(), ds.x_test, ds.y_test))
+    try:
+        return float(accuracy(module.eval(), ds.x_test, ds.y_test)), ""
+    except (RuntimeError, ValueError, IndexError) as exc:  # the record's dataset does not fit its arch
+        why = (str(exc).strip().splitlines() or [""])[0][:160]
+        return None, (f"dataset '{record.dataset}' (input {'x'.join(map(str, ds.info.input_shape))}, "
+                      f"{ds.info.n_classes} classes) does not fit '{arch}' ({why}); fix the record's dataset")
 
 
 def tokenize_report(zoo, checkpoint_id: int, artifact_id: int | None, with_accuracy: bool) -> dict[str, Any]:
@@ -51,10 +56,12 @@ def tokenize_report(zoo, checkpoint_id: int, artifact_id: int | None, with_accur
         "weight_mse": float(diff.pow(2).mean()), "relative_error": float(diff.norm() / ref.norm().clamp(min=1e-12)),
     }
     if with_accuracy:
-        before = _accuracy(record, weights, record.arch)
+        before, skipped = _accuracy(record, weights, record.arch)
         if before is not None:
-            after = _accuracy(record, restored, record.arch)
+            after, _ = _accuracy(record, restored, record.arch)
             out.update(acc_before=before, acc_after=after, acc_loss_pp=100 * (before - after))
+        elif record.dataset:
+            out["accuracy_skipped"] = skipped
     return out
 
 
@@ -66,6 +73,8 @@ def _print(report: dict[str, Any]) -> None:
     if "acc_before" in report:
         typer.echo(f"accuracy on {report['dataset']} (test): {report['acc_before']:.4f} -> {report['acc_after']:.4f} "
                    f"({report['acc_loss_pp']:+.2f} pp lost)")
+    if "accuracy_skipped" in report:
+        typer.echo(f"accuracy not measured: {report['accuracy_skipped']}")
 
 
 def register(app: typer.Typer) -> None:
