@@ -254,6 +254,7 @@ class Zoo:
     def remove(self, checkpoint_id: int) -> Checkpoint:
         """Delete a record; its blob goes too unless another record or artifact uses it."""
         _ = self.blobs
+        self.store.get(checkpoint_id)  # an unknown id is NotFound before a new registry file is created
         self._writable()
         record = self.store.remove(checkpoint_id)
         self._drop_unused([record.sha256])
@@ -284,9 +285,9 @@ class Zoo:
     def reindex(self, reembed: bool = False) -> int:
         """Rebuild the search index from the stored vectors (re-embed every text first if asked)."""
         if reembed:
-            self._writable()
             texts = self.store.texts()
             if texts:
+                self._writable()
                 vectors = np.asarray(self.embedder.embed([t for _, t in texts]), dtype=np.float32)
                 fresh = {i: v for (i, _), v in zip(texts, vectors, strict=True)}
                 self.store.set_text_vectors(self.embedder.name, fresh)

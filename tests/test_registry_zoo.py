@@ -277,8 +277,10 @@ def test_artifacts_are_versioned_blobs(zoo):
 def test_reads_of_a_missing_sqlite_registry_create_nothing(tmp_path):
     with open_zoo() as z:
         assert z.list() == [] and z.query("anything") == [] and z.verify() == []
-        with pytest.raises(NotFound):
-            z.get(1)
+        assert z.reindex() == 0 and z.reindex(reembed=True) == 0
+        for refused in (z.get, z.remove):
+            with pytest.raises(NotFound):
+                refused(1)
     assert not (tmp_path / "registry.db").exists() and not (tmp_path / "blobs").exists()
 
 
