@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -23,18 +24,53 @@ def _pattern(h: str) -> re.Pattern:
     return re.compile(".*".join(re.escape(part) for part in h.lower().split("*")) + r"\Z")
 
 
+@lru_cache(maxsize=4096)
+def _canonical(name: str) -> str | None:
+    """The canonical form of a task name (``digits[classes=0-4]`` -> ``digits[classes=0,1,2,3,4]``),
+    None for text that is no task name."""
+    from igpg_zoo.data.tasks import canonical_name
+    from igpg_zoo.errors import DatasetError
+
+    try:
+        return canonical_name(name) if name.strip() else None
+    except DatasetError:
+        return None
+
+
+def _forms(text: str, star: str = "", rest: str = "") -> set[str]:
+    """``text + star + rest`` as written and, when ``text`` is a task name, in canonical form."""
+    canonical = _canonical(text)
+    return {text + star + rest} | ({canonical + star + rest} if canonical else set())
+
+
+def _matcher(holdout: list[str]):
+    """A test of one text (a task text or a dataset name) against the hold-out patterns, where a task
+    name (the part of a pattern before its first ``*``, or a record's dataset) matches however its
+    options are spelt: the registry may hold ``digits[classes=0-4]`` or ``digits[classes=0,1,2,3,4]``."""
+    patterns = [_pattern(form) for h in holdout for form in _forms(*h.partition("*"))]
+    return lambda text: any(p.match(form.lower()) for form in _forms(text or "") for p in patterns)
+
+
 def is_held_out(task: str, holdout: list[str]) -> bool:
-    """Whether ``task`` matches a hold-out pattern (case-insensitive; ``*`` matches anything)."""
-    t = (task or "").lower()
-    return any(_pattern(h).match(t) for h in holdout)
+    """Whether ``task`` matches a hold-out pattern (case-insensitive; ``*`` matches anything; task
+    names match however their options are spelt)."""
+    return _matcher(list(holdout))(task)
 
 
 def select_records(zoo, holdout: list[str] = (), **filters) -> list:
     """Records a generator may learn from: the filters, minus generated ones and held-out tasks
-    (a hold-out pattern matches a record's task text or its dataset name)."""
-    records = [r for r in zoo.list(**filters) if r.kind != "generated"]
-    holdout = list(holdout)
-    kept = [r for r in records if not (is_held_out(r.task, holdout) or is_held_out(r.dataset, holdout))]
+    (a hold-out pattern matches a record's task text or its dataset name; one that matches no
+    record is an error, since a misspelt hold-out would silently train on the evaluation task)."""
+    listed = zoo.list(**filters)
+    for h in holdout:
+        held = _matcher([h])
+        if not any(held(r.task) or held(r.dataset) for r in listed):
+            raise GeneratorError(
+                f"--holdout-task '{h}' matches no record's task or dataset ({len(listed)} records selected); "
+                "check it against 'igpg-zoo list' (only * is a wildcard) or drop it")
+    held = _matcher(list(holdout))
+    records = [r for r in listed if r.kind != "generated"]
+    kept = [r for r in records if not (held(r.task) or held(r.dataset))]
     if not kept:
         raise GeneratorError(
             f"no zoo records to train on ({len(records)} matched the filters, all held out or generated); "
