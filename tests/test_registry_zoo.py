@@ -217,6 +217,13 @@ def test_failed_index_update_keeps_the_database_right(zoo, monkeypatch):
     (dict(extra={"f": object()}), InvalidMetadata, "JSON values"),
     (dict(parent_id=999), InvalidMetadata, "parent"),
     (dict(task=3), InvalidMetadata, "'task' must be text"),
+    # text wider than its column: PostgreSQL refused it with a traceback, SQLite stored it
+    (dict(name="n" * 513), InvalidMetadata, "name is 513 characters long"),
+    (dict(dataset="d" * 600), InvalidMetadata, "dataset is 600 characters"),
+    (dict(tags=("t" * 129,)), InvalidMetadata, "tag is 129 characters"),
+    (dict(metrics=(Metric("m" * 129, 1.0, ""),)), InvalidMetadata, "metric is 129 characters"),
+    (dict(license="l" * 257), InvalidMetadata, "license is 257"),
+    (dict(source="from\x00here"), InvalidMetadata, "NUL character"),
 ])
 def test_bad_metadata_writes_nothing(zoo, bad, error, match):
     fields = dict(arch=MLP, task="t", dataset="toy-digits")

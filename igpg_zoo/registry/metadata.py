@@ -28,6 +28,32 @@ def _finite(value: Any, what: str) -> float:
     return float(value)
 
 
+# the widest text each database column holds (db.py); SQLite would store more, PostgreSQL refuses it
+WIDTHS = {"arch": 1024, "task": 512, "dataset": 512, "license": 256, "name": 512, "tag": 128, "metric": 128}
+
+
+def _fits(value: str, what: str) -> None:
+    """Text a database column can hold: no NUL character (PostgreSQL refuses it), not too long."""
+    width = WIDTHS.get(what)
+    if "\x00" in value:
+        raise InvalidMetadata(f"{what} {value[:40]!r} contains a NUL character; remove it")
+    if width is not None and len(value) > width:
+        raise InvalidMetadata(f"{what} is {len(value):,} characters long, more than the {width} a registry "
+                              f"stores; shorten it ({value[:40]!r}...)")
+
+
+def _check_widths(meta: CheckpointMeta, metrics: list[Metric], tags: tuple[str, ...]) -> None:
+    for key in ("arch", "task", "dataset", "license"):
+        _fits(getattr(meta, key), key)
+    _fits(default_name(meta), "name")
+    _fits(meta.source, "source")
+    for tag in tags:
+        _fits(tag, "tag")
+    for m in metrics:
+        _fits(m.name, "metric")
+        _fits(m.dataset, "dataset")
+
+
 def validate(meta: CheckpointMeta) -> CheckpointMeta:
     """Check types and values; metrics without a dataset get the record's dataset."""
     for key in ("arch", "task", "dataset", "license", "source", "kind"):
@@ -57,6 +83,7 @@ def validate(meta: CheckpointMeta) -> CheckpointMeta:
     for tag in tags:
         if not isinstance(tag, str) or not tag.strip():
             raise InvalidMetadata(f"tags must be non-empty text, got {tag!r}")
+    _check_widths(meta, metrics, tags)
     if not isinstance(meta.extra, Mapping):
         raise InvalidMetadata(f"'extra' must be a mapping, got {type(meta.extra).__name__}")
     try:
