@@ -98,13 +98,14 @@ class SmallNetAdapter(Adapter):
 
         from igpg_zoo.adapters.native_meta import native_meta
         from igpg_zoo.adapters.validation import validate_weights
+        from igpg_zoo.export.single_file import string_metadata
 
         spec = grammar.parse(arch)
         validate_weights(self, arch, weights)  # before anything is written
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(weights.items())}
-        save_file(tensors, str(out / WEIGHTS_FILE), metadata={"arch": arch})
+        save_file(tensors, str(out / WEIGHTS_FILE), metadata=string_metadata(arch, meta))  # the label travels
         doc = {
             "format": NATIVE_FORMAT, "format_version": 1, "adapter": self.name,
             "input_shape": list(spec.input_shape), "n_classes": spec.n_classes,

@@ -32,13 +32,14 @@ def write_timm_folder(module: nn.Module, arch: str, input_size: tuple[int, int, 
     from timm.models._hub import save_config_for_hf
 
     from igpg_zoo.adapters.native_meta import native_meta
+    from igpg_zoo.export.single_file import string_metadata
 
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in sorted(module.state_dict().items())}
     ours = native_meta(arch, meta)  # arch, dataset, dataset_info (descriptor), meta
     save_config_for_hf(module, str(out / CONFIG), data_config={"input_size": tuple(input_size)},
                        model_config={OUR_KEY: ours})
-    save_file(tensors, str(out / WEIGHTS[0]), metadata={"arch": arch})
+    save_file(tensors, str(out / WEIGHTS[0]), metadata=string_metadata(arch, meta))  # the label travels
     return out
 
 

@@ -185,3 +185,21 @@ def test_cli_arch_description_lists_the_timm_format():
     result = CliRunner().invoke(app, ["adapters", "--arch", TINY[0], "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["export_formats"] == ["onnx", "timm", "native", "safetensors"]
+
+
+def test_the_folders_weights_file_carries_a_generated_label(tmp_path):
+    """The file timm's pretrained_cfg_overlay loads keeps kind and provenance when taken alone."""
+    from safetensors import safe_open
+
+    from igpg_zoo.registry.labels import file_label
+
+    arch = TINY[0]
+    provenance = {"generator": {"prior_artifact_id": 7}, "seed": 3}
+    out = ADAPTER.write_checkpoint(arch, ADAPTER.build(arch).state_dict(), tmp_path / "m",
+                                   {"kind": "generated", "provenance": provenance})
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        strings = f.metadata()
+    assert strings["arch"] == arch and strings["kind"] == "generated"
+    assert json.loads(strings["provenance"]) == provenance
+    assert file_label(out / "model.safetensors")["kind"] == "generated"
+    timm.create_model(f"local-dir:{out}", pretrained=True)  # the extra metadata does not bother timm
