@@ -40,6 +40,7 @@ def one_record(cli, tmp_path, monkeypatch):
     (("export", "1", "--format", "safetensors", "--out", "/proc/x.safetensors"), 1, "cannot use"),
     (("list", "--kind", "bogus"), 2, "unknown --kind bogus"),
     (("query", "iris", "--kind", "bogus"), 2, "unknown --kind bogus"),
+    (("query", "iris", "--format", "onnx"), 2, "needs --out PATH"),  # was ignored: nothing exported
     (("list", "--limit", "0"), 2, "--limit must be at least 1"),
     (("adapters", "--arch", "mlp-i99999999999-h99999999-o3"), 2, "stops at 100,000,000"),
     (("add", "m.safetensors", "--arch", MLP, "--name", "again", "--blobs", "m.safetensors"), 2, "is a file"),

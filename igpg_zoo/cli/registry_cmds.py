@@ -273,14 +273,19 @@ def query(
     tag: TagFilter = None, where: WhereFilter = None,
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="export the best hit to PATH")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="with --out: onnx | timm | native | safetensors")] = "safetensors",
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="with --out: onnx | timm | native | safetensors (default)")] = None,
 ) -> None:
     """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
+    from igpg_zoo.errors import ConfigError
+
     _check_kinds(kind)
+    if fmt is not None and out is None:
+        raise ConfigError(f"--format {fmt} exports the best hit and needs --out PATH; add --out or drop --format")
     with _zoo(registry, blobs) as zoo:
         hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
                          kind=kind or (), tags=tag or ())
-        report = _export_best(zoo, hits, fmt, out) if out is not None else None
+        report = _export_best(zoo, hits, fmt or "safetensors", out) if out is not None else None
     if json_out:
         _echo_json([{"score": round(h.score, 6), **_record_json(h.checkpoint)} for h in hits])
         return
