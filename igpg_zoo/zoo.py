@@ -52,6 +52,9 @@ class Zoo:
                 raise RegistryUnavailable(
                     f"the folder of registry file {path} does not exist; create it or pass --registry"
                 )
+            if path.is_dir():
+                raise RegistryUnavailable(f"registry {path} is a folder, not a registry file; pass --registry "
+                                          f"with a file path, e.g. {path / 'registry.db'}")
             if path.exists():
                 self._database = Database(config.url)
         else:

@@ -295,6 +295,7 @@ def test_reads_of_a_missing_sqlite_registry_create_nothing(tmp_path):
     ("foo://bar", "unknown database driver 'foo'"),
     ("postgresql+psycopg://nobody@127.0.0.1:1/none", "cannot open registry"),
     ("no/such/folder/registry.db", "does not exist"),
+    (".", "is a folder, not a registry file"),  # was "unable to open database file; check that it is ..."
 ])
 def test_unusable_registry_is_one_line_error_and_writes_nothing(tmp_path, url, match):
     with pytest.raises(RegistryUnavailable, match=match) as err:
