@@ -36,8 +36,8 @@ def one_record(cli, tmp_path, monkeypatch):
     (("show", HUGE), 3, "no checkpoint"),
     (("remove", HUGE), 3, "no checkpoint"),
     (("export", HUGE, "--out", "x.safetensors"), 3, "no checkpoint"),
-    (("export", "1", "--out", "m.safetensors/x.onnx"), 2, "cannot use"),  # refused before any work (a usage error)
-    (("export", "1", "--format", "safetensors", "--out", "/proc/x.safetensors"), 2, "cannot use"),
+    (("export", "1", "--out", "m.safetensors/x.onnx"), 2, "cannot be created under it"),  # refused before any work
+    (("export", "1", "--format", "safetensors", "--out", "/proc/x.safetensors"), 2, "cannot write /proc/x.safetensors"),
     (("list", "--kind", "bogus"), 2, "unknown --kind bogus"),
     (("query", "iris", "--kind", "bogus"), 2, "unknown --kind bogus"),
     (("query", "iris", "--format", "onnx"), 2, "needs --out PATH"),  # was ignored: nothing exported
