@@ -45,6 +45,8 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     assert not torch.allclose(r0["losses"], r1["losses"])  # yet each rank drew its own batches
     ckpt = torch.load(tmp_path / "prior.pt", weights_only=True)  # rank 0 wrote the checkpoint
     assert ckpt["step"] == 12
+    ranks = ckpt["ranks"]  # every rank's own batch generator, so a resumed run keeps drawing its own batches
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"], ranks[1]["rng"])
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):

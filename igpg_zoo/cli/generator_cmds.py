@@ -29,18 +29,23 @@ def _filters(arch, dataset, task, kind) -> dict:
 
 
 def _bar(total: int, desc: str):
-    """A progress callback ``(step, loss)`` printing to stderr (tqdm when installed)."""
+    """A progress callback ``(step, loss)`` printing to stderr (tqdm when installed) and a ``close()``.
+
+    The bar appears with the first step, so an error before training prints alone on its line.
+    """
     try:
         from tqdm import tqdm
     except ImportError:
         return None, None
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    bars = []
 
     def update(step: int, loss: float) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}")
+        if not bars:
+            bars.append(tqdm(total=total, desc=desc, unit="step", leave=False, initial=step - 1))
+        bars[0].update(step - bars[0].n)
+        bars[0].set_postfix(loss=f"{loss:.3f}")
 
-    return update, bar
+    return update, lambda: bars and bars[0].close()
 
 
 def _check_device(device: str) -> str:
@@ -78,12 +83,12 @@ def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenize
     distributed.setup(device)
     try:
         total = tcfg.steps if tcfg.epochs is None else None  # epochs: steps known once the zoo is read
-        update, bar = _bar(total, "prior") if distributed.is_main() else (None, None)
+        update, close = _bar(total, "prior") if distributed.is_main() else (None, None)
         artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
                                progress=update, tokenizer_id=tokenizer_id,
                                device=distributed.local_device(device))
-        if bar is not None:
-            bar.close()
+        if close is not None:
+            close()
         return artifact
     finally:
         distributed.cleanup()
@@ -158,8 +163,13 @@ def train(
         typer.echo(json.dumps(out))
         return
     for name, info in out.items():
-        typer.echo(f"{name}: artifact #{info['id']} {info['name']}"
-                   + (f" ({info['seconds']} s, loss {info['final_loss']:.3f})" if name == "prior" else ""))
+        typer.echo(f"{name}: artifact #{info['id']} {info['name']}" + (_prior_note(info) if name == "prior" else ""))
+
+
+def _prior_note(info: dict) -> str:
+    if info["final_loss"] is None:  # resumed from a complete checkpoint: registered, nothing trained
+        return " (no steps left to train: the checkpoint was complete)"
+    return f" ({info['seconds']} s, loss {info['final_loss']:.3f})"
 
 
 def _target_data(dataset: str | None, data: Path | None, label: str = "label"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from igpg_zoo.errors import GeneratorError
-from igpg_zoo.igpg import distributed
+from igpg_zoo.igpg import distributed, prior_checkpoint
 from igpg_zoo.igpg.prior import Prior, PriorConfig
 from igpg_zoo.igpg.prior_dataset import TokenSet
 
@@ -50,43 +50,10 @@ class FitResult:
     resumed_from: int = 0
 
 
-def _save_checkpoint(path: Path, prior: Prior, opt, step: int, tcfg: PriorTrainConfig, gen) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": prior.state_dict(), "optim": opt.state_dict(), "step": step,
-                "config": prior.cfg.to_dict(), "train": asdict(tcfg), "rng": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), **_cuda_rng(prior)}, tmp)
-    tmp.replace(path)
-
-
-CHECKPOINT_KEYS = {"model", "optim", "step", "config", "rng", "torch_rng"}
-
-
-def _load_checkpoint(path: Path, prior: Prior, opt, gen) -> int:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one needing code to unpickle: both refused
-        raise GeneratorError(f"cannot resume from {path}: not a prior training checkpoint "
-                             f"({type(exc).__name__}); delete it or pass another --checkpoint") from None
-    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
-        raise GeneratorError(f"cannot resume from {path}: not a prior training checkpoint; "
-                             "delete it or pass another --checkpoint")
-    if state["config"] != prior.cfg.to_dict():
-        raise GeneratorError(
-            f"checkpoint {path} was made with another prior config; delete it or start without --resume"
-        )
-    prior.load_state_dict(state["model"])
-    opt.load_state_dict(state["optim"])
-    gen.set_state(state["rng"])
-    torch.set_rng_state(state["torch_rng"])  # condition dropout and dropout draw from it (on the CPU)
-    if "cuda_rng" in state and prior.lm_head.weight.is_cuda:  # ... or from the GPU's generator
-        torch.cuda.set_rng_state(state["cuda_rng"], prior.lm_head.weight.device)
-    return int(state["step"])
-
-
-def _cuda_rng(prior: Prior) -> dict:
-    w = prior.lm_head.weight
-    return {"cuda_rng": torch.cuda.get_rng_state(w.device)} if w.is_cuda else {}
+def _load_checkpoint(path: Path, prior: Prior, opt, gen, run: dict | None = None, steps: int | None = None,
+                     rank: int = 0) -> int:
+    """Restore a training checkpoint (``prior_checkpoint.load``)."""
+    return prior_checkpoint.load(path, prior, opt, gen, run=run, steps=steps, rank=rank)
 
 
 def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
@@ -97,13 +64,23 @@ def _optimizer(prior: Prior, tcfg: PriorTrainConfig):
 
 
 def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path | None = None,
-              resume: bool = False, progress=None, device: str | None = None) -> FitResult:
+              resume: bool = False, progress=None, device: str | None = None, run: dict | None = None) -> FitResult:
     """Train ``prior`` on ``data`` for ``tcfg.steps`` steps (DDP when a process group exists).
 
-    Every rank draws its own batches (seed + rank); rank 0 writes the checkpoint. ``device`` (e.g.
-    "cuda") is where the steps run; batches are drawn on the CPU and moved there, and the prior is
-    back on the CPU when this returns.
+    Every rank draws its own batches (seed + rank); every rank must get the same ``ckpt``, rank 0
+    writes it (holding it against a second training) with every rank's random state. ``run`` adds
+    to the run's identity (``prior_checkpoint.run_identity``) that ``resume`` checks. ``device``
+    (e.g. "cuda") is where the steps run; batches are drawn on the CPU and moved there, and the
+    prior is back on the CPU when this returns.
     """
+    rank, world = distributed.rank_world()
+    run = prior_checkpoint.run_identity(tcfg, data.ids, world, **(run or {}))
+    with prior_checkpoint.writer_lock(Path(ckpt) if ckpt is not None and rank == 0 else None):
+        return _fit(prior, data, tcfg, Path(ckpt) if ckpt is not None else None, resume, progress, device, run)
+
+
+def _fit(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path | None, resume: bool, progress,
+         device: str | None, run: dict) -> FitResult:
     rank, world = distributed.rank_world()
     dev = torch.device(device or "cpu")
     torch.manual_seed(tcfg.seed + rank)  # condition dropout differs per rank; DDP broadcasts the init
@@ -111,8 +88,8 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     opt = _optimizer(prior, tcfg)
     gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
     start = 0
-    if resume and ckpt is not None and Path(ckpt).exists():
-        start = _load_checkpoint(Path(ckpt), prior, opt, gen)
+    if resume and ckpt is not None and ckpt.exists():
+        start = _load_checkpoint(ckpt, prior, opt, gen, run=run, steps=tcfg.steps, rank=rank)
     model = prior
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -124,29 +101,37 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     t0, acc, n_acc = time.perf_counter(), 0.0, 0
     prior.train()
     for step in range(start, tcfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = tcfg.lr_at(step)
-        picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
-        idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
-        if dev.type != "cpu":
-            idx, mask = idx.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
-            cond = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
-        _, loss = model(idx, cond, targets=idx, mask=mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), tcfg.grad_clip)
-        opt.step()
-        acc, n_acc = acc + loss.item(), n_acc + 1
+        loss = _step(model, prior, opt, data, units, tcfg, step, gen, dev)
+        acc, n_acc = acc + loss, n_acc + 1
         if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
             result.losses.append(acc / n_acc)
             acc, n_acc = 0.0, 0
         if progress is not None and rank == 0:
-            progress(step + 1, loss.item())
-        if ckpt is not None and rank == 0 and ((step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps):
-            _save_checkpoint(Path(ckpt), prior, opt, step + 1, tcfg, gen)
+            progress(step + 1, loss)
+        if ckpt is not None and ((step + 1) % tcfg.ckpt_every == 0 or step + 1 == tcfg.steps):
+            ranks = distributed.gather_objects(prior_checkpoint.rng_states(gen, prior))
+            if rank == 0:
+                prior_checkpoint.save(ckpt, prior, opt, step + 1, tcfg, ranks, run)
     prior.eval().cpu()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _step(model, prior: Prior, opt, data: TokenSet, units, tcfg: PriorTrainConfig, step: int, gen, dev) -> float:
+    """One optimiser step on a batch drawn with ``gen``; returns its loss."""
+    for group in opt.param_groups:
+        group["lr"] = tcfg.lr_at(step)
+    picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
+    idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
+    if dev.type != "cpu":
+        idx, mask = idx.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
+        cond = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+    _, loss = model(idx, cond, targets=idx, mask=mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(prior.parameters(), tcfg.grad_clip)
+    opt.step()
+    return loss.item()
 
 
 def artifact_name(cfg: PriorConfig) -> str:
@@ -218,7 +203,8 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
-    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device)
+    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device,
+                       run={"tokenizer_id": tokenizer.artifact_id})
     rank, world = distributed.rank_world()
     if rank != 0:
         return None
