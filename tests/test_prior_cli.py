@@ -59,7 +59,9 @@ def test_train_rejects_bad_options(cli, args, flag):
 
 
 @pytest.mark.parametrize("args, phrase", [(("--min-p", "1.5"), "min-p 1.5"), (("--top-p", "0"), "top-p 0.0"),
-                                          (("--temperature", "-1"), "temperature -1.0")])
+                                          (("--temperature", "-1"), "temperature -1.0"),
+                                          (("-n", "0"), "-n must lie in 1..1,000"),
+                                          (("-n", "1000000000"), "got 1,000,000,000")])
 def test_generate_refuses_bad_sampling_settings_before_touching_the_registry(cli, tmp_path, args, phrase):
     db = tmp_path / "registry.db"
     result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}", *args)

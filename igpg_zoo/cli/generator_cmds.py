@@ -239,9 +239,10 @@ def generate(
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Generate weights for ARCH conditioned on a dataset (and task text); report novelty."""
-    from igpg_zoo.igpg.generate import Generator, register_generated
+    from igpg_zoo.igpg.generate import Generator, check_sample_count, register_generated
     from igpg_zoo.igpg.sampling import SamplingSettings
 
+    check_sample_count(n)  # before any data is read or the registry opened
     name, ds, emb = _target_data(dataset, data, label)
     task = task or ds.info.description  # what zoo build records as a record's task text
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)

@@ -35,6 +35,14 @@ NOVEL_ROUNDS = 8  # novel generation: rounds of n samples drawn at most while re
 ROUND_SEED_STRIDE = 1_000_003  # round r of a draw samples with seed + r * stride (reproducible from provenance)
 NOVEL_HEAT = 0.25  # round r samples at temperature T * min(1 + NOVEL_HEAT * r, NOVEL_MAX_HEAT)
 NOVEL_MAX_HEAT = 1.5  # at 1.75 T mean accuracy fell 9-34 pp below 1.5 T on four full-zoo pairs
+MAX_SAMPLES = 1000  # samples per call: each is decoded and scored; more is another call with another seed
+
+
+def check_sample_count(n: int) -> None:
+    """-n must lie in 1..MAX_SAMPLES (a huge n would try to allocate every sequence at once)."""
+    if not 1 <= n <= MAX_SAMPLES:
+        raise GeneratorError(f"-n must lie in 1..{MAX_SAMPLES:,}, got {n:,}; for more samples run generate again "
+                             "with another --seed")
 
 
 def round_settings(settings: SamplingSettings, r: int) -> SamplingSettings:
@@ -212,8 +220,7 @@ class Generator:
         nearer to a member than ``min_distance`` of its norm (see ``draw``)."""
         if head not in HEADS:
             raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
-        if n < 1:
-            raise GeneratorError("n must be at least 1")
+        check_sample_count(n)
         if head == "fit" and data is None:
             raise GeneratorError("--head fit solves the classifier on your data: give --dataset or --data")
         if min_distance < 0:
