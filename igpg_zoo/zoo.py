@@ -3,6 +3,10 @@
 Write order for every add: validate and canonicalise, embed, write the blob (temp, fsync, rename),
 commit the row, then update the search index. A failure before the commit removes a blob this call
 created and no row uses; a failed index update leaves the database right (``reindex`` repairs).
+Whether a blob is used is decided under the database's blob lock (``Database.lock_blobs``): an add
+checks its blob is still there inside the transaction that inserts its row, and a remove moves an
+unused blob aside inside the transaction that deletes its row, so concurrent adds and removes of the
+same weights never leave a row without its blob.
 A SQLite registry file is created on the first write; reading a missing one reads as empty.
 """
 
@@ -13,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +38,11 @@ if TYPE_CHECKING:
     from igpg_zoo.search.embed import Embedder
 
 PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
+
+
+class _Blob(NamedTuple):
+    sha256: str
+    data: bytes
 
 
 class Zoo:
@@ -164,13 +173,14 @@ class Zoo:
     def _commit(self, group, on_error) -> list[tuple[AddResult, np.ndarray]]:
         """Write the group's blobs, then its rows in one transaction; undo new blobs on failure."""
         created: list[str] = []
+        preps = [prep for (_, prep), _ in group]
         try:
             if len(group) == 1:
-                (_, prep), _new = group[0]
-                created = [prep.sha256] if self.blobs.write(prep.sha256, prep.data) else []
+                created = [preps[0].sha256] if self.blobs.write(preps[0].sha256, preps[0].data) else []
             else:
-                created = self.blobs.write_many((prep.sha256, prep.data) for (_, prep), _ in group)
-            inserted = self.store.insert_many([new for _, new in group])
+                created = self.blobs.write_many((prep.sha256, prep.data) for prep in preps)
+            inserted = self.store.insert_many([new for _, new in group],
+                                              in_lock=lambda: created.extend(self._rewrite_missing(preps)))
         except BaseException as err:
             self._drop_unused(created)
             if len(group) > 1 and on_error is not None and isinstance(err, ZooError):
@@ -181,13 +191,18 @@ class Zoo:
             raise
         return [(AddResult(rec, made), new.text_vector) for (rec, made), (_, new) in zip(inserted, group, strict=True)]
 
+    def _rewrite_missing(self, blobs) -> list[str]:
+        """Under the blob lock: write again any blob (``.sha256``, ``.data``) a concurrent remove deleted
+        after this add found it already stored; returns the shas written."""
+        return [b.sha256 for b in blobs if not self.blobs.has(b.sha256) and self.blobs.write(b.sha256, b.data)]
+
     def _drop_unused(self, shas: Sequence[str]) -> None:
-        for sha in shas:
-            try:
-                if not self.store.sha_in_use(sha):
-                    self.blobs.delete(sha)
-            except Exception:  # the database is unreachable: leave the blob, verify reports it
-                pass
+        if not shas:
+            return
+        try:
+            self.store.release(list(dict.fromkeys(shas)), self.blobs.delete)
+        except Exception:  # the database is unreachable: leave the blob, verify reports it
+            pass
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -259,8 +274,16 @@ class Zoo:
         _ = self.blobs
         self.store.get(checkpoint_id)  # an unknown id is NotFound before a new registry file is created
         self._writable()
-        record = self.store.remove(checkpoint_id)
-        self._drop_unused([record.sha256])
+        retired: list[Path] = []
+        try:
+            record = self.store.remove(checkpoint_id, on_unused=lambda sha: retired.extend(
+                [p for p in [self.blobs.retire(sha)] if p is not None]))
+        except BaseException:
+            for path in retired:  # the delete rolled back: the blob is used again
+                self.blobs.restore(path)
+            raise
+        for path in retired:
+            self.blobs.purge(path)
         self.search.after_remove(record.id)
         return record
 
@@ -315,8 +338,10 @@ class Zoo:
         data = canonical_bytes(tensors)
         digest = sha256(data)
         created = [digest] if self.blobs.write(digest, data) else []
+        blob = _Blob(digest, data)
         try:
-            return self.artifacts.insert(kind, name, digest, len(data), config, provenance, parent_id)
+            return self.artifacts.insert(kind, name, digest, len(data), config, provenance, parent_id,
+                                         in_lock=lambda: created.extend(self._rewrite_missing([blob])))
         except BaseException:
             self._drop_unused(created)
             raise

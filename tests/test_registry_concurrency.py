@@ -99,3 +99,55 @@ def test_a_read_only_registry_lists_and_refuses_writes_in_one_line(shared_folder
         lines = refused.stderr.strip().splitlines()
         assert refused.returncode == 2 and len(lines) == 1 and "read-only" in lines[0], refused.stderr
     assert "#1" in run("list").stdout and "wine" not in run("list").stdout
+
+
+# -- blob use: an add and a remove of the same weights, interleaved at the worst moment ---------------
+
+def test_an_add_that_found_its_blob_keeps_it_when_a_remove_deletes_it_meanwhile(registry_url, monkeypatch):
+    # process B finds the blob of weights W already stored (by A's record) and skips writing it; before B
+    # inserts its row, A's record is removed and, used by no row, its blob deleted: B's insert must
+    # write the blob again inside its transaction instead of committing a row without weights
+    w = _weights(0)
+    with open_zoo() as a, open_zoo() as b:
+        first = a.add_weights(w, CheckpointMeta(arch=MLP, dataset="iris")).checkpoint
+        insert = b.store.insert_many
+
+        def remove_first_then_insert(items, in_lock=None):
+            a.remove(first.id)
+            assert not b.blobs.has(first.sha256)  # the race window: B's blob is gone
+            return insert(items, in_lock=in_lock)
+
+        monkeypatch.setattr(b.store, "insert_many", remove_first_then_insert)
+        second = b.add_weights(w, CheckpointMeta(arch=MLP, dataset="wine")).checkpoint
+        assert second.sha256 == first.sha256 and b.blobs.verify(second.sha256)
+        assert b.load_weights(second.id).keys() == w.keys()
+        assert [r.id for r in b.list()] == [second.id] and b.verify() == []
+
+
+def test_a_remove_that_fails_to_commit_puts_the_blob_back(registry_url, monkeypatch):
+    with open_zoo() as zoo:
+        rec = zoo.add_weights(_weights(0), CheckpointMeta(arch=MLP, dataset="iris")).checkpoint
+        remove = zoo.store.remove
+
+        def fail_after_the_blob_moved(checkpoint_id, on_unused=None):
+            def move_then_fail(sha):
+                on_unused(sha)
+                assert not zoo.blobs.has(sha)
+                raise RuntimeError("the database went away before the commit")
+            return remove(checkpoint_id, on_unused=move_then_fail)
+
+        monkeypatch.setattr(zoo.store, "remove", fail_after_the_blob_moved)
+        with pytest.raises(RuntimeError):
+            zoo.remove(rec.id)
+        monkeypatch.undo()
+        assert zoo.get(rec.id) == rec and zoo.blobs.verify(rec.sha256)
+        assert zoo.verify() == []  # no retired copy left behind either
+
+
+def test_releasing_a_failed_adds_blobs_keeps_those_a_row_uses(registry_url):
+    with open_zoo() as zoo:
+        rec = zoo.add_weights(_weights(0), CheckpointMeta(arch=MLP, dataset="iris")).checkpoint
+        unused = "0" * 64
+        zoo.blobs.write(unused, b"orphan")
+        zoo.store.release([rec.sha256, unused], zoo.blobs.delete)
+        assert zoo.blobs.verify(rec.sha256) and not zoo.blobs.has(unused)

@@ -192,7 +192,7 @@ def test_failed_insert_after_blob_write_leaves_no_orphan(zoo, monkeypatch):
 def test_failed_insert_keeps_a_blob_that_was_already_there(zoo, monkeypatch):
     w = weights()
     first = zoo.add_weights(w, meta()).checkpoint
-    monkeypatch.setattr(zoo.store, "insert_many", lambda *_a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(zoo.store, "insert_many", lambda *_a, **_k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         zoo.add_weights(w, meta(dataset="other"))
     assert zoo.blobs.verify(first.sha256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -28,11 +29,16 @@ class ArtifactStore:
         self.db = database
 
     def insert(self, kind: str, name: str, sha256: str, size_bytes: int, config: dict[str, Any],
-               provenance: dict[str, Any], parent_id: int | None = None) -> Artifact:
+               provenance: dict[str, Any], parent_id: int | None = None,
+               in_lock: Callable[[], None] | None = None) -> Artifact:
+        """Insert an artifact row; ``in_lock`` runs first inside the transaction, under the blob lock."""
         row = ArtifactRow(kind=kind, name=name, sha256=sha256, size_bytes=size_bytes, created_at=utc_now(),
                           config=config, provenance=provenance, parent_id=parent_id)
         try:
             with self.db.session_scope(write=True) as session:
+                self.db.lock_blobs(session)
+                if in_lock is not None:
+                    in_lock()
                 session.add(row)
                 session.flush()
                 return _record(row)

@@ -173,6 +173,25 @@ class BlobStore:
             return False
         return True
 
+    def retire(self, sha256: str) -> Path | None:
+        """Move a blob aside, under a temporary name ``temporaries`` reports, while the transaction that
+        stops using it commits; ``restore`` undoes that, ``purge`` finishes it. None: there was no blob."""
+        retired = self.root / f".{sha256}-removed-{os.getpid()}.tmp"
+        try:
+            os.replace(self.path(sha256), retired)
+        except FileNotFoundError:
+            return None
+        return retired
+
+    def restore(self, retired: Path) -> None:
+        """Put a retired blob back (its transaction rolled back)."""
+        sha256 = retired.name[1:].split("-removed-")[0]
+        os.replace(retired, self.path(sha256))
+
+    @staticmethod
+    def purge(retired: Path) -> None:
+        retired.unlink(missing_ok=True)
+
     def __iter__(self) -> Iterator[str]:
         """The shas of every blob in the folder."""
         if not self.root.is_dir():

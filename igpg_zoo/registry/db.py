@@ -27,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     event,
     exc,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -256,6 +257,9 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+BLOB_LOCK = 7211903  # PostgreSQL advisory lock key of blob use (migrations use 7211902)
+
+
 class Database:
     """An engine on the registry URL, migrated to the newest schema, and its sessions."""
 
@@ -302,6 +306,16 @@ class Database:
             raise
         finally:
             session.close()
+
+    def lock_blobs(self, session: Session) -> None:
+        """Serialise the write transactions that start or stop using blobs (until the transaction ends).
+
+        Whether a blob is still used is a question about committed rows, and the answer must not
+        change between asking it and acting on it: an add that finds its blob already there and a
+        remove that deletes that blob as unused would otherwise leave a row without weights. SQLite
+        write transactions already hold the one write lock; PostgreSQL takes an advisory lock."""
+        if not self.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BLOB_LOCK})
 
     def _unusable(self, err: exc.OperationalError) -> RegistryUnavailable:
         """A one-line error for a database that refuses a statement (busy, read-only, gone)."""

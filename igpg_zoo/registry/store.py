@@ -7,7 +7,7 @@ Every method runs in its own ``session_scope()``; ``insert`` is one transaction 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -128,10 +128,17 @@ class CheckpointStore:
         """Insert one checkpoint (one transaction); ``(existing, False)`` for a known identity."""
         return self.insert_many([new])[0]
 
-    def insert_many(self, items: Sequence[NewCheckpoint]) -> list[tuple[Checkpoint, bool]]:
-        """Insert several checkpoints in one transaction; known identities return their record."""
+    def insert_many(self, items: Sequence[NewCheckpoint], in_lock: Callable[[], None] | None = None
+                    ) -> list[tuple[Checkpoint, bool]]:
+        """Insert several checkpoints in one transaction; known identities return their record.
+
+        ``in_lock`` runs inside the transaction, under the blob lock, before the rows go in: where the
+        caller makes sure their blobs are (still) there."""
         try:
             with self.db.session_scope(write=True) as session:
+                self.db.lock_blobs(session)
+                if in_lock is not None:
+                    in_lock()
                 return self._insert(session, items)
         except sa_exc.IntegrityError as err:
             # a concurrent writer added the same identity first, or the parent does not exist
@@ -188,12 +195,26 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             return self._known(session, [identity]).get(identity)
 
-    def remove(self, checkpoint_id: int) -> Checkpoint:
-        """Delete a record (metrics, tags and vectors go with it); children lose their parent link."""
+    def remove(self, checkpoint_id: int, on_unused: Callable[[str], None] | None = None) -> Checkpoint:
+        """Delete a record (metrics, tags and vectors go with it); children lose their parent link.
+
+        ``on_unused(sha256)`` runs inside the transaction, under the blob lock, when no row uses the
+        record's blob any more (an error there rolls the delete back)."""
         with self.db.session_scope(write=True) as session:
+            self.db.lock_blobs(session)
             record = self._get(session, checkpoint_id)
             session.execute(delete(CheckpointRow).where(CheckpointRow.id == record.id))
+            if on_unused is not None and not _sha_in_use(session, record.sha256):
+                on_unused(record.sha256)
             return record
+
+    def release(self, shas: Sequence[str], on_unused: Callable[[str], None]) -> None:
+        """``on_unused(sha)`` for each of ``shas`` no row uses, under the blob lock (a failed add's blobs)."""
+        with self.db.session_scope(write=True) as session:
+            self.db.lock_blobs(session)
+            for sha in shas:
+                if not _sha_in_use(session, sha):
+                    on_unused(sha)
 
     def update_extra(self, checkpoint_id: int, facts: dict[str, Any]) -> Checkpoint:
         with self.db.session_scope(write=True) as session:
@@ -270,8 +291,7 @@ class CheckpointStore:
     def sha_in_use(self, sha256: str) -> bool:
         """Whether any checkpoint or artifact row refers to this blob."""
         with self.db.session_scope() as session:
-            return bool(session.scalar(select(
-                exists().where(CheckpointRow.sha256 == sha256) | exists().where(ArtifactRow.sha256 == sha256))))
+            return _sha_in_use(session, sha256)
 
     def blob_owners(self) -> dict[str, list[str]]:
         """sha256 -> who uses it ('checkpoint #3', 'artifact #1')."""
@@ -356,3 +376,8 @@ class CheckpointStore:
                 self._get(session, checkpoint_id)
                 return None, None
             return to_vector(row.text_vector), to_vector(row.dataset_vector)
+
+
+def _sha_in_use(session: Session, sha256: str) -> bool:
+    return bool(session.scalar(select(
+        exists().where(CheckpointRow.sha256 == sha256) | exists().where(ArtifactRow.sha256 == sha256))))
