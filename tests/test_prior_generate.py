@@ -88,6 +88,7 @@ def test_generated_state_dict_loads_strictly_with_provenance_and_novelty(trained
         p = r.provenance
         assert p["generator"] == {"prior_artifact_id": prior_art.id, "tokenizer_artifact_id": tok_art.id}
         assert p["zoo_snapshot_hash"] == prior_art.provenance["snapshot"]["hash"] and p["seed"] == 5
+        assert p["conditioning"]["arch_in_training"] is True
         assert set(r.neighbour) >= {"id", "distance", "exact_copy_of", "prediction_agreement"}
         assert 0.0 <= r.neighbour["prediction_agreement"] <= 1.0
 
@@ -240,6 +241,20 @@ def test_cli_generate_novelty_filter(trained, cli, flags, novel_only, exit_code)
     assert report["provenance"]["novel_only"] is novel_only
     if novel_only:
         assert all(r["exact_copy_of"] is None for r in report["results"])
+
+
+def test_cli_generate_says_when_the_prior_never_saw_the_architecture_and_when_weights_were_registered(trained, cli):
+    _, _, _, root = trained
+    unseen = "mlp-i64-h12-o3"  # a width the prior never trained on
+    args = ("generate", "--arch", unseen, "--dataset", TASKS[0], "-n", "1", "--registry", root / "registry.db")
+    first = cli(*args, "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output.strip().splitlines()[-1])["provenance"]["conditioning"]["arch_in_training"] is False
+    text = cli(*args, "--register")
+    assert text.exit_code == 0 and f"never trained on {unseen}" in text.output
+    assert "registered before" not in text.output
+    again = cli(*args, "--register")  # same seed, same weights: the record that exists
+    assert again.exit_code == 0 and "registered before" in again.output
 
 
 def test_cli_generate_needs_exactly_one_data_source(cli):

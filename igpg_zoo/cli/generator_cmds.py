@@ -260,16 +260,20 @@ def generate(
             report["out"] = str(out)
         if register:
             added = register_generated(zoo, best, task, name, ds, emb)
-            report["registered_id"] = added.checkpoint.id
+            report["registered_id"], report["registered_new"] = added.checkpoint.id, added.created
     if json_out:
         typer.echo(json.dumps(report, default=str))
         return
+    if report["provenance"]["conditioning"].get("arch_in_training") is False:
+        typer.echo(f"note: the prior never trained on {arch}; expect near-chance accuracy before fine-tuning "
+                   "(--head fit solves the classifier on your data)")
     for s in report["results"]:
         _print_result(s)
     if "out" in report:
         typer.echo(f"wrote {report['out']} ({fmt})")
     if "registered_id" in report:
-        typer.echo(f"registered as #{report['registered_id']} (kind generated)")
+        again = "" if report["registered_new"] else "; these weights were registered before"
+        typer.echo(f"registered as #{report['registered_id']} (kind generated{again})")
 
 
 def register(app: typer.Typer) -> None:

@@ -174,6 +174,11 @@ class Generator:
         length = self.tokenizer.sequence_length(arch)
         return sample_tokens(self.prior, cond, length, n=n, settings=settings, seed=seed, with_logprob=True)
 
+    def arch_in_training(self, arch: str) -> bool | None:
+        """Whether the prior was trained on members of ``arch`` (None: its artifact does not say)."""
+        archs = self.artifact.provenance.get("archs") if self.artifact is not None else None
+        return None if archs is None else arch in archs
+
     def is_replay(self, arch: str, tokens: torch.Tensor, min_distance: float = 0.0) -> bool:
         """An exact token copy of a zoo member, or (``min_distance`` > 0) decoded parameters closer to one
         than ``min_distance`` of its norm."""
@@ -259,6 +264,7 @@ class Generator:
             "zoo_snapshot_hash": (art.provenance.get("snapshot", {}).get("hash") if art else None),
             "conditioning": {"task": task, "dataset": dataset_name, "arch": arch,
                              "arch_description": get_adapter(arch).describe(arch),
+                             "arch_in_training": self.arch_in_training(arch),
                              "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
                                                if cond.get(k) is None)},
             "seed": seed, "sample_round": where[0], "sample_index": where[1],
