@@ -71,9 +71,7 @@ def publish(src: Path, out: Path) -> None:
     except BaseException as exc:
         for path in moved:
             path.unlink(missing_ok=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_folders(created)
         if isinstance(exc, OSError):
             raise ConfigError(f"cannot write {out} ({exc.strerror or exc}); choose another --out "
                               "or check the folder's permissions") from None
@@ -95,14 +93,19 @@ def _make_parents(parent: Path) -> list[Path]:
             folder.mkdir()
             created.append(folder)
     except BaseException as exc:
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_folders(created)
         if isinstance(exc, OSError):
             raise ConfigError(f"cannot create folder {parent} ({exc.strerror or exc}); choose another --out "
                               "or check the permissions") from None
         raise
     return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove the folders an export created (outermost first in ``created``), innermost first."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _move(src: Path, dst: Path) -> None:
