@@ -6,7 +6,12 @@ member is a new sequence; decode it and score it on the test split, and measure 
 the weights (relative to the edited member's norm). Short models are enumerated exhaustively, long
 ones sampled (``--edits`` per pair).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/token_recombination.py --tokenizer 2 --edits 60
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/token_recombination.py --tokenizer 2 --edits 60 [--prior 14]
+
+With ``--prior``, also where that prior (trained on this tokenizer) puts its mass, teacher-forced on
+each distinct member sequence of the pair: the probability of the member's own token at each position,
+of the codes other members have there, and the mass of the whole set of member sequences: the share of raw draws
+(temperature 1, no truncation) that replay a member.
 
 Reads the `full` benchmark registry; writes bench/results/token-recombination.{json,md}.
 """
@@ -66,6 +71,31 @@ def pair_row(zoo, tok, task: str, arch: str, limit: int, rng: random.Random) -> 
             "mean_acc": statistics.mean(accs), "median_distance": statistics.median(dists), "by_stage": by_stage}
 
 
+@torch.no_grad()
+def prior_mass(gen, zoo, task: str, arch: str) -> dict:
+    """Teacher-forced on each distinct member sequence: per position, p(the member's token) and p(codes
+    other members have there); per sequence, p(the whole sequence) (temperature 1, no truncation)."""
+    from generator_eval import _condition_args
+
+    args = _condition_args(zoo, task)
+    cond = gen.condition(arch, args["task"], args["data_embedding"])
+    seqs = sorted({tuple(gen.tokenizer.encode(zoo.load_weights(r.id), arch).flatten().tolist())
+                   for r in _members(zoo, task, arch)})
+    own, siblings, whole = [], [], []
+    for m in seqs:
+        batch = {k: v.view(1, -1) for k, v in cond.items() if v is not None}
+        batch["window"] = torch.zeros(1, dtype=torch.long)
+        logits, _ = gen.prior(torch.tensor([m]), {**cond, **batch})
+        probs = logits[0].softmax(-1)  # (L, V): position j predicts token j
+        for j, tok in enumerate(m):
+            others = sorted({s[j] for s in seqs} - {tok})
+            own.append(float(probs[j, tok]))
+            siblings.append(float(probs[j, others].sum()) if others else 0.0)
+        whole.append(float(torch.tensor([own[-len(m) + j] for j in range(len(m))]).prod()))
+    return {"p_own_token": statistics.mean(own), "p_sibling_codes": statistics.mean(siblings),
+            "p_member_set": sum(whole), "distinct": len(seqs)}
+
+
 def main() -> None:
     from igpg_zoo.igpg.tokenizer import Tokenizer
     from igpg_zoo.zoo import open_zoo
@@ -73,11 +103,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", type=int, default=2)
     ap.add_argument("--edits", type=int, default=60, help="most edits scored per pair (all when there are fewer)")
+    ap.add_argument("--prior", type=int, default=None, help="also measure where this prior puts its mass")
     args = ap.parse_args()
     torch.set_num_threads(1)
     zoo = open_zoo(str(ROOT / "scratch" / "generator-full" / "registry.db"))
     tok, rng = Tokenizer.load(zoo, args.tokenizer), random.Random(0)
     rows = [pair_row(zoo, tok, t, a, args.edits, rng) for t, a in PAIRS]
+    if args.prior is not None:
+        from igpg_zoo.igpg.generate import Generator
+
+        gen = Generator.load(zoo, args.prior)
+        for row in rows:
+            row["prior"] = {"id": args.prior, **prior_mass(gen, zoo, row["task"], row["arch"])}
     zoo.close()
     out = ROOT / "results" / "token-recombination.json"
     out.write_text(json.dumps({"command": " ".join(["bench/token_recombination.py"] + sys.argv[1:]), "rows": rows}, indent=1))
@@ -96,6 +133,14 @@ def main() -> None:
     lines += [f"| {r['task']} | {r['arch']} | " + " | ".join(
         f"{b['edits']}, {100 * b['within_5pp'] / b['edits']:.0f} %, {100 * b['median_distance']:.1f} %"
         for b in r["by_stage"].values()) + " |" for r in rows]
+    if args.prior is not None:
+        lines += ["", f"Where prior #{args.prior} puts its mass, teacher-forced on each distinct member sequence "
+                  "(temperature 1, no truncation; means over members and positions):", "",
+                  "| task | arch | p(the member's own token) | p(codes other members have there; mostly another member "
+                  "sharing the prefix) | mass on the member sequences (sum over the distinct ones) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['arch']} | {r['prior']['p_own_token']:.3f} | {r['prior']['p_sibling_codes']:.3f} | "
+                  f"{r['prior']['p_member_set']:.3f} ({r['prior']['distinct']}) |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
