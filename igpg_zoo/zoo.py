@@ -289,24 +289,17 @@ class Zoo:
 
     def verify(self) -> list[str]:
         """Every problem between database, blobs and index (empty when all is well); hashes every blob."""
-        problems: list[str] = []
-        owners = self.store.blob_owners()
-        on_disk = set(self.blobs) if (owners or self.blobs.root.is_dir()) else set()
-        for sha, who in sorted(owners.items()):
-            if sha not in on_disk:
-                problems.append(f"blob {sha} used by {', '.join(who)} is missing; re-add the weights")
-            elif not self.blobs.verify(sha):
-                problems.append(f"blob {sha} used by {', '.join(who)} is corrupted (its content hash differs); "
-                                "re-add the weights")
-        for sha in sorted(on_disk - set(owners)):
-            problems.append(f"blob {sha} is used by no record (orphan); delete {self.blobs.path(sha)}")
-        for tmp in self.blobs.temporaries():
-            problems.append(f"leftover temporary file {tmp} from an interrupted write; delete it")
-        unembedded = np.setdiff1d(self.store.ids(), self.store.embedded_ids())
-        if len(unembedded):
-            problems.append(f"{len(unembedded)} record(s) have no stored vector (e.g. #{unembedded[0]}); "
-                            "run 'igpg-zoo reindex --reembed'")
-        return problems + self.search.problems()
+        from igpg_zoo.registry.health import problems
+
+        return problems(self)
+
+    def repair(self) -> list[str]:
+        """Put right what ``verify`` finds that needs no weights from the user (orphan blobs, leftover
+        temporaries, a blob an interrupted remove moved aside, a stale index); returns what was done."""
+        from igpg_zoo.registry.health import repair
+
+        self._writable()
+        return repair(self)
 
     def reindex(self, reembed: bool = False) -> int:
         """Rebuild the search index from the stored vectors (re-embed every text first if asked)."""

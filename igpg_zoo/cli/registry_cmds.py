@@ -323,14 +323,25 @@ def remove(
     typer.echo(f"removed #{record.id} {record.name}" + (" (blob kept: another record uses it)" if kept else ""))
 
 
-def verify(registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False) -> None:
+def verify(
+    repair: Annotated[bool, typer.Option(
+        help="first put right what needs no weights from you: delete orphan blobs and old leftover temporary "
+             "files, put back a blob an interrupted remove moved aside, rebuild a stale search index")] = False,
+    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
+) -> None:
     """Recompute every blob hash and check database, blobs and search index agree; exit 1 on problems."""
     with _zoo(registry, blobs) as zoo:
+        repaired = zoo.repair() if repair else []
         problems = zoo.verify()
         count = zoo.store.count()
     if json_out:
-        _echo_json({"ok": not problems, "records": count, "problems": problems})
-    elif problems:
+        _echo_json({"ok": not problems, "records": count, "problems": problems, "repaired": repaired})
+        if problems:
+            raise SystemExit(1)
+        return
+    for action in repaired:
+        typer.echo(f"repaired: {action}")
+    if problems:
         for problem in problems:
             typer.echo(f"problem: {problem}")
         typer.echo(f"{len(problems)} problem(s) in a registry of {count} record(s)")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SUFFIX = ".safetensors"
 OWNER = ".owner"
+RETIRED = "-removed-"  # in the name of a blob a remove moved aside: .<sha256>-removed-<pid>.tmp
 _CHUNK = 1 << 20
 
 
@@ -176,17 +177,22 @@ class BlobStore:
     def retire(self, sha256: str) -> Path | None:
         """Move a blob aside, under a temporary name ``temporaries`` reports, while the transaction that
         stops using it commits; ``restore`` undoes that, ``purge`` finishes it. None: there was no blob."""
-        retired = self.root / f".{sha256}-removed-{os.getpid()}.tmp"
+        retired = self.root / f".{sha256}{RETIRED}{os.getpid()}.tmp"
         try:
             os.replace(self.path(sha256), retired)
         except FileNotFoundError:
             return None
         return retired
 
+    @staticmethod
+    def retired_sha(path: Path) -> str | None:
+        """The sha of a blob ``retire`` moved to ``path``; None for any other temporary file."""
+        head, sep, _ = path.name.partition(RETIRED)
+        return head[1:] if sep and head.startswith(".") else None
+
     def restore(self, retired: Path) -> None:
         """Put a retired blob back (its transaction rolled back)."""
-        sha256 = retired.name[1:].split("-removed-")[0]
-        os.replace(retired, self.path(sha256))
+        os.replace(retired, self.path(self.retired_sha(retired)))
 
     @staticmethod
     def purge(retired: Path) -> None:

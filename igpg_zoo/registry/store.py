@@ -210,11 +210,15 @@ class CheckpointStore:
 
     def release(self, shas: Sequence[str], on_unused: Callable[[str], None]) -> None:
         """``on_unused(sha)`` for each of ``shas`` no row uses, under the blob lock (a failed add's blobs)."""
+        self.blob_usage(shas, lambda sha, used: None if used else on_unused(sha))
+
+    def blob_usage(self, shas: Sequence[str], act: Callable[[str, bool], None]) -> None:
+        """``act(sha, in_use)`` for each of ``shas``, under the blob lock: nothing starts or stops using
+        a blob until the calls are done."""
         with self.db.session_scope(write=True) as session:
             self.db.lock_blobs(session)
             for sha in shas:
-                if not _sha_in_use(session, sha):
-                    on_unused(sha)
+                act(sha, _sha_in_use(session, sha))
 
     def update_extra(self, checkpoint_id: int, facts: dict[str, Any]) -> Checkpoint:
         with self.db.session_scope(write=True) as session:
