@@ -80,6 +80,19 @@ def test_register_adapter_replaces_its_row(fresh_discovery):
     assert "mine" not in [i.name for i in adapters.list_adapters()]
 
 
+class _NoTestArch(SmallNetAdapter):
+    name = "no-test-arch"
+    test_arch = None
+
+
+@pytest.mark.parametrize("adapter, words", [(object(), "is not an igpg_zoo Adapter"),
+                                            (_NoTestArch(), "has no test_arch")])
+def test_register_adapter_holds_in_process_adapters_to_the_plugin_contract(fresh_discovery, adapter, words):
+    with pytest.raises(TypeError, match=words):  # else `adapters --check` crashed on it later
+        adapters.register_adapter(adapter)
+    assert "no-test-arch" not in [i.name for i in adapters.list_adapters()]
+
+
 def test_listing_adapters_does_not_import_torch():
     code = ("import sys; from typer.testing import CliRunner; from igpg_zoo.cli.app import app; "
             "r = CliRunner().invoke(app, ['adapters']); assert r.exit_code == 0, r.output; "

@@ -46,14 +46,19 @@ def _load_target(name: str, target: str) -> Adapter:
     except SystemExit as exc:  # a plugin that exits on import must not end the command
         raise RuntimeError(f"exited on import (SystemExit: {exc})") from None
     adapter = cls()
-    if not isinstance(adapter, Adapter):
-        raise TypeError(f"{target} is not an igpg_zoo Adapter")
-    if getattr(adapter, "name", None) != name:
+    if isinstance(adapter, Adapter) and getattr(adapter, "name", None) != name:
         raise TypeError(f"{target} has name {getattr(adapter, 'name', None)!r}, but its entry point is "
                         f"'{name}'; they must be equal")
-    if not isinstance(getattr(adapter, "test_arch", None), str):
-        raise TypeError(f"{target} has no test_arch string (the contract test's architecture)")
+    _check_contract(adapter, target)
     return adapter
+
+
+def _check_contract(adapter, what: str) -> None:
+    """What every adapter must have besides its methods: an igpg_zoo Adapter with a test_arch."""
+    if not isinstance(adapter, Adapter):
+        raise TypeError(f"{what} is not an igpg_zoo Adapter")
+    if not isinstance(getattr(adapter, "test_arch", None), str):
+        raise TypeError(f"{what} has no test_arch string (the contract test's architecture)")
 
 
 def _candidates() -> list[tuple[str, str, str, str]]:
@@ -107,7 +112,10 @@ def reset_adapters() -> None:
 
 
 def register_adapter(adapter: Adapter) -> None:
-    """Register an adapter instance in-process (tests, notebooks); replaces one of the same name."""
+    """Register an adapter instance in-process (tests, notebooks); replaces one of the same name.
+
+    Held to the same contract as a plugin: a TypeError for one that is no Adapter or has no test_arch."""
+    _check_contract(adapter, f"adapter {getattr(adapter, 'name', adapter)!r}")
     _load_all()[adapter.name] = adapter
     _infos[:] = [i for i in _infos if i.name != adapter.name]
     _infos.append(AdapterInfo(adapter.name, type(adapter).__qualname__, "in-process", "-", "ok"))
