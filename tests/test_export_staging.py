@@ -167,4 +167,5 @@ def test_kill_9_during_the_check_leaves_nothing_where_the_output_goes(tmp_path):
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-500:]
     assert list(out_dir.iterdir()) == []  # no m.onnx, no sub/, no hidden temp file
-    assert [p.name for p in scratch.iterdir()][0].startswith("igpg-zoo-export-")  # the debris is in TMPDIR
+    # the debris is in TMPDIR (beside whatever else the exporter's libraries put there)
+    assert any(p.name.startswith("igpg-zoo-export-") for p in scratch.iterdir()), list(scratch.iterdir())
