@@ -52,7 +52,7 @@ def repair(zoo: Zoo, stale_after_s: float = STALE_TEMPORARY_S) -> list[str]:
     blobs, done = zoo.blobs, []
     if blobs.root.is_dir():
         cutoff = time.time() - stale_after_s
-        temporaries = [t for t in blobs.temporaries() if t.stat().st_mtime < cutoff or blobs.retired_sha(t)]
+        temporaries = [t for t in blobs.temporaries() if _older(t, cutoff) or blobs.retired_sha(t)]
         retired = {blobs.retired_sha(t): t for t in temporaries if blobs.retired_sha(t)}
         orphans = set(blobs) - set(zoo.store.blob_owners())
 
@@ -65,9 +65,17 @@ def repair(zoo: Zoo, stale_after_s: float = STALE_TEMPORARY_S) -> list[str]:
 
         zoo.store.blob_usage(sorted(orphans | set(retired)), settle)
         for tmp in temporaries:
-            if tmp.exists() and (tmp.stat().st_mtime < cutoff or tmp in retired.values()):
+            if _older(tmp, cutoff) or (tmp in retired.values() and tmp.exists()):
                 tmp.unlink(missing_ok=True)
                 done.append(f"deleted leftover temporary {tmp.name}")
     if zoo.search.problems():
         done.append(f"rebuilt the search index ({zoo.reindex()} vector(s))")
     return done
+
+
+def _older(path, cutoff: float) -> bool:
+    """Whether ``path`` was last written before ``cutoff`` (False once a running write renamed it away)."""
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
