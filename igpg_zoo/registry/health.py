@@ -25,11 +25,13 @@ def problems(zoo: Zoo) -> list[str]:
     found: list[str] = []
     owners = zoo.store.blob_owners()
     on_disk = set(zoo.blobs) if (owners or zoo.blobs.root.is_dir()) else set()
-    retired = {zoo.blobs.retired_sha(t): t for t in zoo.blobs.temporaries() if zoo.blobs.retired_sha(t)}
+    temporaries = zoo.blobs.temporaries()
+    retired = {zoo.blobs.retired_sha(t): t for t in temporaries if zoo.blobs.retired_sha(t)}
+    moved_aside = {sha: t for sha, t in retired.items() if sha in owners and sha not in on_disk}
     for sha, who in sorted(owners.items()):
-        if sha not in on_disk and sha in retired:
+        if sha in moved_aside:
             found.append(f"blob {sha} used by {', '.join(who)} was moved aside by an interrupted remove "
-                         f"({retired[sha].name}); run 'igpg-zoo verify --repair' to put it back")
+                         f"({moved_aside[sha].name}); run 'igpg-zoo verify --repair' to put it back")
         elif sha not in on_disk:
             found.append(f"blob {sha} used by {', '.join(who)} is missing; re-add the weights")
         elif not zoo.blobs.verify(sha):
@@ -37,8 +39,8 @@ def problems(zoo: Zoo) -> list[str]:
                          "re-add the weights")
     for sha in sorted(on_disk - set(owners)):
         found.append(f"blob {sha} is used by no record (orphan); run 'igpg-zoo verify --repair'")
-    for tmp in zoo.blobs.temporaries():
-        if not (zoo.blobs.retired_sha(tmp) in owners and zoo.blobs.retired_sha(tmp) not in on_disk):
+    for tmp in temporaries:
+        if tmp not in moved_aside.values():  # those were reported with their record above
             found.append(f"leftover temporary file {tmp} from an interrupted write; run 'igpg-zoo verify --repair'")
     unembedded = np.setdiff1d(zoo.store.ids(), zoo.store.embedded_ids())
     if len(unembedded):
