@@ -292,11 +292,6 @@ class CheckpointStore:
 
     # -- blobs and vectors -----------------------------------------------------------------
 
-    def sha_in_use(self, sha256: str) -> bool:
-        """Whether any checkpoint or artifact row refers to this blob."""
-        with self.db.session_scope() as session:
-            return _sha_in_use(session, sha256)
-
     def blob_owners(self) -> dict[str, list[str]]:
         """sha256 -> who uses it ('checkpoint #3', 'artifact #1')."""
         owners: dict[str, list[str]] = {}
@@ -383,5 +378,6 @@ class CheckpointStore:
 
 
 def _sha_in_use(session: Session, sha256: str) -> bool:
+    """Whether any checkpoint or artifact row refers to this blob (ask under ``Database.lock_blobs``)."""
     return bool(session.scalar(select(
         exists().where(CheckpointRow.sha256 == sha256) | exists().where(ArtifactRow.sha256 == sha256))))
