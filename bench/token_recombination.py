@@ -87,11 +87,10 @@ def prior_mass(gen, zoo, task: str, arch: str) -> dict:
         batch["window"] = torch.zeros(1, dtype=torch.long)
         logits, _ = gen.prior(torch.tensor([m]), {**cond, **batch})
         probs = logits[0].softmax(-1)  # (L, V): position j predicts token j
-        for j, tok in enumerate(m):
-            others = sorted({s[j] for s in seqs} - {tok})
-            own.append(float(probs[j, tok]))
-            siblings.append(float(probs[j, others].sum()) if others else 0.0)
-        whole.append(float(torch.tensor([own[-len(m) + j] for j in range(len(m))]).prod()))
+        mine = [float(probs[j, tok]) for j, tok in enumerate(m)]
+        own += mine
+        siblings += [float(probs[j, sorted({s[j] for s in seqs} - {tok})].sum()) for j, tok in enumerate(m)]
+        whole.append(float(torch.tensor(mine).prod()))
     return {"p_own_token": statistics.mean(own), "p_sibling_codes": statistics.mean(siblings),
             "p_member_set": sum(whole), "distinct": len(seqs)}
 
