@@ -119,6 +119,9 @@ def train(
     batch: Annotated[int, typer.Option(help="prior: sequences per step (per process)")] = 16,
     dropout: Annotated[float, typer.Option(help="prior: dropout (0.1 for 50 epochs: fewer replays and better "
                                            "single samples than 0 for 25; BENCHMARKS.md)")] = 0.1,
+    recombine: Annotated[float, typer.Option(
+        help="prior: finest residual codes per training sequence swapped, on average, for the code another member "
+             "of the same task and architecture has there (0: off; BENCHMARKS.md)")] = 0.0,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -134,6 +137,8 @@ def train(
         raise ConfigError(f"--dropout must lie in [0, 1), got {dropout}")
     if epochs <= 0:
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
+    if not 0.0 <= recombine <= 1e6:  # also refuses NaN
+        raise ConfigError(f"--recombine must be >= 0 (swaps per sequence), got {recombine}")
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -150,7 +155,7 @@ def train(
             from igpg_zoo.igpg.prior_train import PriorTrainConfig
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
-                                    seed=seed, batch_size=batch)
+                                    seed=seed, batch_size=batch, recombine=recombine)
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
             art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)

@@ -24,8 +24,9 @@ RUN_KEYS = ("seed", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "gra
 
 def run_identity(tcfg, record_ids, world: int, **extra) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint (``--steps`` may grow)."""
-    return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, "records": sorted(int(i) for i in record_ids),
-            "world_size": int(world), **extra}
+    recombine = getattr(tcfg, "recombine", 0.0)  # named only when on: older checkpoints still resume
+    return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, **({"recombine": recombine} if recombine else {}),
+            "records": sorted(int(i) for i in record_ids), "world_size": int(world), **extra}
 
 
 def rng_states(gen: torch.Generator, prior) -> dict:

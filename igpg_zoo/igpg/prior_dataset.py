@@ -2,13 +2,16 @@
 
 ``select_records`` applies the filters and the task-disjoint hold-out (generated records never
 train a generator). ``TokenSet.batch`` draws records and a window of each (the same windows
-sampling.py generates), padded to ``block_size`` with a loss mask.
+sampling.py generates), padded to ``block_size`` with a loss mask; with ``recombine`` it first swaps
+some of a record's last-stage (finest residual) codes for the codes its siblings (records of the same
+task, dataset and architecture) have there: new sequences next to the members, for the prior to
+spread its mass over instead of replaying the members (BENCHMARKS.md, "Recombined finest codes").
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -84,6 +87,23 @@ class TokenSet:
     tokens: list[torch.Tensor]  # one LongTensor (T_i,) per record
     conds: list[dict]  # one unbatched condition per record
     ids: list[int]
+    siblings: list[list[int]] = field(default_factory=list)  # per record: the other records of its condition
+    stages: int = 1  # tokens per chunk; a chunk's last token is its finest residual code
+
+    def recombined(self, i: int, rate: float, gen: torch.Generator) -> torch.Tensor:
+        """Record i's tokens (T,) with each last-stage code swapped, with probability
+        min(1, rate / n_chunks), for the code a random sibling has at that position: ``rate`` swaps
+        per sequence on average, whatever its length. Without siblings the tokens as they are."""
+        tokens, sibs = self.tokens[i], self.siblings[i] if self.siblings else []
+        if rate <= 0 or not sibs:
+            return tokens
+        last = torch.arange(self.stages - 1, len(tokens), self.stages)  # (n_chunks,) finest positions
+        swap = last[torch.rand(len(last), generator=gen) < min(1.0, rate / len(last))]  # (S,)
+        donors = torch.randint(len(sibs), (len(swap),), generator=gen).tolist()
+        out = tokens.clone()
+        for pos, d in zip(swap.tolist(), donors):
+            out[pos] = self.tokens[sibs[d]][pos]
+        return out
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -92,14 +112,17 @@ class TokenSet:
         """Every (record, window) pair: the units a batch draws from."""
         return [(i, j) for i, t in enumerate(self.tokens) for j in range(n_windows(cfg, len(t)))]
 
-    def batch(self, cfg: PriorConfig, picks: list[tuple[int, int]]):
-        """(idx (B, block), mask (B, block), cond) for the given (record, window) pairs."""
+    def batch(self, cfg: PriorConfig, picks: list[tuple[int, int]], recombine: float = 0.0,
+              gen: torch.Generator | None = None):
+        """(idx (B, block), mask (B, block), cond) for the given (record, window) pairs; with
+        ``recombine`` > 0 each record's tokens are ``recombined`` first (drawn with ``gen``)."""
         B = len(picks)
         idx = torch.zeros(B, cfg.block_size, dtype=torch.long)
         mask = torch.zeros(B, cfg.block_size)
         for b, (i, j) in enumerate(picks):
             start, end = window_bounds(cfg, j, len(self.tokens[i]))
-            idx[b, : end - start] = self.tokens[i][start:end]
+            tokens = self.recombined(i, recombine, gen) if recombine > 0 else self.tokens[i]
+            idx[b, : end - start] = tokens[start:end]
             mask[b, : end - start] = 1.0
         cond = collate([self.conds[i] for i, _ in picks], cfg.struct_dim, cfg.data_dim, cfg.text_dim)
         cond["window"] = torch.tensor([j for _, j in picks], dtype=torch.long)
@@ -111,6 +134,14 @@ def condition_of(record, conditioner: Conditioner, zoo) -> dict:
     return conditioner.condition(record.arch, record.task or None, zoo.dataset_embedding(record.id))
 
 
+def sibling_lists(keys: list) -> list[list[int]]:
+    """Per position, the other positions holding the same key."""
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return [[j for j in groups[key] if j != i] for i, key in enumerate(keys)]
+
+
 def build_token_set(zoo, tokenizer, conditioner: Conditioner, records: list, progress=None) -> TokenSet:
     tokens, conds, ids = [], [], []
     for r in records:
@@ -119,4 +150,5 @@ def build_token_set(zoo, tokenizer, conditioner: Conditioner, records: list, pro
         ids.append(r.id)
         if progress is not None:
             progress(1)
-    return TokenSet(tokens, conds, ids)
+    siblings = sibling_lists([(r.task, r.dataset, r.arch) for r in records])
+    return TokenSet(tokens, conds, ids, siblings, tokenizer.config.tokens_per_chunk)

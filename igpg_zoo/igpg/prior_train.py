@@ -31,6 +31,7 @@ class PriorTrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    recombine: float = 0.0  # finest codes per sequence swapped for a sibling's, on average (TokenSet.recombined)
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 25
@@ -122,7 +123,7 @@ def _step(model, prior: Prior, opt, data: TokenSet, units, tcfg: PriorTrainConfi
     for group in opt.param_groups:
         group["lr"] = tcfg.lr_at(step)
     picks = torch.randint(len(units), (tcfg.batch_size,), generator=gen).tolist()
-    idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks])
+    idx, mask, cond = data.batch(prior.cfg, [units[p] for p in picks], tcfg.recombine, gen)
     if dev.type != "cpu":
         idx, mask = idx.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
         cond = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
