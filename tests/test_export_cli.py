@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -77,3 +78,39 @@ def test_parity_failure_exits_non_zero_and_records_nothing(registry, cli, tmp_pa
 def test_unknown_record(registry, cli):
     r = cli("export", "99", "--out", "m.onnx")
     assert r.exit_code == 3 and "#99" in r.stderr
+
+
+def _check(path: str, fmt: str) -> None:
+    if fmt == "onnx":
+        assert ort.InferenceSession(path).get_inputs()[0].shape[1:] == [1, 8, 8]
+    else:
+        from safetensors.torch import load_file
+
+        assert "conv1.weight" in load_file(path)
+
+
+@pytest.mark.parametrize("path, args", [
+    ("taken.onnx", ("export", "{id}", "--format", "onnx", "--out", "taken.onnx")),
+    ("taken.safetensors", ("export", "{id}", "--format", "safetensors", "--out", "taken.safetensors")),
+    ("taken.onnx", ("query", "digits", "--out", "taken.onnx", "--format", "onnx")),
+    ("d/model.safetensors", ("query", "digits", "--out", "d")),
+])
+def test_an_existing_out_file_needs_overwrite(registry, cli, path, args):
+    record, _ = registry
+    Path(path).parent.mkdir(exist_ok=True)
+    Path(path).write_text("mine")
+    argv = [a.format(id=record.id) for a in args]
+    r = cli(*argv)
+    assert r.exit_code == 2 and "already exists; pass --overwrite to replace it" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and Path(path).read_text() == "mine"
+    r = cli(*argv, "--overwrite")
+    assert r.exit_code == 0, r.stderr
+    _check(path, "onnx" if path.endswith(".onnx") else "safetensors")
+
+
+def test_generate_refuses_an_existing_out_before_it_samples(cli):
+    Path("w.safetensors").write_text("mine")
+    r = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--out", "w.safetensors")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: w.safetensors already exists; pass --overwrite")  # not "no prior"
+    assert Path("w.safetensors").read_text() == "mine"

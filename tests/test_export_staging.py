@@ -174,3 +174,35 @@ def test_kill_9_during_the_check_leaves_nothing_where_the_output_goes(tmp_path):
     assert list(out_dir.iterdir()) == []  # no m.onnx, no sub/, no hidden temp file
     # the debris is in TMPDIR (beside whatever else the exporter's libraries put there)
     assert any(p.name.startswith("igpg-zoo-export-") for p in scratch.iterdir()), list(scratch.iterdir())
+
+
+# (format, --out relative to tmp_path, the file the export would replace)
+EXISTING = [
+    ("onnx", "m.onnx", "m.onnx"),
+    ("safetensors", "m.safetensors", "m.safetensors"),
+    ("onnx", "dir", "dir/model.onnx"),
+    ("safetensors", "dir", "dir/model.safetensors"),
+]
+
+
+@pytest.mark.parametrize("fmt,out,existing", EXISTING)
+def test_an_existing_file_is_replaced_only_when_asked(tmp_path, fmt, out, existing):
+    path = tmp_path / existing
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("mine")
+    with pytest.raises(ConfigError, match=f"{path} already exists; pass --overwrite to replace it"):
+        export_weights(ARCH, _weights(), fmt, tmp_path / out)
+    assert path.read_text() == "mine" and _tree(tmp_path) == sorted({existing, *[existing.split("/")[0]]})
+    report = export_weights(ARCH, _weights(), fmt, tmp_path / out, overwrite=True)
+    assert report.path == path and path.read_bytes()[:4] != b"mine"
+
+
+def test_a_file_that_appears_while_the_export_runs_is_not_replaced(tmp_path):
+    from igpg_zoo.export.staging import staged
+
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(ConfigError, match="already exists; pass --overwrite"):
+        with staged(out) as tmp:
+            tmp.write_text("export")
+            out.write_text("someone else's")  # written after the up-front check
+    assert out.read_text() == "someone else's" and _created(tmp_path) == [out]

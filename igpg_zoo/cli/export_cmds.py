@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+from igpg_zoo.cli.options import BlobsOpt, JsonOpt, OverwriteOpt, RegistryOpt
 
 FORMATS = ("onnx", "timm", "native", "safetensors")  # igpg_zoo.export.FORMATS, without importing it
 
@@ -27,6 +27,7 @@ def export(
     fmt: FormatOpt = "onnx",
     atol: AtolOpt = 1e-4,
     exporter: ExporterOpt = "auto",
+    overwrite: OverwriteOpt = False,
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
     as_json: JsonOpt = False,
@@ -36,7 +37,7 @@ def export(
     from igpg_zoo.zoo import open_zoo
 
     with open_zoo(registry, blobs) as zoo:
-        report = export_record(zoo, id, fmt, out, atol, exporter=exporter)
+        report = export_record(zoo, id, fmt, out, atol, exporter=exporter, overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps({"id": id, "arch": report.arch, "path": str(report.path), **report.facts()},
                               indent=2, sort_keys=True))

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+from igpg_zoo.cli.options import BlobsOpt, JsonOpt, OverwriteOpt, RegistryOpt
 from igpg_zoo.errors import ConfigError
 
 STAGES = ("tokenizer", "prior", "both")
@@ -240,6 +240,7 @@ def generate(
                                                 "share of its norm (0.25: a quarter)")] = 0.0,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",
+    overwrite: OverwriteOpt = False,
     register: Annotated[bool, typer.Option(help="add the best model to the registry (kind generated)")] = False,
     registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
 ) -> None:
@@ -248,6 +249,10 @@ def generate(
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     check_sample_count(n)  # before any data is read or the registry opened
+    if out is not None:
+        from igpg_zoo.export.weights import check_out
+
+        check_out(fmt, out, overwrite)  # before any sampling: --out can be written
     name, ds, emb = _target_data(dataset, data, label)
     task = task or ds.info.description  # what zoo build records as a record's task text
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
@@ -261,7 +266,7 @@ def generate(
         if out is not None:
             from igpg_zoo.export import export_weights
 
-            export_weights(arch, best.weights, fmt, out, meta={"provenance": best.provenance})
+            export_weights(arch, best.weights, fmt, out, meta={"provenance": best.provenance}, overwrite=overwrite)
             report["out"] = str(out)
         if register:
             added = register_generated(zoo, best, task, name, ds, emb)

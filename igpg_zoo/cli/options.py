@@ -14,3 +14,5 @@ BlobsOpt = Annotated[
     Optional[str], typer.Option("--blobs", help="blob folder (required for a server database)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="replace an existing .onnx / .safetensors file at --out (a folder must be empty or new)")]

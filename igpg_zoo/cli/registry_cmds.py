@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+from igpg_zoo.cli.options import BlobsOpt, JsonOpt, OverwriteOpt, RegistryOpt
 
 ArchFilter = Annotated[
     Optional[list[str]], typer.Option("--arch", help="architecture; * and ? match any text (repeat to OR)")
@@ -275,6 +275,7 @@ def query(
     out: Annotated[Optional[Path], typer.Option("--out", help="export the best hit to PATH")] = None,
     fmt: Annotated[Optional[str], typer.Option(
         "--format", help="with --out: onnx | timm | native | safetensors (default)")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
     from igpg_zoo.errors import ConfigError
@@ -285,7 +286,7 @@ def query(
     with _zoo(registry, blobs) as zoo:
         hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
                          kind=kind or (), tags=tag or ())
-        report = _export_best(zoo, hits, fmt or "safetensors", out) if out is not None else None
+        report = _export_best(zoo, hits, fmt or "safetensors", out, overwrite) if out is not None else None
     if json_out:
         _echo_json([{"score": round(h.score, 6), **_record_json(h.checkpoint)} for h in hits])
         return
@@ -299,14 +300,14 @@ def query(
            ["score", "id", "kind", "name", "arch", "task", "dataset", "metrics"])
 
 
-def _export_best(zoo, hits, fmt: str, out: Path):
+def _export_best(zoo, hits, fmt: str, out: Path, overwrite: bool):
     """Export the best hit (retrieved weights, recorded as such) through the export module."""
     from igpg_zoo.errors import NothingToReturn
     from igpg_zoo.export import export_record
 
     if not hits:
         raise NothingToReturn("no checkpoint matches the query, so nothing was exported; widen the filters")
-    return export_record(zoo, hits[0].checkpoint.id, fmt, out)
+    return export_record(zoo, hits[0].checkpoint.id, fmt, out, overwrite=overwrite)
 
 
 # -- remove / verify / reindex -------------------------------------------------------------------

@@ -45,13 +45,14 @@ class OnnxReport:
 
 def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1e-4,
             opset: int | None = None, *, exporter: str = "auto",
-            metadata: dict[str, str] | None = None) -> OnnxReport:
+            metadata: dict[str, str] | None = None, overwrite: bool = False) -> OnnxReport:
     """Export ``module`` (in eval mode) to ``out`` and check it against PyTorch in onnxruntime.
 
     ``example`` is one input batch; its non-batch shape and dtype define the graph input, the
     batch axis is dynamic. ``metadata`` (text keys and values) becomes the model's
     ``metadata_props``. Raises ExportParityError when max|onnx - torch| > atol; ``out`` is
-    only written when the export, the checker and the parity check all pass.
+    only written when the export, the checker and the parity check all pass; an existing ``out``
+    is only replaced with ``overwrite``.
     """
     if exporter not in EXPORTERS:
         raise ConfigError(f"unknown ONNX exporter '{exporter}'; choose one of {', '.join(EXPORTERS)}")
@@ -60,7 +61,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, out: Path, atol: float = 1
     module.eval()
     try:
         example = _batch_of_two(example)
-        with staged(out) as tmp_path:  # published onto ``out`` only when every check passed
+        with staged(out, overwrite=overwrite) as tmp_path:  # published onto ``out`` only when every check passed
             started = time.perf_counter()
             used = _export(module, example, tmp_path, opset, exporter)
             seconds = time.perf_counter() - started

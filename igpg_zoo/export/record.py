@@ -34,7 +34,7 @@ def record_meta(ck: Checkpoint) -> dict[str, Any]:
 
 
 def export_record(zoo, id: int, fmt: str, out: Path, atol: float = DEFAULT_ATOL, *,
-                  exporter: str = "auto") -> ExportReport:
+                  exporter: str = "auto", overwrite: bool = False) -> ExportReport:
     """Export record ``id`` of ``zoo`` to ``out`` and store the facts as ``extra["export_<fmt>"]``.
 
     The facts: parity figure, tolerance, how it was measured, and for ONNX the opset and exporter.
@@ -42,7 +42,8 @@ def export_record(zoo, id: int, fmt: str, out: Path, atol: float = DEFAULT_ATOL,
     """
     ck = zoo.get(id)
     weights = zoo.load_weights(id)
-    report = export_weights(ck.arch, weights, fmt, Path(out), record_meta(ck), atol, exporter=exporter)
+    report = export_weights(ck.arch, weights, fmt, Path(out), record_meta(ck), atol, exporter=exporter,
+                            overwrite=overwrite)
     facts = report.facts()
     facts["exported_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     zoo.update_extra(id, **{f"export_{fmt}": facts})

@@ -7,7 +7,8 @@ copied to a hidden sibling, then renamed). So a failed check, an error or a ``ki
 export leaves neither ``--out``, nor a temp file beside it, nor parent folders it created.
 
 ``check_target`` refuses, before any work, an ``--out`` that can never be written: a folder where
-a file is wanted, a non-empty folder or a file where a folder is wanted, a path under a file.
+a file is wanted, a non-empty folder or a file where a folder is wanted, a path under a file, and an
+existing file unless the user said to overwrite it (then it is replaced atomically).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from igpg_zoo.errors import ConfigError
 SIDE_SUFFIXES = (".data",)  # companions published with a file: an ONNX model's external data
 
 
-def check_target(out: Path, folder: bool) -> None:
+def check_target(out: Path, folder: bool, overwrite: bool = False) -> None:
     """Raise ConfigError (one line, what to do) unless ``out`` can receive a file / a folder."""
     out = Path(out)
+    if not folder and not overwrite and (out.is_file() or out.is_symlink()):
+        _refuse_existing(out)
     if folder and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists and is not an empty folder; choose another --out or remove it")
     if not folder and out.is_dir():
@@ -40,23 +43,31 @@ def check_target(out: Path, folder: bool) -> None:
         raise ConfigError(f"{ancestor} is a file, so {out} cannot be created under it; choose another --out")
 
 
+def _refuse_existing(out: Path) -> None:
+    raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+
+
 @contextlib.contextmanager
-def staged(out: Path, folder: bool = False) -> Iterator[Path]:
+def staged(out: Path, folder: bool = False, overwrite: bool = False) -> Iterator[Path]:
     """Yield a private path named like ``out``; publish it onto ``out`` when the block succeeds.
 
     Write the file (or folder) at the yielded path, plus any side file ``<name>.data``. An
-    exception in the block discards everything; ``out`` and its parents are left untouched.
+    exception in the block discards everything; ``out`` and its parents are left untouched. An
+    existing file ``out`` is only replaced with ``overwrite``.
     """
     out = Path(out)
-    check_target(out, folder)
+    check_target(out, folder, overwrite)
     with tempfile.TemporaryDirectory(prefix="igpg-zoo-export-") as tmp:
         path = Path(tmp) / out.name
         yield path
-        publish(path, out)
+        publish(path, out, overwrite)
 
 
-def publish(src: Path, out: Path) -> None:
-    """Move ``src`` (and its side files) onto ``out`` with usual permissions; undo it all on failure."""
+def publish(src: Path, out: Path, overwrite: bool = False) -> None:
+    """Move ``src`` (and its side files) onto ``out`` with usual permissions; undo it all on failure.
+    A file that appeared at ``out`` while the export ran is only replaced with ``overwrite``."""
+    if not overwrite and not src.is_dir() and (out.is_file() or out.is_symlink()):
+        _refuse_existing(out)
     created = _make_parents(out.parent)
     moved: list[Path] = []
     try:

@@ -89,54 +89,63 @@ def check_supported(adapter: Adapter, arch: str, fmt: str) -> None:
 
 def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: Path,
                    meta: dict[str, Any] | None = None, atol: float = DEFAULT_ATOL, *,
-                   exporter: str = "auto") -> ExportReport:
+                   exporter: str = "auto", overwrite: bool = False) -> ExportReport:
     """Write ``weights`` of ``arch`` to ``out`` in format ``fmt`` and check the result.
 
     ``out``: for onnx / safetensors a file (a path without that suffix is taken as a folder and
     gets ``model.onnx`` / ``model.safetensors``); for native / timm a folder that must not exist
-    or be empty. ``meta`` (JSON-ready) goes into the folder or file (``kind: generated`` is added
+    or be empty; an existing file is only replaced with ``overwrite``. ``meta`` (JSON-ready) goes into the folder or file (``kind: generated`` is added
     when it holds a generator's provenance). Raises ExportNotSupported,
     CheckpointMismatch (weights do not fit ``arch``) or ExportParityError (figure > ``atol``).
     """
     from igpg_zoo.adapters import get_adapter
-    from igpg_zoo.export.staging import check_target
 
     _check_atol(atol)
     adapter = get_adapter(arch)
     check_supported(adapter, arch, fmt)
-    target = _file_target(Path(out), fmt) if fmt in FILE_SUFFIX else Path(out)
-    check_target(target, folder=fmt not in FILE_SUFFIX)  # before any work: --out can be written
+    target = check_out(fmt, out, overwrite)  # before any work: --out can be written
     module = _module_with(adapter, arch, weights)
     meta = _labelled({"arch": arch, **(meta or {})})
     if fmt == "onnx":
-        return _export_onnx(adapter, arch, module, target, meta, atol, exporter)
+        return _export_onnx(adapter, arch, module, target, meta, atol, exporter, overwrite)
     if fmt == "safetensors":
-        return _export_single_file(adapter, arch, module, weights, target, meta, atol)
+        return _export_single_file(adapter, arch, module, weights, target, meta, atol, overwrite)
     return _export_folder(adapter, arch, module, weights, fmt, target, meta, atol)
+
+
+def check_out(fmt: str, out: Path, overwrite: bool = False) -> Path:
+    """The path a ``fmt`` export to ``out`` writes; ConfigError (one line) when it cannot be written
+    (``staging.check_target``). Callers with work to do first (``generate --out``) check early."""
+    from igpg_zoo.export.staging import check_target
+
+    target = _file_target(Path(out), fmt) if fmt in FILE_SUFFIX else Path(out)
+    check_target(target, folder=fmt not in FILE_SUFFIX, overwrite=overwrite)
+    return target
 
 
 # -- one function per format --------------------------------------------------------------------
 
 
 def _export_onnx(adapter: Adapter, arch: str, module: nn.Module, out: Path, meta: dict, atol: float,
-                 exporter: str) -> ExportReport:
+                 exporter: str, overwrite: bool) -> ExportReport:
     from igpg_zoo.export.onnx import to_onnx
     from igpg_zoo.export.parity import PARITY_BATCHES
     from igpg_zoo.export.single_file import string_metadata
 
     example = adapter.example_input(arch)  # raises ExportNotSupported when the adapter has none
-    report = to_onnx(module, example, out, atol, exporter=exporter, metadata=string_metadata(arch, meta))
+    report = to_onnx(module, example, out, atol, exporter=exporter, metadata=string_metadata(arch, meta),
+                     overwrite=overwrite)
     check = f"onnxruntime vs torch, random batches of {'/'.join(map(str, PARITY_BATCHES))}"
     return ExportReport("onnx", arch, adapter.name, report.path, report.seconds, report.max_abs_diff,
                         atol, check, report.opset, report.exporter)
 
 
 def _export_single_file(adapter: Adapter, arch: str, module: nn.Module, weights: dict, out: Path,
-                        meta: dict, atol: float) -> ExportReport:
+                        meta: dict, atol: float, overwrite: bool) -> ExportReport:
     from igpg_zoo.export.single_file import read_single_file, write_single_file
     from igpg_zoo.export.staging import staged
 
-    with staged(out) as tmp:  # published onto ``out`` only when the check passed
+    with staged(out, overwrite=overwrite) as tmp:  # published onto ``out`` only when the check passed
         started = time.perf_counter()
         write_single_file(arch, weights, tmp, meta)
         seconds = time.perf_counter() - started
