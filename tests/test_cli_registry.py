@@ -261,3 +261,22 @@ def test_help_and_list_do_not_import_heavy_modules(tmp_path, args):
     env = dict(os.environ, IGPG_ZOO_REGISTRY=str(tmp_path / "registry.db"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("two\nlines", "two\\nlines"),
+    ("tab\there", "tab\\there"),
+    ("\x1b[31mred", "\\x1b[31mred"),
+    ("bidi\u202eevil", "bidi\\u202eevil"),
+    ("café ok", "café ok"),  # printable text is left as it is
+])
+def test_names_with_control_characters_are_shown_escaped(cli, tmp_path, name, shown):
+    _save(tmp_path / "w.safetensors")
+    r = cli("add", "w.safetensors", "--arch", MLP, "--name", name, "--dataset", "toy", "--task", name)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith(f"added #1 {shown} [")
+    table = cli("list").stdout.splitlines()
+    assert len(table) == 2 and shown in table[1]  # one row, whatever the name holds
+    assert cli("show", "1").stdout.splitlines()[1] == f"name     {shown}"
+    assert not any(c in out for out in (table[1], cli("show", "1").stdout) for c in "\x1b\t\u202e")
+    assert _as_json(cli("list", "--json"))[0]["name"] == name  # JSON keeps the exact text

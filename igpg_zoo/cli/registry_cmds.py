@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -57,15 +58,27 @@ def _metrics_text(record) -> str:
                     for m in record.metrics)
 
 
+def _shown(value) -> str:
+    """``value`` as text for a terminal: control and format characters (newlines, tabs, escape
+    sequences) written as their escapes, so a name cannot break a table or restyle the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c)[0] == "C" else c
+                   for c in text)
+
+
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    rows = [[_shown(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _summary(record) -> str:
-    where = record.dataset or "-"
-    return f"#{record.id} {record.name} [{record.arch}] {where} ({record.n_params:,} params, sha {record.sha256[:12]})"
+    where = _shown(record.dataset or "-")
+    return (f"#{record.id} {_shown(record.name)} [{_shown(record.arch)}] {where} ({record.n_params:,} params, "
+            f"sha {record.sha256[:12]})")
 
 
 # -- add ---------------------------------------------------------------------------------------
@@ -259,9 +272,9 @@ def show(
              ("created", record.created_at), ("sha256", record.sha256), ("size", f"{record.size_bytes:,} bytes"),
              ("blob", str(blob or "-")), ("parent", f"#{record.parent_id}" if record.parent_id else "-")]
     for key, value in lines:
-        typer.echo(f"{key:<9}{value}")
+        typer.echo(f"{key:<9}{_shown(value)}")
     for m in record.metrics:
-        typer.echo(f"{'metric':<9}{m.name} = {m.value:.6g} on {m.dataset or '-'}")
+        typer.echo(f"{'metric':<9}{_shown(m.name)} = {m.value:.6g} on {_shown(m.dataset or '-')}")
     for key, value in sorted(record.extra.items()):
         typer.echo(f"{'extra':<9}{key} = {json.dumps(value)}")
 
