@@ -97,18 +97,25 @@ def test_tokenize_command_shows_tokens_and_error(zoo, cli, tmp_path):
     assert missing.exit_code != 0
 
 
-@pytest.mark.parametrize("arch,measured", [
-    ("cnn-i1x8x8-c4k3-c8k3-h16-o10-bn", True),  # digits fits: accuracy before / after
-    ("mlp-i8-h8-o3", False),  # 8 features cannot take digits' 1x8x8 images: skipped, named, no traceback
+@pytest.mark.parametrize("arch,why", [
+    ("cnn-i1x8x8-c4k3-c8k3-h16-o10-bn", None),  # digits fits: accuracy before / after
+    ("mlp-i8-h8-o3", "mat1 and mat2"),  # 8 features cannot take digits' 1x8x8 images: skipped, named, no traceback
+    ("cnn-i1x8x8-c4k3-c8k3-h16-o3-bn", "(3 outputs)"),  # the images fit, the 10 classes do not
 ])
-def test_tokenize_measures_accuracy_only_where_the_dataset_fits(zoo, cli, tmp_path, arch, measured):
+def test_tokenize_measures_accuracy_only_where_the_dataset_fits(zoo, cli, tmp_path, arch, why):
+    if arch not in ARCHS:
+        torch.manual_seed(9)
+        zoo.add_weights(get_adapter(arch).build(arch).state_dict(),
+                        CheckpointMeta(arch=arch, task="digits", dataset="digits", name="odd", kind="trained"))
     train_tokenizer(zoo, CFG, progress=False)
     cid = next(c.id for c in zoo.list() if c.arch == arch)
     result = cli("tokenize", str(cid), "--registry", str(tmp_path / "registry.db"), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    measured = why is None
     assert ("acc_before" in out) is measured and ("accuracy_skipped" in out) is not measured
     if not measured:
-        assert "dataset 'digits' (input 1x8x8, 10 classes) does not fit 'mlp-i8-h8-o3'" in out["accuracy_skipped"]
+        assert f"dataset 'digits' (input 1x8x8, 10 classes) does not fit '{arch}'" in out["accuracy_skipped"]
+        assert why in out["accuracy_skipped"]
         text = cli("tokenize", str(cid), "--registry", str(tmp_path / "registry.db"))
         assert text.exit_code == 0 and "accuracy not measured: dataset 'digits'" in text.stdout

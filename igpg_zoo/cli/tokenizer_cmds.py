@@ -28,12 +28,24 @@ def _accuracy(record, weights: dict, arch: str) -> tuple[float | None, str]:
         return None, f"dataset '{record.dataset}' does not load ({exc})"
     module = get_adapter(arch).build(arch)
     module.load_state_dict(weights, strict=True)
+    fits = f"dataset '{record.dataset}' (input {'x'.join(map(str, ds.info.input_shape))}, {ds.info.n_classes} classes)"
     try:
-        return float(accuracy(module.eval(), ds.x_test, ds.y_test)), ""
+        outputs = predict_outputs(module.eval(), ds.x_test[:1])
+        if outputs != ds.info.n_classes:  # argmax over another label set: a number that means nothing
+            return None, f"{fits} does not fit '{arch}' ({outputs} outputs); fix the record's dataset"
+        return float(accuracy(module, ds.x_test, ds.y_test)), ""
     except (RuntimeError, ValueError, IndexError) as exc:  # the record's dataset does not fit its arch
         why = (str(exc).strip().splitlines() or [""])[0][:160]
-        return None, (f"dataset '{record.dataset}' (input {'x'.join(map(str, ds.info.input_shape))}, "
-                      f"{ds.info.n_classes} classes) does not fit '{arch}' ({why}); fix the record's dataset")
+        return None, f"{fits} does not fit '{arch}' ({why}); fix the record's dataset"
+
+
+def predict_outputs(module, x) -> int:
+    """How many outputs (classes) ``module`` gives for the inputs ``x``."""
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        return int(module(torch.tensor(np.asarray(x), dtype=torch.float32)).shape[-1])
 
 
 def tokenize_report(zoo, checkpoint_id: int, artifact_id: int | None, with_accuracy: bool) -> dict[str, Any]:
