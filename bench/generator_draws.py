@@ -35,13 +35,18 @@ def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
     ds, args = load_dataset(task), _condition_args(zoo, task)
     cond = gen.condition(arch, args["task"], args["data_embedding"])
     tokens, _ = gen.sample(arch, cond, n, settings, seed)
-    accs = [_test_acc(arch, gen.tokenizer.decode(tokens[i], arch), ds) for i in range(n)]
+    weights = [gen.tokenizer.decode(tokens[i], arch) for i in range(n)]
+    accs = [_test_acc(arch, w, ds) for w in weights]
     copies = [gen.is_replay(arch, tokens[i]) for i in range(n)]
     members = _members(zoo, task, arch)
+    stored = [zoo.load_weights(r.id) for r in members]
+    flat = lambda w: torch.cat([w[k].flatten().float() for k in stored[0]])  # noqa: E731  (one key order)
+    distances = [min(float((flat(w) - flat(m)).norm() / flat(m).norm()) for m in stored)
+                 for w in weights]  # to the nearest member, as a share of that member's norm
     coded = {tuple(gen.tokenizer.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members}
     median = statistics.median(r.metric("acc") for r in members)
     return {"task": task, "arch": arch, "tokens": gen.tokenizer.sequence_length(arch), "median_trained": median,
-            "accs": accs, "copies": copies, "within_5pp": sum(median - a <= 0.05 for a in accs),
+            "accs": accs, "copies": copies, "distances": distances, "within_5pp": sum(median - a <= 0.05 for a in accs),
             "members": len(members), "distinct_member_sequences": len(coded),
             "members_replayed": len(coded & {tuple(t.tolist()) for t in tokens})}
 
@@ -69,7 +74,7 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             rows = [draws(gen, zoo, t, a, settings, args.n, args.seed) for t, a in pairs]
             out["runs"].append({"prior": pid, "steps": train["steps"], "length_power": train.get("length_power", 0.0),
-                                "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
+                                "recombine": train.get("recombine", 0.0), "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
             print(summary_line(out["runs"][-1]), flush=True)
     zoo.close()
     return out
@@ -79,9 +84,16 @@ def summary_line(run: dict) -> str:
     rows, n = run["rows"], len(run["rows"][0]["accs"])
     within = sum(r["within_5pp"] for r in rows)
     copies = sum(sum(r["copies"]) for r in rows)
-    return (f"prior #{run['prior']} ({run['steps']} steps, length power {run['length_power']:g}), T {run['temperature']:g}: "
+    training = ", ".join([f"{run['steps']} steps"] + [f"{name} {run[key]:g}" for key, name in
+                                                       (("length_power", "length power"), ("recombine", "recombine"))
+                                                       if run.get(key)])
+    return (f"prior #{run['prior']} ({training}), T {run['temperature']:g}: "
             f"draws within 5 pp {within} of {n * len(rows)}, exact copies {copies} ({100 * copies / (n * len(rows)):.1f} %), "
             f"pairs with every draw within 5 pp {sum(r['within_5pp'] == n for r in rows)} of {len(rows)}")
+
+
+def _distance(row: dict) -> str:
+    return f"{100 * statistics.median(row['distances']):.1f} %" if "distances" in row else "—"  # older results lack it
 
 
 def write_markdown(out: dict, path: Path) -> None:
@@ -90,11 +102,11 @@ def write_markdown(out: dict, path: Path) -> None:
              f"min-p {out.get('min_p')}; shared 2-core CPU.", ""]
     for run in out["runs"]:
         lines += [f"## {summary_line(run)}", "", "| task | arch | tokens | median trained | draws within 5 pp | "
-                  "exact copies | mean accuracy | members (distinct token sequences) | members replayed |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "exact copies | mean accuracy | median distance to nearest member | members (distinct token sequences) "
+                  "| members replayed |", "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {100 * r['median_trained']:.1f} | {r['within_5pp']} | "
-                  f"{sum(r['copies'])} | {100 * statistics.mean(r['accs']):.1f} | {r['members']} ({r['distinct_member_sequences']}) | "
-                  f"{r['members_replayed']} |" for r in run["rows"]]
+                  f"{sum(r['copies'])} | {100 * statistics.mean(r['accs']):.1f} | {_distance(r)} | "
+                  f"{r['members']} ({r['distinct_member_sequences']}) | {r['members_replayed']} |" for r in run["rows"]]
         lines.append("")
     path.write_text("\n".join(lines))
 

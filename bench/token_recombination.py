@@ -6,14 +6,17 @@ member is a new sequence; decode it and score it on the test split, and measure 
 the weights (relative to the edited member's norm). Short models are enumerated exhaustively, long
 ones sampled (``--edits`` per pair).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/token_recombination.py --tokenizer 2 --edits 60 [--prior 14]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/token_recombination.py --tokenizer 2 --edits 60 [--prior 14[,15]] \
+        [--finest] [--tag TAG]
 
-With ``--prior``, also where that prior (trained on this tokenizer) puts its mass, teacher-forced on
+With ``--prior``, also where each of those priors (trained on this tokenizer) puts its mass, teacher-forced on
 each distinct member sequence of the pair: the probability of the member's own token at each position,
 of the codes other members have there, and the mass of the whole set of member sequences: the share of raw draws
-(temperature 1, no truncation) that replay a member.
+(temperature 1, no truncation) that replay a member. With ``--finest``, every sequence that recombines
+the finest residual codes of a short pair's members (at most 20 tokens; what ``--recombine`` trains on)
+is scored as well.
 
-Reads the `full` benchmark registry; writes bench/results/token-recombination.{json,md}.
+Reads the `full` benchmark registry; writes bench/results/token-recombination[-TAG].{json,md}.
 """
 
 from __future__ import annotations
@@ -49,6 +52,31 @@ def edits(seqs: list[tuple], limit: int, rng: random.Random) -> list[tuple[tuple
              for c in sorted({s[j] for s in seqs} - {m[j]})]
     every = [(m, t, j) for m, t, j in every if t not in members]
     return every if len(every) <= limit else rng.sample(every, limit)
+
+
+def finest_recombinations(zoo, tok, task: str, arch: str, limit: int = 600) -> dict:
+    """Every new sequence whose finest residual codes (a chunk's last token) are any member's codes at
+    those positions, on any member's coarser codes: how many there are, how many stay within 5 pp."""
+    import itertools
+
+    from igpg_zoo.data import load_dataset
+
+    ds, members = load_dataset(task), _members(zoo, task, arch)
+    median = statistics.median(r.metric("acc") for r in members)
+    seqs = sorted({tuple(tok.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members})
+    finest = range(tok.config.tokens_per_chunk - 1, len(seqs[0]), tok.config.tokens_per_chunk)
+    codes = [sorted({s[p] for s in seqs}) for p in finest]
+    new = {}
+    for m in seqs:
+        for combo in itertools.product(*codes):
+            t = list(m)
+            for p, c in zip(finest, combo):
+                t[p] = c
+            new.setdefault(tuple(t), None)
+    new = [t for t in new if t not in set(seqs)][:limit]
+    accs = [_test_acc(arch, tok.decode(torch.tensor(t), arch), ds) for t in new]
+    return {"codes_per_position": [len(c) for c in codes], "sequences": len(new),
+            "within_5pp": sum(median - a <= 0.05 for a in accs), "mean_acc": statistics.mean(accs)}
 
 
 def pair_row(zoo, tok, task: str, arch: str, limit: int, rng: random.Random) -> dict:
@@ -102,20 +130,28 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", type=int, default=2)
     ap.add_argument("--edits", type=int, default=60, help="most edits scored per pair (all when there are fewer)")
-    ap.add_argument("--prior", type=int, default=None, help="also measure where this prior puts its mass")
+    ap.add_argument("--prior", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                    help="also measure where these priors put their mass (comma-separated ids)")
+    ap.add_argument("--finest", action="store_true", help="also score every finest-code recombination of short pairs")
+    ap.add_argument("--tag", default="", help="results file suffix")
     args = ap.parse_args()
     torch.set_num_threads(1)
     zoo = open_zoo(str(ROOT / "scratch" / "generator-full" / "registry.db"))
     tok, rng = Tokenizer.load(zoo, args.tokenizer), random.Random(0)
     rows = [pair_row(zoo, tok, t, a, args.edits, rng) for t, a in PAIRS]
-    if args.prior is not None:
+    for row in rows:
+        if args.finest and row["tokens"] <= 20:
+            row["finest"] = finest_recombinations(zoo, tok, row["task"], row["arch"])
+    if args.prior:
         from igpg_zoo.igpg.generate import Generator
 
-        gen = Generator.load(zoo, args.prior)
-        for row in rows:
-            row["prior"] = {"id": args.prior, **prior_mass(gen, zoo, row["task"], row["arch"])}
+        for pid in args.prior:
+            gen = Generator.load(zoo, pid)
+            for row in rows:
+                row.setdefault("priors", []).append({"id": pid, "recombine": gen.artifact.config["train"].get(
+                    "recombine", 0.0), **prior_mass(gen, zoo, row["task"], row["arch"])})
     zoo.close()
-    out = ROOT / "results" / "token-recombination.json"
+    out = ROOT / "results" / ("token-recombination" + (f"-{args.tag}" if args.tag else "") + ".json")
     out.write_text(json.dumps({"command": " ".join(["bench/token_recombination.py"] + sys.argv[1:]), "rows": rows}, indent=1))
     lines = ["# One-token recombinations of zoo members", "",
              f"Command: `bench/token_recombination.py {' '.join(sys.argv[1:])}` (tokenizer #{args.tokenizer}, the "
@@ -132,14 +168,24 @@ def main() -> None:
     lines += [f"| {r['task']} | {r['arch']} | " + " | ".join(
         f"{b['edits']}, {100 * b['within_5pp'] / b['edits']:.0f} %, {100 * b['median_distance']:.1f} %"
         for b in r["by_stage"].values()) + " |" for r in rows]
-    if args.prior is not None:
-        lines += ["", f"Where prior #{args.prior} puts its mass, teacher-forced on each distinct member sequence "
-                  "(temperature 1, no truncation; means over members and positions):", "",
+    if args.finest:
+        lines += ["", "Every finest-code recombination (each chunk's last code taken from any member, on any member's "
+                  "coarser codes; new sequences only, at most 600 per pair):", "",
+                  "| task | arch | finest codes per position | new sequences | within 5 pp | mean accuracy |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['arch']} | {r['finest']['codes_per_position']} | {r['finest']['sequences']} | "
+                  f"{r['finest']['within_5pp']} ({100 * r['finest']['within_5pp'] / r['finest']['sequences']:.0f} %) | "
+                  f"{100 * r['finest']['mean_acc']:.1f} |" for r in rows if "finest" in r]
+    for i, pid in enumerate(args.prior):
+        recombine = rows[0]["priors"][i]["recombine"]
+        lines += ["", f"Where prior #{pid} (recombine {recombine:g}) puts its mass, teacher-forced on each distinct "
+                  "member sequence (temperature 1, no truncation; means over members and positions):", "",
                   "| task | arch | p(the member's own token) | p(codes other members have there; mostly another member "
                   "sharing the prefix) | mass on the member sequences (sum over the distinct ones) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['task']} | {r['arch']} | {r['prior']['p_own_token']:.3f} | {r['prior']['p_sibling_codes']:.3f} | "
-                  f"{r['prior']['p_member_set']:.3f} ({r['prior']['distinct']}) |" for r in rows]
+        lines += [f"| {r['task']} | {r['arch']} | {r['priors'][i]['p_own_token']:.3f} | "
+                  f"{r['priors'][i]['p_sibling_codes']:.3f} | {r['priors'][i]['p_member_set']:.3f} "
+                  f"({r['priors'][i]['distinct']}) |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
