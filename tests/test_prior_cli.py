@@ -29,6 +29,7 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         assert datasets and not any(d.startswith("digits[classes=3,5,8]") for d in datasets)
         assert prior.parent_id == out["tokenizer"]["id"]
         assert prior.config["prior"]["dropout"] == 0.1  # the CLI's default, saved inside the artifact
+        assert prior.config["train"]["recombine"] == 2.0  # so is its recombination rate
         tok = zoo.get_artifact(out["tokenizer"]["id"], kind="tokenizer")
         assert tok.config["tokenizer"]["tokens_per_chunk"] == 2 and tok.config["tokenizer"]["codebook_size"] == 64
         assert prior.config["prior"]["vocab_size"] == 64  # the prior's vocabulary is the tokenizer's codebook
@@ -40,12 +41,14 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         latest = zoo.get_artifact(kind="prior")
         assert latest.provenance["resumed_from"] == 12  # nothing left to train: the checkpoint was complete
     by_epochs = cli("train", "--stage", "prior", "--epochs", "2", "--layers", "1", "--width", "32", "--batch", "4",
-                    "--holdout-task", "digits[classes=3,5,8]*", "--checkpoint", tmp_path / "e.pt", "--json")
+                    "--holdout-task", "digits[classes=3,5,8]*", "--checkpoint", tmp_path / "e.pt", "--recombine", "0",
+                    "--json")
     assert by_epochs.exit_code == 0, by_epochs.output
     with open_zoo() as zoo:
         art = zoo.get_artifact(json.loads(by_epochs.output.strip().splitlines()[-1])["prior"]["id"], kind="prior")
         n = len(art.provenance["snapshot"]["ids"])
         assert art.config["train"]["steps"] == -(-2 * n // 4) and art.config["train"]["epochs"] == 2.0
+        assert art.config["train"]["recombine"] == 0.0
 
 
 @pytest.mark.parametrize("args, flag", [(("--stage", "decoder"), "--stage"), (("--dropout", "1.5"), "--dropout"),
