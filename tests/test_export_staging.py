@@ -206,3 +206,21 @@ def test_a_file_that_appears_while_the_export_runs_is_not_replaced(tmp_path):
             tmp.write_text("export")
             out.write_text("someone else's")  # written after the up-front check
     assert out.read_text() == "someone else's" and _created(tmp_path) == [out]
+
+
+def test_a_side_file_counts_as_existing_and_a_stale_one_goes_with_overwrite(tmp_path):
+    side = tmp_path / "m.onnx.data"  # what an earlier export of a model over 2 GB left beside m.onnx
+    side.write_text("old external data")
+    with pytest.raises(ConfigError, match="m.onnx.data already exists; pass --overwrite"):
+        export_weights(ARCH, _weights(), "onnx", tmp_path / "m.onnx")
+    assert _created(tmp_path) == [side]
+    export_weights(ARCH, _weights(), "onnx", tmp_path / "m.onnx", overwrite=True)
+    assert not side.exists() and (tmp_path / "m.onnx").is_file()  # the new model is self-contained
+
+
+def test_an_unknown_format_is_named_before_the_out_path_is_judged(tmp_path):
+    from igpg_zoo.export.weights import check_out
+
+    (tmp_path / "w.onnx").write_text("mine")
+    with pytest.raises(ConfigError, match="unknown export format 'ONNX'"):
+        check_out("ONNX", tmp_path / "w.onnx")

@@ -29,8 +29,10 @@ SIDE_SUFFIXES = (".data",)  # companions published with a file: an ONNX model's 
 def check_target(out: Path, folder: bool, overwrite: bool = False) -> None:
     """Raise ConfigError (one line, what to do) unless ``out`` can receive a file / a folder."""
     out = Path(out)
-    if not folder and not overwrite and (out.is_file() or out.is_symlink()):
-        _refuse_existing(out)
+    if not folder and not overwrite:
+        for path in (out, *_side_files(out)):
+            if path.is_file() or path.is_symlink():
+                _refuse_existing(path)
     if folder and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists and is not an empty folder; choose another --out or remove it")
     if not folder and out.is_dir():
@@ -41,6 +43,10 @@ def check_target(out: Path, folder: bool, overwrite: bool = False) -> None:
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
         raise ConfigError(f"{ancestor} is a file, so {out} cannot be created under it; choose another --out")
+
+
+def _side_files(out: Path) -> list[Path]:
+    return [out.with_name(out.name + suffix) for suffix in SIDE_SUFFIXES]
 
 
 def _refuse_existing(out: Path) -> None:
@@ -66,14 +72,13 @@ def staged(out: Path, folder: bool = False, overwrite: bool = False) -> Iterator
 def publish(src: Path, out: Path, overwrite: bool = False) -> None:
     """Move ``src`` (and its side files) onto ``out`` with usual permissions; undo it all on failure.
     A file that appeared at ``out`` while the export ran is only replaced with ``overwrite``."""
-    if not overwrite and not src.is_dir() and (out.is_file() or out.is_symlink()):
-        _refuse_existing(out)
+    if not src.is_dir():
+        check_target(out, folder=False, overwrite=overwrite)  # a file may have appeared while it ran
     created = _make_parents(out.parent)
     moved: list[Path] = []
     try:
         _normalise_modes(src)
-        for suffix in SIDE_SUFFIXES:
-            side, dst = src.with_name(src.name + suffix), out.with_name(out.name + suffix)
+        for side, dst in zip(_side_files(src), _side_files(out)):
             if side.exists():
                 _normalise_modes(side)
                 _move(side, dst)
@@ -87,6 +92,9 @@ def publish(src: Path, out: Path, overwrite: bool = False) -> None:
             raise ConfigError(f"cannot write {out} ({exc.strerror or exc}); choose another --out "
                               "or check the folder's permissions") from None
         raise
+    for dst in _side_files(out):
+        if dst not in moved and dst.is_file():  # an overwritten export's side file no longer belongs to it
+            dst.unlink()
 
 
 def _make_parents(parent: Path) -> list[Path]:

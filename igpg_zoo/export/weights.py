@@ -118,6 +118,8 @@ def check_out(fmt: str, out: Path, overwrite: bool = False) -> Path:
     (``staging.check_target``). Callers with work to do first (``generate --out``) check early."""
     from igpg_zoo.export.staging import check_target
 
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     target = _file_target(Path(out), fmt) if fmt in FILE_SUFFIX else Path(out)
     check_target(target, folder=fmt not in FILE_SUFFIX, overwrite=overwrite)
     return target
