@@ -81,3 +81,16 @@ def test_train_on_a_missing_gpu_says_so_before_touching_the_registry(cli, tmp_pa
     result = cli("train", "--device", "cuda", "--registry", f"sqlite:///{db}")
     assert result.exit_code == 2 and "no CUDA GPU" in result.output and "--device cpu" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not db.exists()
+
+
+def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_says_so(cli):
+    assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
+    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
+                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "1", "--codebook-size", "32")
+    assert result.exit_code == 0, result.output
+    assert "note: no recombination: the tokenizer has no finest residual codes" in result.stdout
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo() as zoo:
+        prior = zoo.get_artifact(kind="prior")
+        assert prior.config["train"]["recombine"] == 0.0 and "recombine_skipped" in prior.provenance

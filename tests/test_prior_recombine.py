@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg import prior_checkpoint
 from igpg_zoo.igpg.prior import Prior, PriorConfig
 from igpg_zoo.igpg.prior_dataset import TokenSet, sibling_lists
@@ -58,9 +59,10 @@ def test_recombination_swaps_rate_finest_codes_per_sequence_for_siblings_codes(r
     assert data.tokens[0].tolist() == MEMBERS[0]  # the stored sequence is left alone
 
 
-@pytest.mark.parametrize("rate, keys", [(0.0, ["k"] * 4), (2.0, ["a", "b", "c", "d"])])
-def test_no_rate_or_no_siblings_leaves_the_tokens_as_they_are(rate, keys):
-    data = _set(MEMBERS, keys, stages=3)
+@pytest.mark.parametrize("rate, keys, stride", [(0.0, ["k"] * 4, 3), (2.0, ["a", "b", "c", "d"], 3),
+                                               (2.0, ["k"] * 4, 0)])  # 0: no finest residual codes
+def test_no_rate_no_siblings_or_no_finest_codes_leave_the_tokens_as_they_are(rate, keys, stride):
+    data = _set(MEMBERS, keys, stages=stride)
     gen = torch.Generator().manual_seed(0)
     assert all(data.recombined(i, rate, gen).tolist() == MEMBERS[i] for i in range(4) for _ in range(20))
 
@@ -99,7 +101,7 @@ def test_a_prior_trained_on_recombinations_samples_new_sequences_and_keeps_the_c
     assert shares[1.0] > 0.25  # finest codes mixed across members: new sequences
 
 
-def test_recombination_is_part_of_a_runs_identity(tmp_path):
+def test_recombination_is_part_of_a_runs_identity():
     ids = [1, 2, 3]
     plain, mixed = (prior_checkpoint.run_identity(PriorTrainConfig(recombine=r), ids, 1) for r in (0.0, 1.0))
     assert "recombine" not in plain  # what checkpoints written before the option hold
@@ -111,5 +113,21 @@ def test_the_cli_refuses_a_bad_recombination_rate(value, tmp_path, cli):
     result = cli("train", "--stage", "prior", "--recombine", value, "--registry", tmp_path / "r.db")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: --recombine must be >= 0 (swaps per sequence), got {float(value)}")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --recombine must be a finite number >= 0 (swaps per sequence), got {float(value)}")
     assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_the_library_refuses_a_bad_recombination_rate(value):
+    with pytest.raises(GeneratorError, match="recombine must be a finite number >= 0"):
+        PriorTrainConfig(recombine=value)
+
+
+@pytest.mark.parametrize("quantizer, stages, stride", [("rvq", 4, 4), ("rvq", 2, 2), ("rvq", 1, 0), ("ema", 4, 0),
+                                                       ("gumbel", 2, 0)])
+def test_only_residual_tokenizers_have_finest_codes_to_swap(quantizer, stages, stride):
+    from igpg_zoo.igpg.prior_dataset import finest_stride
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    assert finest_stride(TokenizerConfig(quantizer=quantizer, tokens_per_chunk=stages)) == stride

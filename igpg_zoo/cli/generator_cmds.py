@@ -7,6 +7,7 @@ distributed when started by torchrun (``torchrun --nproc_per_node 2 -m igpg_zoo 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -138,8 +139,8 @@ def train(
         raise ConfigError(f"--dropout must lie in [0, 1), got {dropout}")
     if epochs <= 0:
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
-    if not 0.0 <= recombine <= 1e6:  # also refuses NaN
-        raise ConfigError(f"--recombine must be >= 0 (swaps per sequence), got {recombine}")
+    if not (math.isfinite(recombine) and recombine >= 0):
+        raise ConfigError(f"--recombine must be a finite number >= 0 (swaps per sequence), got {recombine}")
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -163,6 +164,8 @@ def train(
             if art is not None:
                 out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),
                                 "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}
+                if "recombine_skipped" in art.provenance:
+                    out["prior"]["note"] = f"no recombination: {art.provenance['recombine_skipped']}"
     if not out:
         return  # a non-zero rank under torchrun
     if json_out:
@@ -170,6 +173,8 @@ def train(
         return
     for name, info in out.items():
         typer.echo(f"{name}: artifact #{info['id']} {info['name']}" + (_prior_note(info) if name == "prior" else ""))
+        if "note" in info:
+            typer.echo(f"note: {info['note']}")
 
 
 def _prior_note(info: dict) -> str:

@@ -24,7 +24,7 @@ RUN_KEYS = ("seed", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "gra
 
 def run_identity(tcfg, record_ids, world: int, **extra) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint (``--steps`` may grow)."""
-    recombine = getattr(tcfg, "recombine", 0.0)  # named only when on: older checkpoints still resume
+    recombine = getattr(tcfg, "recombine", 0.0)  # named only when on: checkpoints from before it resume with 0
     return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, **({"recombine": recombine} if recombine else {}),
             "records": sorted(int(i) for i in record_ids), "world_size": int(world), **extra}
 

@@ -88,16 +88,17 @@ class TokenSet:
     conds: list[dict]  # one unbatched condition per record
     ids: list[int]
     siblings: list[list[int]] = field(default_factory=list)  # per record: the other records of its condition
-    stages: int = 1  # tokens per chunk; a chunk's last token is its finest residual code
+    finest_stride: int = 0  # tokens per chunk when a chunk's last token is its finest residual code; 0: none
 
     def recombined(self, i: int, rate: float, gen: torch.Generator) -> torch.Tensor:
         """Record i's tokens (T,) with each last-stage code swapped, with probability
         min(1, rate / n_chunks), for the code a random sibling has at that position: ``rate`` swaps
-        per sequence on average, whatever its length. Without siblings the tokens as they are."""
-        tokens, sibs = self.tokens[i], self.siblings[i] if self.siblings else []
-        if rate <= 0 or not sibs:
+        per sequence on average, whatever its length. Without siblings, or without finest residual
+        codes (``finest_stride`` 0), the tokens as they are."""
+        tokens, sibs, stride = self.tokens[i], self.siblings[i] if self.siblings else [], self.finest_stride
+        if rate <= 0 or not sibs or stride < 2:
             return tokens
-        last = torch.arange(self.stages - 1, len(tokens), self.stages)  # (n_chunks,) finest positions
+        last = torch.arange(stride - 1, len(tokens), stride)  # (n_chunks,) finest positions
         swap = last[torch.rand(len(last), generator=gen) < min(1.0, rate / len(last))]  # (S,)
         donors = torch.randint(len(sibs), (len(swap),), generator=gen).tolist()
         out = tokens.clone()
@@ -151,4 +152,10 @@ def build_token_set(zoo, tokenizer, conditioner: Conditioner, records: list, pro
         if progress is not None:
             progress(1)
     siblings = sibling_lists([(r.task, r.dataset, r.arch) for r in records])
-    return TokenSet(tokens, conds, ids, siblings, tokenizer.config.tokens_per_chunk)
+    return TokenSet(tokens, conds, ids, siblings, finest_stride(tokenizer.config))
+
+
+def finest_stride(tcfg) -> int:
+    """Tokens per chunk when each chunk's last token is its finest residual code (a residual tokenizer
+    with at least two stages), else 0: other tokenizers have no code that is safe to swap."""
+    return tcfg.tokens_per_chunk if tcfg.quantizer == "rvq" and tcfg.tokens_per_chunk >= 2 else 0

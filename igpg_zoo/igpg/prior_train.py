@@ -36,6 +36,10 @@ class PriorTrainConfig:
     ckpt_every: int = 100
     log_every: int = 25
 
+    def __post_init__(self):
+        if not (math.isfinite(self.recombine) and self.recombine >= 0):
+            raise GeneratorError(f"recombine must be a finite number >= 0 (swaps per sequence), got {self.recombine}")
+
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
             return self.lr * (step + 1) / self.warmup
@@ -202,6 +206,9 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
     data = build_token_set(zoo, tokenizer, conditioner, records)
     tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
+    skipped = tcfg.recombine > 0 and not data.finest_stride
+    if skipped:  # recorded as not done: the artifact's config says recombine 0
+        tcfg = replace(tcfg, recombine=0.0)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device,
@@ -214,5 +221,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     provenance = {"snapshot": zoo.snapshot(data.ids), "holdout_tasks": list(holdout), "filters": filters or {},
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
                   "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
-                  "device": str(torch.device(device or "cpu"))}
+                  "device": str(torch.device(device or "cpu")),
+                  **({"recombine_skipped": "the tokenizer has no finest residual codes (rvq with >= 2 stages "
+                      "per chunk) to recombine"} if skipped else {})}
     return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)
