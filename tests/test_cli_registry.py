@@ -268,6 +268,7 @@ def test_help_and_list_do_not_import_heavy_modules(tmp_path, args):
     ("tab\there", "tab\\there"),
     ("\x1b[31mred", "\\x1b[31mred"),
     ("bidi\u202eevil", "bidi\\u202eevil"),
+    ("line\u2028break", "line\\u2028break"),
     ("café ok", "café ok"),  # printable text is left as it is
 ])
 def test_names_with_control_characters_are_shown_escaped(cli, tmp_path, name, shown):
@@ -278,5 +279,6 @@ def test_names_with_control_characters_are_shown_escaped(cli, tmp_path, name, sh
     table = cli("list").stdout.splitlines()
     assert len(table) == 2 and shown in table[1]  # one row, whatever the name holds
     assert cli("show", "1").stdout.splitlines()[1] == f"name     {shown}"
-    assert not any(c in out for out in (table[1], cli("show", "1").stdout) for c in "\x1b\t\u202e")
+    assert not any(c in out for out in (table[1], cli("show", "1").stdout) for c in "\x1b\t\u202e\u2028")
     assert _as_json(cli("list", "--json"))[0]["name"] == name  # JSON keeps the exact text
+    assert cli("remove", "1").stdout.splitlines() == [f"removed #1 {shown}"]

@@ -64,8 +64,11 @@ def _shown(value) -> str:
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c)[0] == "C" else c
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNSHOWN else c
                    for c in text)
+
+
+_UNSHOWN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format, surrogates, private, unassigned, breaks
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -276,7 +279,7 @@ def show(
     for m in record.metrics:
         typer.echo(f"{'metric':<9}{_shown(m.name)} = {m.value:.6g} on {_shown(m.dataset or '-')}")
     for key, value in sorted(record.extra.items()):
-        typer.echo(f"{'extra':<9}{key} = {json.dumps(value)}")
+        typer.echo(f"{'extra':<9}{_shown(key)} = {json.dumps(value)}")
 
 
 def query(
@@ -334,7 +337,7 @@ def remove(
     with _zoo(registry, blobs) as zoo:
         record = zoo.remove(checkpoint_id)
         kept = zoo.blobs.has(record.sha256)
-    typer.echo(f"removed #{record.id} {record.name}" + (" (blob kept: another record uses it)" if kept else ""))
+    typer.echo(f"removed #{record.id} {_shown(record.name)}" + (" (blob kept: another record uses it)" if kept else ""))
 
 
 def verify(
