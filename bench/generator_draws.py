@@ -31,6 +31,7 @@ from generator_eval import _condition_args, _members, _test_acc, seen_tasks  # n
 
 def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
     from igpg_zoo.data import load_dataset
+    from igpg_zoo.igpg.novelty import NeighbourIndex
 
     ds, args = load_dataset(task), _condition_args(zoo, task)
     cond = gen.condition(arch, args["task"], args["data_embedding"])
@@ -39,10 +40,8 @@ def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
     accs = [_test_acc(arch, w, ds) for w in weights]
     copies = [gen.is_replay(arch, tokens[i]) for i in range(n)]
     members = _members(zoo, task, arch)
-    stored = [zoo.load_weights(r.id) for r in members]
-    flat = lambda w: torch.cat([w[k].flatten().float() for k in stored[0]])  # noqa: E731  (one key order)
-    distances = [min(float((flat(w) - flat(m)).norm() / flat(m).norm()) for m in stored)
-                 for w in weights]  # to the nearest member, as a share of that member's norm
+    index = NeighbourIndex.build(zoo, gen.tokenizer, arch, ids=[r.id for r in members])
+    distances = [index.relative_distance(w) for w in weights]  # to the nearest member, share of its norm
     coded = {tuple(gen.tokenizer.encode(zoo.load_weights(r.id), arch).flatten().tolist()) for r in members}
     median = statistics.median(r.metric("acc") for r in members)
     return {"task": task, "arch": arch, "tokens": gen.tokenizer.sequence_length(arch), "median_trained": median,
