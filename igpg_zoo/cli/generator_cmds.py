@@ -123,7 +123,7 @@ def train(
     recombine: Annotated[float, typer.Option(
         help="prior: finest residual codes per training sequence swapped, on average, for the code another member "
              "of the same task and architecture has there (0: off). On the full zoo at 50 epochs, 2 cut exact "
-             "copies from 21.5 to 4.6 % and raised single samples within 5 pp from 44 to 55 of 65 (BENCHMARKS.md)")] = 2.0,
+             "copies from 21.5 to 4.6-6.2 % (two training seeds) at no measured cost in quality (BENCHMARKS.md)")] = 2.0,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
