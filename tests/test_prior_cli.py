@@ -86,7 +86,8 @@ def test_train_on_a_missing_gpu_says_so_before_touching_the_registry(cli, tmp_pa
 def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_says_so(cli):
     assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
     result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
-                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "1", "--codebook-size", "32")
+                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "1", "--codebook-size", "32",
+                 "--recombine-tol", "0.02")
     assert result.exit_code == 0, result.output
     assert "note: no recombination: the tokenizer has no finest residual codes" in result.stdout
     from igpg_zoo.zoo import open_zoo
@@ -94,3 +95,20 @@ def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_sa
     with open_zoo() as zoo:
         prior = zoo.get_artifact(kind="prior")
         assert prior.config["train"]["recombine"] == 0.0 and "recombine_skipped" in prior.provenance
+        assert prior.config["train"]["recombine_tol"] is None and "recombine_check" not in prior.provenance
+
+
+def test_a_checked_recombination_says_what_it_kept(cli):
+    assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
+    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
+                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "2", "--codebook-size", "32",
+                 "--recombine-tol", "0.02", "--recombine-checks", "8")
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stdout.splitlines() if line.startswith("note: recombination checked: ")]
+    assert len(note) == 1 and "within 0.02 of the member's accuracy" in note[0]
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo() as zoo:
+        check, n_records = zoo.get_artifact(kind="prior").provenance["recombine_check"], len(zoo.list())
+    assert f"{check['kept']} of {check['checked']} swaps kept" in note[0]
+    assert 0 < check["kept"] <= check["checked"] <= min(check["candidates"], 8 * n_records)

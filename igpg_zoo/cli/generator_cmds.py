@@ -49,6 +49,22 @@ def _bar(total: int, desc: str):
     return update, lambda: bars and bars[0].close()
 
 
+def _count_bar(desc: str, unit: str):
+    """A progress callback ``(done, total)`` printing to stderr (tqdm when installed) and a ``close()``."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, lambda: None
+    bars = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=desc, unit=unit, leave=False))
+        bars[0].update(done - bars[0].n)
+
+    return update, lambda: bars and bars[0].close()
+
+
 def _check_device(device: str) -> str:
     """--device: cpu, cuda or cuda:N, and a GPU must be there for the latter."""
     import re
@@ -77,6 +93,17 @@ def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk, codeb
     return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True, device=device)
 
 
+def _check_recombine_tol(recombine: float, tol: float | None, checks: int) -> None:
+    if tol is None:
+        return
+    if not (math.isfinite(tol) and 0 <= tol <= 1):
+        raise ConfigError(f"--recombine-tol must lie in [0, 1] (an accuracy drop, e.g. 0.02), got {tol}")
+    if not recombine:
+        raise ConfigError("--recombine-tol checks recombined swaps; give --recombine > 0 or drop --recombine-tol")
+    if checks < 1:
+        raise ConfigError(f"--recombine-checks must be >= 1, got {checks}")
+
+
 def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenizer_id, device):
     from igpg_zoo.igpg import distributed
     from igpg_zoo.igpg.prior_train import train_prior
@@ -85,11 +112,13 @@ def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenize
     try:
         total = tcfg.steps if tcfg.epochs is None else None  # epochs: steps known once the zoo is read
         update, close = _bar(total, "prior") if distributed.is_main() else (None, None)
+        checked, close_check = _count_bar("checking swaps", "record") if distributed.is_main() else (None, None)
         artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
                                progress=update, tokenizer_id=tokenizer_id,
-                               device=distributed.local_device(device))
-        if close is not None:
-            close()
+                               device=distributed.local_device(device), check_progress=checked)
+        for done in (close_check, close):
+            if done is not None:
+                done()
         return artifact
     finally:
         distributed.cleanup()
@@ -124,6 +153,13 @@ def train(
         help="prior: finest residual codes per training sequence swapped, on average, for the code another member "
              "of the same task and architecture has there (0: off). On the full zoo at 50 epochs, 2 cut exact "
              "copies from 21.5 to 4.6-6.2 % (two training seeds) at no measured cost in quality (BENCHMARKS.md)")] = 2.0,
+    recombine_tol: Annotated[Optional[float], typer.Option(
+        help="prior: only recombine with swaps checked first: a swap is used when the member, decoded with it, "
+             "keeps its accuracy on 256 of its training samples within this drop (e.g. 0.02); the rest are never "
+             "shown to the prior. Needs the records' datasets (docs/igpg-prior.md)")] = None,
+    recombine_checks: Annotated[int, typer.Option(
+        help="prior: with --recombine-tol, swaps checked per record at most (a seeded subset; unchecked swaps are "
+             "not used)")] = 64,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -141,6 +177,7 @@ def train(
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     if not (math.isfinite(recombine) and recombine >= 0):
         raise ConfigError(f"--recombine must be a finite number >= 0 (swaps per sequence), got {recombine}")
+    _check_recombine_tol(recombine, recombine_tol, recombine_checks)
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -157,7 +194,8 @@ def train(
             from igpg_zoo.igpg.prior_train import PriorTrainConfig
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
-                                    seed=seed, batch_size=batch, recombine=recombine)
+                                    seed=seed, batch_size=batch, recombine=recombine, recombine_tol=recombine_tol,
+                                    recombine_checks=recombine_checks)
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
             art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)
@@ -166,6 +204,8 @@ def train(
                                 "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}
                 if "recombine_skipped" in art.provenance:
                     out["prior"]["note"] = f"no recombination: {art.provenance['recombine_skipped']}"
+                elif "recombine_check" in art.provenance:
+                    out["prior"]["note"] = _check_note(art.provenance["recombine_check"])
     if not out:
         return  # a non-zero rank under torchrun
     if json_out:
@@ -175,6 +215,13 @@ def train(
         typer.echo(f"{name}: artifact #{info['id']} {info['name']}" + (_prior_note(info) if name == "prior" else ""))
         if "note" in info:
             typer.echo(f"note: {info['note']}")
+
+
+def _check_note(c: dict) -> str:
+    missing = (f"; {c['records_without_data']} record(s) recombine nothing: their dataset did not load or fit"
+               if c["records_without_data"] else "")
+    return (f"recombination checked: {c['kept']} of {c['checked']} swaps kept within {c['tol']:g} of the member's "
+            f"accuracy ({c['candidates']} offered, {c['seconds']} s){missing}")
 
 
 def _prior_note(info: dict) -> str:

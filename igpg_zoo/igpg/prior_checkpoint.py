@@ -25,7 +25,9 @@ RUN_KEYS = ("seed", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "gra
 def run_identity(tcfg, record_ids, world: int, **extra) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint (``--steps`` may grow)."""
     recombine = getattr(tcfg, "recombine", 0.0)  # named only when on: checkpoints from before it resume with 0
-    return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, **({"recombine": recombine} if recombine else {}),
+    tol = getattr(tcfg, "recombine_tol", None)
+    checked = {"recombine_tol": tol, "recombine_checks": tcfg.recombine_checks} if tol is not None else {}
+    return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, **({"recombine": recombine} if recombine else {}), **checked,
             "records": sorted(int(i) for i in record_ids), "world_size": int(world), **extra}
 
 

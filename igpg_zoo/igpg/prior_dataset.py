@@ -89,12 +89,18 @@ class TokenSet:
     ids: list[int]
     siblings: list[list[int]] = field(default_factory=list)  # per record: the other records of its condition
     finest_stride: int = 0  # tokens per chunk when a chunk's last token is its finest residual code; 0: none
+    allowed: list[dict] | None = None  # per record: finest position -> sibling codes a swap may bring; None: any
+
+    def with_allowed(self, allowed: list[dict]) -> "TokenSet":
+        """This set with swaps restricted to ``allowed`` (recombine_check.check_swaps)."""
+        return TokenSet(self.tokens, self.conds, self.ids, self.siblings, self.finest_stride, allowed)
 
     def recombined(self, i: int, rate: float, gen: torch.Generator) -> torch.Tensor:
         """Record i's tokens (T,) with each last-stage code swapped, with probability
         min(1, rate / n_chunks), for the code a random sibling has at that position: ``rate`` swaps
-        per sequence on average, whatever its length. Without siblings, or without finest residual
-        codes (``finest_stride`` 0), the tokens as they are."""
+        per sequence on average, whatever its length. With ``allowed``, a swap to a code not allowed at
+        that position keeps the record's own code. Without siblings, or without finest residual codes
+        (``finest_stride`` 0), the tokens as they are."""
         tokens, sibs, stride = self.tokens[i], self.siblings[i] if self.siblings else [], self.finest_stride
         if rate <= 0 or not sibs or stride < 2:
             return tokens
@@ -102,8 +108,11 @@ class TokenSet:
         swap = last[torch.rand(len(last), generator=gen) < min(1.0, rate / len(last))]  # (S,)
         donors = torch.randint(len(sibs), (len(swap),), generator=gen).tolist()
         out = tokens.clone()
+        allowed = self.allowed[i] if self.allowed is not None else None
         for pos, d in zip(swap.tolist(), donors):
-            out[pos] = self.tokens[sibs[d]][pos]
+            code = int(self.tokens[sibs[d]][pos])
+            if allowed is None or code in allowed.get(pos, ()):
+                out[pos] = code
         return out
 
     def __len__(self) -> int:

@@ -32,6 +32,8 @@ class PriorTrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     recombine: float = 0.0  # finest codes per sequence swapped for a sibling's, on average (TokenSet.recombined)
+    recombine_tol: float | None = None  # only swaps within this accuracy drop on a train sample (recombine_check)
+    recombine_checks: int = 64  # swaps checked per record at most (a seeded subset; the rest are not used)
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 25
@@ -39,6 +41,13 @@ class PriorTrainConfig:
     def __post_init__(self):
         if not (math.isfinite(self.recombine) and self.recombine >= 0):
             raise GeneratorError(f"recombine must be a finite number >= 0 (swaps per sequence), got {self.recombine}")
+        if self.recombine_tol is not None:
+            if not (math.isfinite(self.recombine_tol) and 0 <= self.recombine_tol <= 1):
+                raise GeneratorError(f"recombine_tol must lie in [0, 1] (an accuracy drop), got {self.recombine_tol}")
+            if not self.recombine:
+                raise GeneratorError("recombine_tol checks recombined swaps; set recombine > 0 or drop it")
+            if self.recombine_checks < 1:
+                raise GeneratorError(f"recombine_checks must be >= 1, got {self.recombine_checks}")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -183,12 +192,14 @@ def resolve_steps(tcfg: PriorTrainConfig, n_sequences: int, world: int = 1) -> P
 
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
                 holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
-                ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None):
+                ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None,
+                check_progress=None):
     """Train a prior on the zoo's records (minus held-out tasks) and register it; returns the Artifact
     (None on ranks other than 0 under torchrun).
 
     ``pcfg`` overrides PriorConfig fields (n_layer, n_embd, block_size, ...); vocab_size,
-    struct_keys and data_dim come from the tokenizer and the zoo.
+    struct_keys and data_dim come from the tokenizer and the zoo. ``check_progress(done, total)``
+    follows the recombination check (``tcfg.recombine_tol``) record by record.
     """
     from igpg_zoo.igpg.conditioning import Conditioner, struct_keys_for
     from igpg_zoo.igpg.prior_dataset import build_token_set, select_records
@@ -208,7 +219,14 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     skipped = tcfg.recombine > 0 and not data.finest_stride
     if skipped:  # recorded as not done: the artifact's config says recombine 0
-        tcfg = replace(tcfg, recombine=0.0)
+        tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
+    check = None
+    if tcfg.recombine_tol is not None:
+        from igpg_zoo.igpg.recombine_check import check_swaps
+
+        allowed, check = check_swaps(tokenizer, records, data, tcfg.recombine_tol, tcfg.recombine_checks, tcfg.seed,
+                                    check_progress)
+        data = data.with_allowed(allowed)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device,
@@ -222,6 +240,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
                   "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
                   "device": str(torch.device(device or "cpu")),
+                  **({"recombine_check": check.to_dict()} if check is not None else {}),
                   **({"recombine_skipped": "the tokenizer has no finest residual codes (rvq with >= 2 stages "
                       "per chunk) to recombine"} if skipped else {})}
     return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)

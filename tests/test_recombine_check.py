@@ -1,0 +1,183 @@
+"""Checked recombination on a tiny real zoo: which swaps are offered, which pass the check (decoded and
+scored on a training sample, never the test split), and that training only ever shows the kept ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from igpg_zoo.errors import GeneratorError
+
+ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 10 chunks of 64 -> 20 tokens, 10 finest codes
+TASK = "digits[classes=0,1,2]"
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(zoo, tokenizer, records, TokenSet): 4 trained members of one task, a 2-stage residual tokenizer."""
+    root = tmp_path_factory.mktemp("check")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
+        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
+        mp.setenv("IGPG_ZOO_PLUGINS", "none")
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.data import load_dataset
+        from igpg_zoo.igpg.conditioning import Conditioner
+        from igpg_zoo.igpg.prior_dataset import build_token_set
+        from igpg_zoo.igpg.tokenizer import Tokenizer
+        from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+        from igpg_zoo.igpg.vqvae import TokenizerConfig
+        from igpg_zoo.records import CheckpointMeta
+        from igpg_zoo.zoo import open_zoo
+        from igpg_zoo.zoobuild.trainer import fit, init_module
+
+        zoo = open_zoo(str(root / "registry.db"), embedder="hash")
+        ds, items = load_dataset(TASK), []
+        for seed in range(4):
+            m = fit(init_module(get_adapter(ARCH).build(ARCH), seed), ds.x_train, ds.y_train, epochs=2, seed=seed)
+            w = {k: v.detach().clone() for k, v in m.state_dict().items()}
+            zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=TASK, dataset=TASK, kind="trained"))
+            items.append((w, ARCH))
+        tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
+                                                      hidden=(32,), code_dim=8, steps=60, refine_steps=0,
+                                                      batch_size=32), seed=0, progress=False)
+        tensors, config = tok.state()
+        art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
+        tokenizer = Tokenizer.load(zoo, art.id)
+        records = zoo.list()
+        data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+        yield zoo, tokenizer, records, data
+        zoo.close()
+
+
+def _probe_accuracy(tokenizer, tokens) -> float:
+    """The member's accuracy on the check's training sample, computed here independently."""
+    import numpy as np
+
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.dataset import stratified_subsample
+    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
+    from igpg_zoo.igpg.recombine_check import PROBE
+
+    ds = load_dataset(TASK)
+    keep = stratified_subsample(ds.y_train, PROBE, 0)
+    x = torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32)
+    return accuracy_on(build_loaded(ARCH, dict(tokenizer.decode(tokens, ARCH))), x,
+                       torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
+
+
+def test_candidates_are_the_siblings_other_finest_codes(tiny):
+    from igpg_zoo.igpg.recombine_check import candidate_swaps
+
+    _, _, _, data = tiny
+    for i in range(len(data)):
+        cands = candidate_swaps(data, i)
+        assert all(pos % 2 == 1 for pos, _ in cands)  # finest positions only (2 tokens per chunk)
+        expected = {(pos, int(data.tokens[j][pos])) for j in data.siblings[i] for pos in range(1, len(data.tokens[i]), 2)
+                    if int(data.tokens[j][pos]) != int(data.tokens[i][pos])}
+        assert set(cands) == expected and len(cands) == len(expected)
+
+
+def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny):
+    from igpg_zoo.igpg.recombine_check import candidate_swaps, check_swaps
+
+    _, tokenizer, records, data = tiny
+    allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+    assert stats.checked == stats.candidates == sum(len(candidate_swaps(data, i)) for i in range(len(data)))
+    verdicts = []
+    for i in range(len(data)):
+        own = _probe_accuracy(tokenizer, data.tokens[i])
+        for pos, code in candidate_swaps(data, i):
+            t = data.tokens[i].clone()
+            t[pos] = code
+            verdicts.append(_probe_accuracy(tokenizer, t) >= own - 1e-9)
+            assert (code in allowed[i].get(pos, ())) == verdicts[-1]
+    assert any(verdicts) and not all(verdicts)  # the check separates swaps here
+    assert stats.kept == sum(verdicts) and stats.records_without_data == 0
+
+
+@pytest.mark.parametrize("tol, per_record", [(1.0, 1000), (1.0, 3), (0.0, 3)])
+def test_a_cap_checks_a_seeded_subset_and_a_loose_tol_keeps_everything_checked(tiny, tol, per_record):
+    from igpg_zoo.igpg.recombine_check import check_swaps
+
+    _, tokenizer, records, data = tiny
+    a, stats = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=5)
+    b, _ = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=5)
+    assert a == b  # the same subset for the same seed
+    assert stats.checked == min(stats.candidates, per_record * len(data))
+    assert all(sum(len(v) for v in kept.values()) <= per_record for kept in a)
+    if tol == 1.0:
+        assert stats.kept == stats.checked
+
+
+def test_a_record_whose_dataset_does_not_load_recombines_nothing(tiny):
+    from dataclasses import replace
+
+    from igpg_zoo.igpg.recombine_check import check_swaps
+
+    _, tokenizer, records, data = tiny
+    broken = [replace(records[0], dataset="no_such_dataset")] + list(records[1:])
+    allowed, stats = check_swaps(tokenizer, broken, data, tol=1.0, per_record=1000)
+    assert allowed[0] == {} and stats.records_without_data == 1
+    assert all(allowed[i] for i in range(1, len(data)))
+
+
+def test_training_draws_only_kept_swaps(tiny):
+    from igpg_zoo.igpg.recombine_check import check_swaps
+
+    _, tokenizer, records, data = tiny
+    allowed, _ = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+    checked = data.with_allowed(allowed)
+    gen, seen = torch.Generator().manual_seed(0), set()
+    for _ in range(300):
+        for i in range(len(data)):
+            out = checked.recombined(i, 4.0, gen)
+            for pos in torch.nonzero(out != data.tokens[i]).flatten().tolist():
+                assert int(out[pos]) in allowed[i][pos]
+                seen.add((i, pos, int(out[pos])))
+    assert seen == {(i, pos, c) for i, kept in enumerate(allowed) for pos, codes in kept.items() for c in codes}
+
+
+def test_train_prior_records_the_check_and_a_resume_must_match_it(tiny, tmp_path):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+
+    zoo, tokenizer, _, _ = tiny
+    tcfg = PriorTrainConfig(steps=4, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.02)
+    art = train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, tcfg, tokenizer_id=tokenizer.artifact_id,
+                      ckpt=tmp_path / "p.pt")
+    check = art.provenance["recombine_check"]
+    assert check["tol"] == 0.02 and 0 < check["kept"] <= check["checked"] <= check["candidates"]
+    assert art.config["train"]["recombine_tol"] == 0.02
+    with pytest.raises(GeneratorError, match="another run"):
+        train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
+            steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.05), tokenizer_id=tokenizer.artifact_id,
+            ckpt=tmp_path / "p.pt", resume=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"recombine": 2.0, "recombine_tol": -0.1}, "recombine_tol must lie in"),
+    ({"recombine": 2.0, "recombine_tol": float("nan")}, "recombine_tol must lie in"),
+    ({"recombine": 0.0, "recombine_tol": 0.02}, "set recombine > 0"),
+    ({"recombine": 2.0, "recombine_tol": 0.02, "recombine_checks": 0}, "recombine_checks must be >= 1"),
+])
+def test_the_library_refuses_a_bad_check(kwargs, message):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig
+
+    with pytest.raises(GeneratorError, match=message):
+        PriorTrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recombine-tol", "1.5"], "--recombine-tol must lie in [0, 1]"),
+    (["--recombine-tol", "nan"], "--recombine-tol must lie in [0, 1]"),
+    (["--recombine", "0", "--recombine-tol", "0.02"], "--recombine-tol checks recombined swaps"),
+    (["--recombine-tol", "0.02", "--recombine-checks", "0"], "--recombine-checks must be >= 1"),
+])
+def test_the_cli_refuses_a_bad_check(args, message, tmp_path, cli):
+    result = cli("train", "--stage", "prior", *args, "--registry", tmp_path / "r.db")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert not (tmp_path / "r.db").exists()
