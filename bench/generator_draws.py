@@ -47,6 +47,7 @@ def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
     return {"task": task, "arch": arch, "tokens": gen.tokenizer.sequence_length(arch), "median_trained": median,
             "accs": accs, "copies": copies, "distances": distances, "within_5pp": sum(median - a <= 0.05 for a in accs),
             "members": len(members), "distinct_member_sequences": len(coded),
+            "members_within_5pp": sum(median - r.metric("acc") <= 0.05 for r in members),  # a member drawn at random
             "members_replayed": len(coded & {tuple(t.tolist()) for t in tokens})}
 
 
@@ -83,12 +84,14 @@ def summary_line(run: dict) -> str:
     rows, n = run["rows"], len(run["rows"][0]["accs"])
     within = sum(r["within_5pp"] for r in rows)
     copies = sum(sum(r["copies"]) for r in rows)
+    members = (f"; the zoo's own members: {sum(r['members_within_5pp'] for r in rows)} of "
+               f"{sum(r['members'] for r in rows)} within 5 pp" if all("members_within_5pp" in r for r in rows) else "")
     training = ", ".join([f"{run['steps']} steps"] + [f"{name} {run[key]:g}" for key, name in
                                                        (("length_power", "length power"), ("recombine", "recombine"))
                                                        if run.get(key)])
     return (f"prior #{run['prior']} ({training}), T {run['temperature']:g}: "
             f"draws within 5 pp {within} of {n * len(rows)}, exact copies {copies} ({100 * copies / (n * len(rows)):.1f} %), "
-            f"pairs with every draw within 5 pp {sum(r['within_5pp'] == n for r in rows)} of {len(rows)}")
+            f"pairs with every draw within 5 pp {sum(r['within_5pp'] == n for r in rows)} of {len(rows)}{members}")
 
 
 def _distance(row: dict) -> str:
@@ -102,10 +105,11 @@ def write_markdown(out: dict, path: Path) -> None:
     for run in out["runs"]:
         lines += [f"## {summary_line(run)}", "", "| task | arch | tokens | median trained | draws within 5 pp | "
                   "exact copies | mean accuracy | median distance to nearest member | members (distinct token sequences) "
-                  "| members replayed |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| members within 5 pp | members replayed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {100 * r['median_trained']:.1f} | {r['within_5pp']} | "
                   f"{sum(r['copies'])} | {100 * statistics.mean(r['accs']):.1f} | {_distance(r)} | "
-                  f"{r['members']} ({r['distinct_member_sequences']}) | {r['members_replayed']} |" for r in run["rows"]]
+                  f"{r['members']} ({r['distinct_member_sequences']}) | {r.get('members_within_5pp', '—')} | "
+                  f"{r['members_replayed']} |" for r in run["rows"]]
         lines.append("")
     path.write_text("\n".join(lines))
 
