@@ -106,6 +106,9 @@ def test_a_cap_checks_a_seeded_subset_and_a_loose_tol_keeps_everything_checked(t
     a, stats = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=5)
     b, _ = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=5)
     assert a == b  # the same subset for the same seed
+    if tol == 1.0 and per_record == 3:
+        c, _ = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=6)
+        assert c != a  # another seed, another subset
     assert stats.checked == min(stats.candidates, per_record * len(data))
     assert all(sum(len(v) for v in kept.values()) <= per_record for kept in a)
     if tol == 1.0:
@@ -122,6 +125,88 @@ def test_a_record_whose_dataset_does_not_load_recombines_nothing(tiny):
     allowed, stats = check_swaps(tokenizer, broken, data, tol=1.0, per_record=1000)
     assert allowed[0] == {} and stats.records_without_data == 1
     assert all(allowed[i] for i in range(1, len(data)))
+
+
+def test_the_check_never_reads_the_test_split(tiny, monkeypatch):
+    import igpg_zoo.data
+    from igpg_zoo.igpg.recombine_check import check_swaps
+
+    _, tokenizer, records, data = tiny
+    expected = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+    real = igpg_zoo.data.load_dataset
+
+    class TrainOnly:
+        def __init__(self, ds):
+            self._ds = ds
+
+        def __getattr__(self, name):
+            if name in ("x_test", "y_test"):
+                raise AssertionError(f"the check read {name}")
+            return getattr(self._ds, name)
+
+    monkeypatch.setattr(igpg_zoo.data, "load_dataset", lambda name: TrainOnly(real(name)))
+    assert check_swaps(tokenizer, records, data, tol=0.0, per_record=1000) == expected
+
+
+def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
+    import numpy as np
+
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
+    from igpg_zoo.igpg.recombine_check import _Probe
+
+    arch = "cnn-i1x8x8-c4k3-c8k3-h16-o10-bn"
+    ds = load_dataset("digits")
+    x = torch.tensor(np.asarray(ds.x_train[:200]), dtype=torch.float32)
+    y = torch.tensor(np.asarray(ds.y_train[:200]), dtype=torch.long)
+    torch.manual_seed(0)
+    state = get_adapter(arch).build(arch).state_dict()
+    for name in state:
+        if name.endswith(("running_mean", "running_var")):
+            state[name] = state[name] + 50.0  # statistics no decoded model can be trusted with
+    expected = accuracy_on(build_loaded(arch, dict(state), x), x, y)
+    assert _Probe(arch, (x, y)).accuracy_of_state(dict(state)) == pytest.approx(expected)
+
+
+def _ddp_check(rank: int, world: int, init_file: str, registry: str, tokenizer_id: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    from igpg_zoo.igpg.conditioning import Conditioner
+    from igpg_zoo.igpg.prior_dataset import build_token_set
+    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.zoo import open_zoo
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        with open_zoo(registry, embedder="hash") as zoo:
+            tokenizer, records = Tokenizer.load(zoo, tokenizer_id), zoo.list()
+            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+            allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump({"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned interpreters import torch: ~15 s quiet
+def test_two_gloo_ranks_share_the_check_and_agree_with_one_process(tiny, tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
+
+    zoo, tokenizer, records, data = tiny
+    allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+    mp.start_processes(_ddp_check, args=(2, str(tmp_path / "init"), zoo.config.registry, tokenizer.artifact_id,
+                                         str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] == {"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}
 
 
 def test_training_draws_only_kept_swaps(tiny):
@@ -150,6 +235,10 @@ def test_train_prior_records_the_check_and_a_resume_must_match_it(tiny, tmp_path
     check = art.provenance["recombine_check"]
     assert check["tol"] == 0.02 and 0 < check["kept"] <= check["checked"] <= check["candidates"]
     assert art.config["train"]["recombine_tol"] == 0.02
+    resumed = train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
+        steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.02), tokenizer_id=tokenizer.artifact_id,
+        ckpt=tmp_path / "p.pt", resume=True)
+    assert resumed.provenance["resumed_from"] == 4  # the same check: the same run
     with pytest.raises(GeneratorError, match="another run"):
         train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
             steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.05), tokenizer_id=tokenizer.artifact_id,
@@ -174,6 +263,7 @@ def test_the_library_refuses_a_bad_check(kwargs, message):
     (["--recombine-tol", "nan"], "--recombine-tol must lie in [0, 1]"),
     (["--recombine", "0", "--recombine-tol", "0.02"], "--recombine-tol checks recombined swaps"),
     (["--recombine-tol", "0.02", "--recombine-checks", "0"], "--recombine-checks must be >= 1"),
+    (["--recombine-checks", "8"], "--recombine-checks caps the swaps --recombine-tol checks"),
 ])
 def test_the_cli_refuses_a_bad_check(args, message, tmp_path, cli):
     result = cli("train", "--stage", "prior", *args, "--registry", tmp_path / "r.db")

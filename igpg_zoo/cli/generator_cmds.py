@@ -61,6 +61,8 @@ def _count_bar(desc: str, unit: str):
         if not bars:
             bars.append(tqdm(total=total, desc=desc, unit=unit, leave=False))
         bars[0].update(done - bars[0].n)
+        if done >= total:
+            bars[0].close()  # gone before the training bar starts
 
     return update, lambda: bars and bars[0].close()
 
@@ -93,15 +95,20 @@ def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk, codeb
     return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True, device=device)
 
 
-def _check_recombine_tol(recombine: float, tol: float | None, checks: int) -> None:
+def _check_recombine_tol(recombine: float, tol: float | None, checks: int | None) -> int:
+    """--recombine-tol / --recombine-checks checked; the checks per record to use."""
     if tol is None:
-        return
+        if checks is not None:
+            raise ConfigError("--recombine-checks caps the swaps --recombine-tol checks; add --recombine-tol "
+                              "(e.g. 0.02) or drop --recombine-checks")
+        return 64
     if not (math.isfinite(tol) and 0 <= tol <= 1):
         raise ConfigError(f"--recombine-tol must lie in [0, 1] (an accuracy drop, e.g. 0.02), got {tol}")
     if not recombine:
         raise ConfigError("--recombine-tol checks recombined swaps; give --recombine > 0 or drop --recombine-tol")
-    if checks < 1:
+    if checks is not None and checks < 1:
         raise ConfigError(f"--recombine-checks must be >= 1, got {checks}")
+    return 64 if checks is None else checks
 
 
 def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenizer_id, device):
@@ -113,13 +120,14 @@ def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenize
         total = tcfg.steps if tcfg.epochs is None else None  # epochs: steps known once the zoo is read
         update, close = _bar(total, "prior") if distributed.is_main() else (None, None)
         checked, close_check = _count_bar("checking swaps", "record") if distributed.is_main() else (None, None)
-        artifact = train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
+        try:
+            return train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
                                progress=update, tokenizer_id=tokenizer_id,
                                device=distributed.local_device(device), check_progress=checked)
-        for done in (close_check, close):
-            if done is not None:
-                done()
-        return artifact
+        finally:
+            for done in (close_check, close):
+                if done is not None:
+                    done()
     finally:
         distributed.cleanup()
 
@@ -157,9 +165,9 @@ def train(
         help="prior: only recombine with swaps checked first: a swap is used when the member, decoded with it, "
              "keeps its accuracy on 256 of its training samples within this drop (e.g. 0.02); the rest are never "
              "shown to the prior. Needs the records' datasets (docs/igpg-prior.md)")] = None,
-    recombine_checks: Annotated[int, typer.Option(
+    recombine_checks: Annotated[Optional[int], typer.Option(
         help="prior: with --recombine-tol, swaps checked per record at most (a seeded subset; unchecked swaps are "
-             "not used)")] = 64,
+             "not used)  [default: 64]", show_default=False)] = None,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -177,7 +185,7 @@ def train(
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     if not (math.isfinite(recombine) and recombine >= 0):
         raise ConfigError(f"--recombine must be a finite number >= 0 (swaps per sequence), got {recombine}")
-    _check_recombine_tol(recombine, recombine_tol, recombine_checks)
+    recombine_checks = _check_recombine_tol(recombine, recombine_tol, recombine_checks)
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:

@@ -11,7 +11,7 @@ spread its mass over instead of replaying the members (BENCHMARKS.md, "Recombine
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import torch
@@ -93,7 +93,7 @@ class TokenSet:
 
     def with_allowed(self, allowed: list[dict]) -> "TokenSet":
         """This set with swaps restricted to ``allowed`` (recombine_check.check_swaps)."""
-        return TokenSet(self.tokens, self.conds, self.ids, self.siblings, self.finest_stride, allowed)
+        return replace(self, allowed=allowed)
 
     def recombined(self, i: int, rate: float, gen: torch.Generator) -> torch.Tensor:
         """Record i's tokens (T,) with each last-stage code swapped, with probability

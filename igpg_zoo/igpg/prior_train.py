@@ -220,17 +220,16 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     skipped = tcfg.recombine > 0 and not data.finest_stride
     if skipped:  # recorded as not done: the artifact's config says recombine 0
         tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
-    check = None
+    check, run = None, {"tokenizer_id": tokenizer.artifact_id}
     if tcfg.recombine_tol is not None:
-        from igpg_zoo.igpg.recombine_check import check_swaps
+        from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
 
         allowed, check = check_swaps(tokenizer, records, data, tcfg.recombine_tol, tcfg.recombine_checks, tcfg.seed,
                                     check_progress)
-        data = data.with_allowed(allowed)
+        data, run["recombine_allowed"] = data.with_allowed(allowed), allowed_digest(allowed)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
-    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device,
-                       run={"tokenizer_id": tokenizer.artifact_id})
+    result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device, run=run)
     rank, world = distributed.rank_world()
     if rank != 0:
         return None

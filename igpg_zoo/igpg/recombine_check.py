@@ -3,10 +3,12 @@
 Recombining finest residual codes (``TokenSet.recombined``) gives the prior new sequences next to
 the members, but some of them break the model: on the full zoo, 9 of iris's 96 single swaps cost
 more than 5 pp of test accuracy, and a prior trained on every swap samples them. ``check_swaps``
-decodes each candidate swap (one finest code of a member replaced by the code a sibling holds
+decodes each candidate single swap (one finest code of a member replaced by the code a sibling holds
 there) and keeps it when its accuracy on a stratified sample of the member's *training* split stays
-within ``tol`` of the member's own decoded accuracy there. Training then draws swaps only from the
-kept ones, so the prior never sees a swap that failed the check. The test split is never read.
+within ``tol`` of the member's own decoded accuracy there (BatchNorm statistics re-estimated on that
+sample, as ``generate`` does). Training then draws swaps only from the kept ones, so the prior never
+sees a single swap that failed the check; two kept swaps in one sequence are not checked together.
+The test split is never read.
 
 A record whose dataset does not load or does not fit its architecture gets no swaps: nothing could
 check them. Records with more candidates than ``per_record`` have a seeded random subset checked;
@@ -55,42 +57,56 @@ def candidate_swaps(data: TokenSet, i: int) -> list[tuple[int, int]]:
 
 
 class _Probe:
-    """A record's architecture and a stratified sample of its dataset's training split."""
+    """A record's architecture and a stratified sample of its dataset's training split (never the test
+    split): decoded states are scored on it, BatchNorm statistics re-estimated on it as ``generate`` does."""
 
-    def __init__(self, arch: str, dataset: str, seed: int, cache: dict):
+    def __init__(self, arch: str, sample: tuple):
         from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.data import load_dataset
-        from igpg_zoo.data.dataset import stratified_subsample
 
-        if dataset not in cache:
-            ds = load_dataset(dataset)
-            keep = stratified_subsample(ds.y_train, PROBE, seed)
-            cache[dataset] = (torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32),
-                              torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long), ds.info.n_classes)
-        self.x, self.y, n_classes = cache[dataset]
+        self.arch, (self.x, self.y) = arch, sample
         self.module = get_adapter(arch).build(arch).eval()
-        self.arch = arch
-        if self.accuracy_of_state(self.module.state_dict(), outputs=n_classes) is None:
-            raise ValueError(f"'{arch}' does not give {n_classes} outputs on '{dataset}'")
 
     @torch.no_grad()
-    def accuracy_of_state(self, state: dict, outputs: int | None = None) -> float | None:
+    def accuracy_of_state(self, state: dict) -> float:
+        from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+
         self.module.load_state_dict(state, strict=True)
-        logits = self.module(self.x)  # (N, classes)
-        if outputs is not None and logits.shape[-1] != outputs:
-            return None
+        recalibrate_batchnorm(self.module, [self.x[i:i + 128] for i in range(0, len(self.x), 128)])
+        logits = self.module.eval()(self.x)  # (N, classes)
         return float((logits.argmax(1) == self.y).float().mean())
 
 
-def _record_probe(record, seed: int, cache: dict) -> _Probe | None:
+def _training_sample(dataset: str, seed: int, cache: dict) -> tuple | None:
+    """(x, y) of up to PROBE stratified training samples of ``dataset``; None when it does not load."""
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.dataset import stratified_subsample
     from igpg_zoo.errors import ZooError
 
-    if not record.dataset:
+    if dataset not in cache:
+        try:
+            ds = load_dataset(dataset)
+        except ZooError:
+            cache[dataset] = None
+            return None
+        keep = stratified_subsample(ds.y_train, PROBE, seed)
+        cache[dataset] = (torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32),
+                          torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
+    return cache[dataset]
+
+
+def _record_probe(record, seed: int, cache: dict) -> _Probe | None:
+    """The record's probe; None when its dataset does not load or does not fit its architecture."""
+    from igpg_zoo.errors import GeneratorError
+    from igpg_zoo.igpg.generate import check_data_fits
+
+    sample = _training_sample(record.dataset, seed, cache) if record.dataset else None
+    if sample is None:
         return None
     try:
-        return _Probe(record.arch, record.dataset, seed, cache)
-    except (ZooError, RuntimeError, ValueError, IndexError):  # no data, or data that does not fit the arch
+        check_data_fits(record.arch, *sample)
+    except GeneratorError:
         return None
+    return _Probe(record.arch, sample)
 
 
 def _chosen(cands: list, per_record: int, seed: int, record_id: int) -> list:
@@ -115,26 +131,59 @@ def _check_record(tokenizer, probe: _Probe, tokens: torch.Tensor, swaps: list, t
 def check_swaps(tokenizer, records: list, data: TokenSet, tol: float, per_record: int, seed: int = 0,
                 progress=None) -> tuple[list[dict[int, frozenset]], CheckStats]:
     """Per record (in ``data``'s order, ``records`` alike): finest position -> the sibling codes that
-    passed the check there; and what the check did. ``progress(done, total)`` after each record."""
-    stats, cache, allowed = CheckStats(tol=tol, per_record=per_record, probe=PROBE), {}, []
+    passed the check there; and what the check did. ``progress(done, total)`` after each record.
+
+    Under torchrun each rank checks every world-th record and all ranks gather the same result.
+    """
+    from igpg_zoo.errors import GeneratorError
+    from igpg_zoo.igpg import distributed
+
+    if [r.id for r in records] != list(data.ids):
+        raise GeneratorError("check_swaps needs the records of the token set, in its order")
+    rank, world = distributed.rank_world()
+    stats, cache, mine = CheckStats(tol=tol, per_record=per_record, probe=PROBE), {}, {}
     t0 = time.perf_counter()
-    for i, record in enumerate(records):
-        cands = candidate_swaps(data, i)
-        stats.candidates += len(cands)
-        probe = _record_probe(record, seed, cache) if cands else None
-        kept: set = set()
-        if cands and probe is None:
-            stats.records_without_data += 1
-        elif cands:
-            chosen = _chosen(cands, per_record, seed, record.id)
-            kept = _check_record(tokenizer, probe, data.tokens[i], chosen, tol)
-            stats.checked += len(chosen)
-            stats.kept += len(kept)
-        by_pos: dict[int, set] = {}
-        for pos, code in kept:
-            by_pos.setdefault(pos, set()).add(code)
-        allowed.append({pos: frozenset(codes) for pos, codes in by_pos.items()})
+    for i in range(rank, len(records), world):
+        mine[i] = _check_one(tokenizer, records[i], data, i, tol, per_record, seed, cache, stats)
         if progress is not None:
-            progress(i + 1, len(records))
+            progress(min(len(records), i + world), len(records))
     stats.seconds = round(time.perf_counter() - t0, 1)
-    return allowed, stats
+    return _merged(distributed.gather_objects((mine, stats)), len(records))
+
+
+def _check_one(tokenizer, record, data: TokenSet, i: int, tol: float, per_record: int, seed: int, cache: dict,
+               stats: CheckStats) -> dict[int, frozenset]:
+    cands = candidate_swaps(data, i)
+    stats.candidates += len(cands)
+    probe = _record_probe(record, seed, cache) if cands else None
+    if cands and probe is None:
+        stats.records_without_data += 1
+    if probe is None:
+        return {}
+    chosen = _chosen(cands, per_record, seed, record.id)
+    kept = _check_record(tokenizer, probe, data.tokens[i], chosen, tol)
+    stats.checked, stats.kept = stats.checked + len(chosen), stats.kept + len(kept)
+    by_pos: dict[int, set] = {}
+    for pos, code in kept:
+        by_pos.setdefault(pos, set()).add(code)
+    return {pos: frozenset(codes) for pos, codes in by_pos.items()}
+
+
+def _merged(parts: list[tuple[dict, CheckStats]], n: int) -> tuple[list[dict[int, frozenset]], CheckStats]:
+    """Every rank's records and counts as one result (seconds: the slowest rank's)."""
+    allowed: dict[int, dict] = {}
+    total = CheckStats(tol=parts[0][1].tol, per_record=parts[0][1].per_record, probe=parts[0][1].probe)
+    for mine, st in parts:
+        allowed.update(mine)
+        for key in ("candidates", "checked", "kept", "records_without_data"):
+            setattr(total, key, getattr(total, key) + getattr(st, key))
+        total.seconds = max(total.seconds, st.seconds)
+    return [allowed[i] for i in range(n)], total
+
+
+def allowed_digest(allowed: list[dict[int, frozenset]]) -> str:
+    """A short hash of what the check kept: part of a run's identity, so a resume trains on the same swaps."""
+    import hashlib
+
+    text = repr([sorted((pos, sorted(codes)) for pos, codes in a.items()) for a in allowed])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
