@@ -164,7 +164,9 @@ def train(
     recombine_tol: Annotated[Optional[float], typer.Option(
         help="prior: only recombine with swaps checked first: a swap is used when the member, decoded with it, "
              "keeps its accuracy on 256 of its training samples within this drop (e.g. 0.02); the rest are never "
-             "shown to the prior. Needs the records' datasets (docs/igpg-prior.md)")] = None,
+             "shown to the prior. Needs the records' datasets. On the full zoo at 80 epochs 0.02 kept iris's draws "
+             "within 5 pp (20 of 20) at more exact copies (7.7-14.6 %); at 50 epochs it changed nothing measured "
+             "(BENCHMARKS.md)")] = None,
     recombine_checks: Annotated[Optional[int], typer.Option(
         help="prior: with --recombine-tol, swaps checked per record at most (a seeded subset; unchecked swaps are "
              "not used)  [default: 64]", show_default=False)] = None,
