@@ -95,20 +95,19 @@ def _train_tokenizer(zoo, filters, holdout, steps, seed, tokens_per_chunk, codeb
     return train_tokenizer(zoo, cfg, ids, seed=seed, steps=steps, progress=True, device=device)
 
 
-def _check_recombine_tol(recombine: float, tol: float | None, checks: int | None) -> int:
-    """--recombine-tol / --recombine-checks checked; the checks per record to use."""
+def _check_recombine_tol(recombine: float, tol: float | None, checks: int | None) -> None:
+    """Refuse a bad --recombine-tol / --recombine-checks before the registry is touched."""
     if tol is None:
         if checks is not None:
             raise ConfigError("--recombine-checks caps the swaps --recombine-tol checks; add --recombine-tol "
                               "(e.g. 0.02) or drop --recombine-checks")
-        return 64
+        return
     if not (math.isfinite(tol) and 0 <= tol <= 1):
         raise ConfigError(f"--recombine-tol must lie in [0, 1] (an accuracy drop, e.g. 0.02), got {tol}")
     if not recombine:
         raise ConfigError("--recombine-tol checks recombined swaps; give --recombine > 0 or drop --recombine-tol")
     if checks is not None and checks < 1:
         raise ConfigError(f"--recombine-checks must be >= 1, got {checks}")
-    return 64 if checks is None else checks
 
 
 def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenizer_id, device):
@@ -187,7 +186,7 @@ def train(
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     if not (math.isfinite(recombine) and recombine >= 0):
         raise ConfigError(f"--recombine must be a finite number >= 0 (swaps per sequence), got {recombine}")
-    recombine_checks = _check_recombine_tol(recombine, recombine_tol, recombine_checks)
+    _check_recombine_tol(recombine, recombine_tol, recombine_checks)
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -205,7 +204,7 @@ def train(
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
                                     seed=seed, batch_size=batch, recombine=recombine, recombine_tol=recombine_tol,
-                                    recombine_checks=recombine_checks)
+                                    **({"recombine_checks": recombine_checks} if recombine_checks else {}))
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
             art = _train_prior(zoo, filters, holdout, tcfg, pcfg, checkpoint, resume, tokenizer, device)
