@@ -239,10 +239,12 @@ def test_train_prior_records_the_check_and_a_resume_must_match_it(tiny, tmp_path
         steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.02), tokenizer_id=tokenizer.artifact_id,
         ckpt=tmp_path / "p.pt", resume=True)
     assert resumed.provenance["resumed_from"] == 4  # the same check: the same run
+    checked = []
     with pytest.raises(GeneratorError, match="another run"):
         train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
             steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.05), tokenizer_id=tokenizer.artifact_id,
-            ckpt=tmp_path / "p.pt", resume=True)
+            ckpt=tmp_path / "p.pt", resume=True, check_progress=lambda done, total: checked.append(done))
+    assert checked == []  # refused before the check spent any time
 
 
 @pytest.mark.parametrize("kwargs, message", [

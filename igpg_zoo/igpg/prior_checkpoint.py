@@ -77,6 +77,16 @@ def _check_run(path: Path, state: dict, cfg: dict, run: dict | None, steps: int 
                              f"for; ask for at least {int(state['step'])} steps or start without --resume")
 
 
+def precheck(path: Path, cfg: dict, run: dict, steps: int | None, pending: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint another run wrote before slow set-up work; ``pending``: run keys not known yet
+    (compared later, by ``load``)."""
+    state = _read(path)
+    saved = state.get("run")
+    if saved is not None:
+        state = {**state, "run": {k: v for k, v in saved.items() if k not in pending}}
+    _check_run(path, state, cfg, {k: v for k, v in run.items() if k not in pending}, steps)
+
+
 def load(path: Path, prior, opt, gen: torch.Generator, run: dict | None = None, steps: int | None = None,
          rank: int = 0) -> int:
     """Restore ``prior``, ``opt`` and this rank's random states from ``path``; returns the step."""

@@ -190,6 +190,17 @@ def resolve_steps(tcfg: PriorTrainConfig, n_sequences: int, world: int = 1) -> P
     return replace(tcfg, steps=steps)
 
 
+def _checked(tokenizer, records, data: TokenSet, tcfg: PriorTrainConfig, run: dict, progress):
+    """``data`` with swaps restricted to the checked ones, and the check's counts; the run's identity
+    gains a digest of what was kept."""
+    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
+
+    allowed, check = check_swaps(tokenizer, records, data, tcfg.recombine_tol, tcfg.recombine_checks, tcfg.seed,
+                                 progress)
+    run["recombine_allowed"] = allowed_digest(allowed)
+    return data.with_allowed(allowed), check
+
+
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
                 holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
                 ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None,
@@ -222,11 +233,10 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
         tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
     check, run = None, {"tokenizer_id": tokenizer.artifact_id}
     if tcfg.recombine_tol is not None:
-        from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
-
-        allowed, check = check_swaps(tokenizer, records, data, tcfg.recombine_tol, tcfg.recombine_checks, tcfg.seed,
-                                    check_progress)
-        data, run["recombine_allowed"] = data.with_allowed(allowed), allowed_digest(allowed)
+        if resume and ckpt is not None and Path(ckpt).exists():  # refuse another run's checkpoint before the check
+            identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
+            prior_checkpoint.precheck(Path(ckpt), cfg.to_dict(), identity, tcfg.steps, pending=("recombine_allowed",))
+        data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device, run=run)
