@@ -112,3 +112,20 @@ def test_a_checked_recombination_says_what_it_kept(cli):
         check, n_records = zoo.get_artifact(kind="prior").provenance["recombine_check"], len(zoo.list())
     assert f"{check['kept']} of {check['checked']} swaps kept" in note[0]
     assert 0 < check["kept"] <= check["checked"] <= min(check["candidates"], 8 * n_records)
+
+
+def test_a_member_floor_says_what_it_left_out(cli):
+    assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
+    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
+                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "2", "--codebook-size", "32",
+                 "--member-floor", "0", "--recombine-tol", "0.02", "--recombine-checks", "4")
+    assert result.exit_code == 0, result.output
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo() as zoo:
+        prior, records = zoo.get_artifact(kind="prior"), zoo.list()
+    floor = prior.provenance["member_floor"]
+    assert floor["tol"] == 0 and floor["records"] == len(records) and floor["dropped"]  # tol 0: below-median go
+    note = [line for line in result.stdout.splitlines() if line.startswith("note: member floor: ")]
+    assert len(note) == 1 and f"{len(floor['dropped'])} of {len(records)} members left out" in note[0]
+    assert "; recombination checked: " in note[0]

@@ -119,12 +119,14 @@ def _train_prior(zoo, filters, holdout, tcfg, pcfg: dict, ckpt, resume, tokenize
         total = tcfg.steps if tcfg.epochs is None else None  # epochs: steps known once the zoo is read
         update, close = _bar(total, "prior") if distributed.is_main() else (None, None)
         checked, close_check = _count_bar("checking swaps", "record") if distributed.is_main() else (None, None)
+        scored, close_floor = _count_bar("scoring members", "record") if distributed.is_main() else (None, None)
         try:
             return train_prior(zoo, pcfg, tcfg, holdout=holdout, filters=filters, ckpt=ckpt, resume=resume,
                                progress=update, tokenizer_id=tokenizer_id,
-                               device=distributed.local_device(device), check_progress=checked)
+                               device=distributed.local_device(device), check_progress=checked,
+                               floor_progress=scored)
         finally:
-            for done in (close_check, close):
+            for done in (close_floor, close_check, close):
                 if done is not None:
                     done()
     finally:
@@ -169,6 +171,10 @@ def train(
     recombine_checks: Annotated[Optional[int], typer.Option(
         help="prior: with --recombine-tol, swaps checked per record at most (a seeded subset; unchecked swaps are "
              "not used)  [default: 64]", show_default=False)] = None,
+    member_floor: Annotated[Optional[float], typer.Option(
+        help="prior: learn only from members whose decoded accuracy on 256 of their training samples is at most "
+             "this far below the median member of their task and architecture (e.g. 0.05); the weaker ones are "
+             "left out and listed in the artifact's provenance. Needs the records' datasets (BENCHMARKS.md)")] = None,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -187,6 +193,8 @@ def train(
     if not (math.isfinite(recombine) and recombine >= 0):
         raise ConfigError(f"--recombine must be a finite number >= 0 (swaps per sequence), got {recombine}")
     _check_recombine_tol(recombine, recombine_tol, recombine_checks)
+    if member_floor is not None and not (math.isfinite(member_floor) and 0 <= member_floor <= 1):
+        raise ConfigError(f"--member-floor must lie in [0, 1] (an accuracy gap, e.g. 0.05), got {member_floor}")
     if not 1 <= tokens_per_chunk <= 16:
         raise ConfigError(f"--tokens-per-chunk must lie in 1..16, got {tokens_per_chunk}")
     if codebook_size is not None and not 2 <= codebook_size <= 65536:
@@ -204,6 +212,7 @@ def train(
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
                                     seed=seed, batch_size=batch, recombine=recombine, recombine_tol=recombine_tol,
+                                    member_floor=member_floor,
                                     **({"recombine_checks": recombine_checks} if recombine_checks else {}))
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
@@ -211,10 +220,9 @@ def train(
             if art is not None:
                 out["prior"] = {"id": art.id, "name": art.name, "seconds": round(art.provenance["seconds"], 1),
                                 "final_loss": art.provenance["losses"][-1] if art.provenance["losses"] else None}
-                if "recombine_skipped" in art.provenance:
-                    out["prior"]["note"] = f"no recombination: {art.provenance['recombine_skipped']}"
-                elif "recombine_check" in art.provenance:
-                    out["prior"]["note"] = _check_note(art.provenance["recombine_check"])
+                notes = _set_up_notes(art.provenance)
+                if notes:
+                    out["prior"]["note"] = "; ".join(notes)
     if not out:
         return  # a non-zero rank under torchrun
     if json_out:
@@ -224,6 +232,23 @@ def train(
         typer.echo(f"{name}: artifact #{info['id']} {info['name']}" + (_prior_note(info) if name == "prior" else ""))
         if "note" in info:
             typer.echo(f"note: {info['note']}")
+
+
+def _set_up_notes(prov: dict) -> list[str]:
+    """What the prior's set-up left out or checked, one clause each."""
+    notes = [_floor_note(prov["member_floor"])] if "member_floor" in prov else []
+    if "recombine_skipped" in prov:
+        notes.append(f"no recombination: {prov['recombine_skipped']}")
+    elif "recombine_check" in prov:
+        notes.append(_check_note(prov["recombine_check"]))
+    return notes
+
+
+def _floor_note(f: dict) -> str:
+    missing = (f" ({f['records_without_data']} unscored: their dataset did not load or fit)"
+               if f["records_without_data"] else "")
+    return (f"member floor: {len(f['dropped'])} of {f['records']} members left out, more than {f['tol']:g} below "
+            f"their group's median on training samples{missing}")
 
 
 def _check_note(c: dict) -> str:

@@ -34,6 +34,7 @@ class PriorTrainConfig:
     recombine: float = 0.0  # finest codes per sequence swapped for a sibling's, on average (TokenSet.recombined)
     recombine_tol: float | None = None  # only swaps within this accuracy drop on a train sample (recombine_check)
     recombine_checks: int = 64  # swaps checked per record at most (a seeded subset; the rest are not used)
+    member_floor: float | None = None  # leave out members this far below their group's median (member_floor)
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 25
@@ -48,6 +49,9 @@ class PriorTrainConfig:
                 raise GeneratorError("recombine_tol checks recombined swaps; set recombine > 0 or drop it")
             if self.recombine_checks < 1:
                 raise GeneratorError(f"recombine_checks must be >= 1, got {self.recombine_checks}")
+
+        if self.member_floor is not None and not (math.isfinite(self.member_floor) and 0 <= self.member_floor <= 1):
+            raise GeneratorError(f"member_floor must lie in [0, 1] (an accuracy gap), got {self.member_floor}")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -201,16 +205,29 @@ def _checked(tokenizer, records, data: TokenSet, tcfg: PriorTrainConfig, run: di
     return data.with_allowed(allowed), check
 
 
+def _precheck(ckpt: Path, cfg: PriorConfig, tcfg: PriorTrainConfig, data: TokenSet, run: dict) -> None:
+    """Refuse another run's checkpoint before the slow set-up (the member floor, the recombination check);
+    what they decide (the records kept, the swaps kept, hence the steps) is compared when it loads."""
+    if tcfg.member_floor is None and tcfg.recombine_tol is None:
+        return
+    pending = (("records",) if tcfg.member_floor is not None else ()) + (
+        ("recombine_allowed",) if tcfg.recombine_tol is not None else ())
+    steps = None if tcfg.member_floor is not None else resolve_steps(tcfg, len(data), distributed.rank_world()[1]).steps
+    identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
+    prior_checkpoint.precheck(ckpt, cfg.to_dict(), identity, steps, pending=pending)
+
+
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
                 holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
                 ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None,
-                check_progress=None):
+                check_progress=None, floor_progress=None):
     """Train a prior on the zoo's records (minus held-out tasks) and register it; returns the Artifact
     (None on ranks other than 0 under torchrun).
 
     ``pcfg`` overrides PriorConfig fields (n_layer, n_embd, block_size, ...); vocab_size,
     struct_keys and data_dim come from the tokenizer and the zoo. ``check_progress(done, total)``
-    follows the recombination check (``tcfg.recombine_tol``) record by record.
+    follows the recombination check (``tcfg.recombine_tol``) record by record, ``floor_progress`` the
+    scoring of members for ``tcfg.member_floor``.
     """
     from igpg_zoo.igpg.conditioning import Conditioner, struct_keys_for
     from igpg_zoo.igpg.prior_dataset import build_token_set, select_records
@@ -227,15 +244,18 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                          "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim)})
     conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
     data = build_token_set(zoo, tokenizer, conditioner, records)
-    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     skipped = tcfg.recombine > 0 and not data.finest_stride
     if skipped:  # recorded as not done: the artifact's config says recombine 0
         tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
-    check, run = None, {"tokenizer_id": tokenizer.artifact_id}
+    run, floor, check = {"tokenizer_id": tokenizer.artifact_id}, None, None
+    if resume and ckpt is not None and Path(ckpt).exists():
+        _precheck(Path(ckpt), cfg, tcfg, data, run)
+    if tcfg.member_floor is not None:
+        from igpg_zoo.igpg.member_floor import floored
+
+        records, data, floor = floored(tokenizer, records, data, tcfg.member_floor, tcfg.seed, floor_progress)
+    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     if tcfg.recombine_tol is not None:
-        if resume and ckpt is not None and Path(ckpt).exists():  # refuse another run's checkpoint before the check
-            identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
-            prior_checkpoint.precheck(Path(ckpt), cfg.to_dict(), identity, tcfg.steps, pending=("recombine_allowed",))
         data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
@@ -250,6 +270,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                   "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
                   "device": str(torch.device(device or "cpu")),
                   **({"recombine_check": check.to_dict()} if check is not None else {}),
+                  **({"member_floor": floor.to_dict()} if floor is not None else {}),
                   **({"recombine_skipped": "the tokenizer has no finest residual codes (rvq with >= 2 stages "
                       "per chunk) to recombine"} if skipped else {})}
     return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)

@@ -1,0 +1,222 @@
+"""The member floor on a tiny real zoo: which members the prior learns from (scored decoded, on a training
+sample, never the test split), and that training, its provenance and a resume follow the floor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from igpg_zoo.errors import GeneratorError
+
+ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 20 tokens
+TASK = "digits[classes=0,1,2]"
+ALONE = "digits[classes=3,4,5]"  # one untrained member: a group of one is never floored
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(zoo, tokenizer, records, TokenSet, weak id): 4 trained members of TASK and an untrained one, plus
+    one untrained member of ALONE; a 2-stage residual tokenizer."""
+    root = tmp_path_factory.mktemp("floor")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
+        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
+        mp.setenv("IGPG_ZOO_PLUGINS", "none")
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.data import load_dataset
+        from igpg_zoo.igpg.conditioning import Conditioner
+        from igpg_zoo.igpg.prior_dataset import build_token_set
+        from igpg_zoo.igpg.tokenizer import Tokenizer
+        from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+        from igpg_zoo.igpg.vqvae import TokenizerConfig
+        from igpg_zoo.records import CheckpointMeta
+        from igpg_zoo.zoo import open_zoo
+        from igpg_zoo.zoobuild.trainer import fit, init_module
+
+        zoo = open_zoo(str(root / "registry.db"), embedder="hash")
+        ds, items, weak = load_dataset(TASK), [], None
+        for seed, task in [(0, TASK), (1, TASK), (2, TASK), (3, TASK), (4, TASK), (5, ALONE)]:
+            m = init_module(get_adapter(ARCH).build(ARCH), seed)
+            if seed < 4:
+                m = fit(m, ds.x_train, ds.y_train, epochs=2, seed=seed)
+            w = {k: v.detach().clone() for k, v in m.state_dict().items()}
+            rec = zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=task, dataset=task, kind="trained"))
+            weak = rec.checkpoint.id if seed == 4 else weak
+            items.append((w, ARCH))
+        tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
+                                                      hidden=(32,), code_dim=8, steps=60, refine_steps=0,
+                                                      batch_size=32), seed=0, progress=False)
+        tensors, config = tok.state()
+        art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
+        tokenizer = Tokenizer.load(zoo, art.id)
+        records = zoo.list()
+        data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+        yield zoo, tokenizer, records, data, weak
+        zoo.close()
+
+
+@pytest.mark.parametrize("keys, accs, tol, keep", [
+    (["a", "a", "a"], [0.9, 0.8, 0.7], 0.05, [True, True, False]),  # median 0.8: 0.7 is 0.1 below
+    (["a", "a", "a"], [0.9, 0.8, 0.75], 0.05, [True, True, True]),  # exactly tol below stays
+    (["a", "a", "a"], [0.9, 0.8, 0.7], 0.1, [True, True, True]),
+    (["a", "a", "b"], [0.9, 0.5, 0.1], 0.05, [True, False, True]),  # median of two is their mean; b is alone
+    (["a", "a", "a"], [0.9, None, 0.2], 0.05, [True, True, False]),  # unscored stays, the scored two set the median
+    (["a", "a"], [0.9, None], 0.0, [True, True]),  # fewer than two scored: nothing to compare with
+    (["a", "a", "a", "a"], [0.6, 0.6, 0.6, 0.6], 0.0, [True, True, True, True]),
+])
+def test_floor_keep(keys, accs, tol, keep):
+    from igpg_zoo.igpg.member_floor import floor_keep
+
+    assert floor_keep(keys, accs, tol) == keep
+
+
+def _probe_accuracy(tokenizer, tokens, task: str) -> float:
+    """A member's decoded accuracy on the floor's training sample, computed here independently."""
+    import numpy as np
+
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.dataset import stratified_subsample
+    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
+    from igpg_zoo.igpg.recombine_check import PROBE
+
+    ds = load_dataset(task)
+    keep = stratified_subsample(ds.y_train, PROBE, 0)
+    x = torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32)
+    return accuracy_on(build_loaded(ARCH, dict(tokenizer.decode(tokens, ARCH))), x,
+                       torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
+
+
+def test_scores_are_decoded_accuracies_on_the_training_sample(tiny):
+    from igpg_zoo.igpg.member_floor import member_accuracies
+
+    _, tokenizer, records, data, _ = tiny
+    accs = member_accuracies(tokenizer, records, data)
+    assert accs == pytest.approx([_probe_accuracy(tokenizer, t, r.task) for t, r in zip(data.tokens, records)])
+
+
+def test_the_weak_member_is_left_out_and_siblings_are_among_the_kept(tiny):
+    from igpg_zoo.igpg.member_floor import floored
+
+    _, tokenizer, records, data, weak = tiny
+    kept, subset, stats = floored(tokenizer, records, data, tol=0.05)
+    assert [d["id"] for d in stats.dropped] == [weak] and stats.records == len(records) == len(kept) + 1
+    assert stats.dropped[0]["median"] - stats.dropped[0]["accuracy"] > 0.05
+    assert [r.id for r in kept] == list(subset.ids) == [i for i in data.ids if i != weak]
+    for i, r in enumerate(kept):  # siblings: the other kept members of the same task
+        assert sorted(subset.ids[j] for j in subset.siblings[i]) == sorted(
+            k.id for k in kept if k.task == r.task and k.id != r.id)
+        assert torch.equal(subset.tokens[i], data.tokens[data.ids.index(r.id)])
+
+
+def test_a_record_whose_dataset_does_not_load_is_kept_unscored(tiny):
+    from dataclasses import replace
+
+    from igpg_zoo.igpg.member_floor import floored
+
+    _, tokenizer, records, data, weak = tiny
+    broken = [replace(r, dataset="no_such_dataset") if r.id == weak else r for r in records]
+    kept, _, stats = floored(tokenizer, broken, data, tol=0.05)
+    assert len(kept) == len(records) and stats.dropped == [] and stats.records_without_data == 1
+
+
+def test_the_floor_never_reads_the_test_split(tiny, monkeypatch):
+    import igpg_zoo.data
+    from igpg_zoo.igpg.member_floor import member_accuracies
+
+    _, tokenizer, records, data, _ = tiny
+    expected = member_accuracies(tokenizer, records, data)
+    real = igpg_zoo.data.load_dataset
+
+    class TrainOnly:
+        def __init__(self, ds):
+            self._ds = ds
+
+        def __getattr__(self, name):
+            if name in ("x_test", "y_test"):
+                raise AssertionError(f"the floor read {name}")
+            return getattr(self._ds, name)
+
+    monkeypatch.setattr(igpg_zoo.data, "load_dataset", lambda name: TrainOnly(real(name)))
+    assert member_accuracies(tokenizer, records, data) == expected
+
+
+def _ddp_scores(rank: int, world: int, init_file: str, registry: str, tokenizer_id: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    from igpg_zoo.igpg.conditioning import Conditioner
+    from igpg_zoo.igpg.member_floor import member_accuracies
+    from igpg_zoo.igpg.prior_dataset import build_token_set
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.zoo import open_zoo
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        with open_zoo(registry, embedder="hash") as zoo:
+            tokenizer, records = Tokenizer.load(zoo, tokenizer_id), zoo.list()
+            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+            accs = member_accuracies(tokenizer, records, data)
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(accs, f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned interpreters import torch: ~15 s quiet
+def test_two_gloo_ranks_share_the_scoring_and_agree_with_one_process(tiny, tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    from igpg_zoo.igpg.member_floor import member_accuracies
+
+    zoo, tokenizer, records, data, _ = tiny
+    expected = member_accuracies(tokenizer, records, data)
+    mp.start_processes(_ddp_scores, args=(2, str(tmp_path / "init"), zoo.config.registry, tokenizer.artifact_id,
+                                          str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] == pytest.approx(expected)
+
+
+def test_train_prior_learns_from_the_kept_and_a_resume_must_match_the_floor(tiny, tmp_path):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+
+    zoo, tokenizer, records, _, weak = tiny
+    shape = {"n_layer": 1, "n_embd": 16, "n_head": 1}
+    art = train_prior(zoo, shape, PriorTrainConfig(steps=4, batch_size=4, warmup=1, member_floor=0.05),
+                      tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt")
+    floor = art.provenance["member_floor"]
+    assert floor["tol"] == 0.05 and [d["id"] for d in floor["dropped"]] == [weak]
+    assert art.provenance["snapshot"] == zoo.snapshot([r.id for r in records if r.id != weak])
+    assert art.config["train"]["member_floor"] == 0.05
+    resumed = train_prior(zoo, shape, PriorTrainConfig(steps=6, batch_size=4, warmup=1, member_floor=0.05),
+                          tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True)
+    assert resumed.provenance["resumed_from"] == 4
+    scored = []
+    for other in (0.5, None):  # another floor, or none: another run, refused before any scoring
+        with pytest.raises(GeneratorError, match="another run"):
+            train_prior(zoo, shape, PriorTrainConfig(steps=6, batch_size=4, warmup=1, member_floor=other),
+                        tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True,
+                        floor_progress=lambda done, total: scored.append(done))
+    assert scored == []
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf")])
+def test_the_library_refuses_a_bad_floor(value):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig
+
+    with pytest.raises(GeneratorError, match="member_floor must lie in"):
+        PriorTrainConfig(member_floor=value)
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan"])
+def test_the_cli_refuses_a_bad_floor(value, tmp_path, cli):
+    result = cli("train", "--stage", "prior", "--member-floor", value, "--registry", tmp_path / "r.db")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --member-floor must lie in [0, 1]")
+    assert not (tmp_path / "r.db").exists()
