@@ -29,7 +29,8 @@ from generator_bench import archs_for, zoo_setup  # noqa: E402
 from generator_eval import _condition_args, _members, _test_acc, seen_tasks  # noqa: E402
 
 
-def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
+def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int, learned: set[int] | None = None) -> dict:
+    """``learned``: the ids the prior trained on (its snapshot), to count the members it learned from."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.igpg.novelty import NeighbourIndex
 
@@ -48,7 +49,10 @@ def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int) -> dict:
             "accs": accs, "copies": copies, "distances": distances, "within_5pp": sum(median - a <= 0.05 for a in accs),
             "members": len(members), "distinct_member_sequences": len(coded),
             "members_within_5pp": sum(median - r.metric("acc") <= 0.05 for r in members),  # a member drawn at random
-            "members_replayed": len(coded & {tuple(t.tolist()) for t in tokens})}
+            "members_replayed": len(coded & {tuple(t.tolist()) for t in tokens}),
+            **({"learned_members": sum(r.id in learned for r in members),  # a --member-floor leaves some out
+                "learned_within_5pp": sum(r.id in learned and median - r.metric("acc") <= 0.05 for r in members)}
+               if learned is not None else {})}
 
 
 def run(args) -> dict:
@@ -72,9 +76,11 @@ def run(args) -> dict:
             settings = SamplingSettings(temperature=T, top_p=args.top_p if args.top_p < 1 else None,
                                         top_k=args.top_k, min_p=args.min_p)
             t0 = time.perf_counter()
-            rows = [draws(gen, zoo, t, a, settings, args.n, args.seed) for t, a in pairs]
+            learned = set(gen.artifact.provenance["snapshot"]["ids"])
+            rows = [draws(gen, zoo, t, a, settings, args.n, args.seed, learned) for t, a in pairs]
             out["runs"].append({"prior": pid, "steps": train["steps"], "length_power": train.get("length_power", 0.0),
-                                "recombine": train.get("recombine", 0.0), "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
+                                "recombine": train.get("recombine", 0.0), "recombine_tol": train.get("recombine_tol"),
+                                "member_floor": train.get("member_floor"), "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
             print(summary_line(out["runs"][-1]), flush=True)
     zoo.close()
     return out
@@ -86,8 +92,12 @@ def summary_line(run: dict) -> str:
     copies = sum(sum(r["copies"]) for r in rows)
     members = (f"; the zoo's own members: {sum(r['members_within_5pp'] for r in rows)} of "
                f"{sum(r['members'] for r in rows)} within 5 pp" if all("members_within_5pp" in r for r in rows) else "")
+    if all("learned_members" in r for r in rows) and any(r["learned_members"] < r["members"] for r in rows):
+        members += (f", the {sum(r['learned_members'] for r in rows)} it learned from: "
+                    f"{sum(r['learned_within_5pp'] for r in rows)} within 5 pp")
     training = ", ".join([f"{run['steps']} steps"] + [f"{name} {run[key]:g}" for key, name in
-                                                       (("length_power", "length power"), ("recombine", "recombine"))
+                                                       (("length_power", "length power"), ("recombine", "recombine"),
+                                                        ("recombine_tol", "checked"), ("member_floor", "member floor"))
                                                        if run.get(key)])
     return (f"prior #{run['prior']} ({training}), T {run['temperature']:g}: "
             f"draws within 5 pp {within} of {n * len(rows)}, exact copies {copies} ({100 * copies / (n * len(rows)):.1f} %), "
@@ -98,6 +108,10 @@ def _distance(row: dict) -> str:
     return f"{100 * statistics.median(row['distances']):.1f} %" if "distances" in row else "—"  # older results lack it
 
 
+def _learned(row: dict) -> str:
+    return f"{row['learned_members']} ({row['learned_within_5pp']})" if "learned_members" in row else "—"
+
+
 def write_markdown(out: dict, path: Path) -> None:
     lines = ["# Raw draws per seen pair", "", f"Command: `{out['command']}`. {out['n']} draws per pair at seed "
              f"{out['seed']} (the acceptance benchmark draws at seed 0), top-p {out['top_p']:g}, top-k {out.get('top_k')}, "
@@ -105,11 +119,12 @@ def write_markdown(out: dict, path: Path) -> None:
     for run in out["runs"]:
         lines += [f"## {summary_line(run)}", "", "| task | arch | tokens | median trained | draws within 5 pp | "
                   "exact copies | mean accuracy | median distance to nearest member | members (distinct token sequences) "
-                  "| members within 5 pp | members replayed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| members within 5 pp | members learned from (within 5 pp) | members replayed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['arch']} | {r['tokens']} | {100 * r['median_trained']:.1f} | {r['within_5pp']} | "
                   f"{sum(r['copies'])} | {100 * statistics.mean(r['accs']):.1f} | {_distance(r)} | "
                   f"{r['members']} ({r['distinct_member_sequences']}) | {r.get('members_within_5pp', '—')} | "
-                  f"{r['members_replayed']} |" for r in run["rows"]]
+                  f"{_learned(r)} | {r['members_replayed']} |" for r in run["rows"]]
         lines.append("")
     path.write_text("\n".join(lines))
 

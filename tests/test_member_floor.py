@@ -197,12 +197,34 @@ def test_train_prior_learns_from_the_kept_and_a_resume_must_match_the_floor(tiny
                           tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True)
     assert resumed.provenance["resumed_from"] == 4
     scored = []
-    for other in (0.5, None):  # another floor, or none: another run, refused before any scoring
+    with pytest.raises(GeneratorError, match="another run"):  # another floor: refused before any scoring
+        train_prior(zoo, shape, PriorTrainConfig(steps=6, batch_size=4, warmup=1, member_floor=0.5),
+                    tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True,
+                    floor_progress=lambda done, total: scored.append(done))
+    assert scored == []
+    for other, filters in ((None, None), (0.05, {"task": [TASK]})):  # no floor; the same floor on other records
         with pytest.raises(GeneratorError, match="another run"):
             train_prior(zoo, shape, PriorTrainConfig(steps=6, batch_size=4, warmup=1, member_floor=other),
-                        tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True,
-                        floor_progress=lambda done, total: scored.append(done))
-    assert scored == []
+                        filters=filters, tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt", resume=True)
+
+
+def test_epochs_count_the_kept_sequences_and_the_check_swaps_among_the_kept(tiny, tmp_path):
+    import math
+
+    from igpg_zoo.igpg.member_floor import floored
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+    from igpg_zoo.igpg.recombine_check import candidate_swaps
+
+    zoo, tokenizer, records, data, _ = tiny
+    art = train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1},
+                      PriorTrainConfig(epochs=4, batch_size=4, warmup=1, member_floor=0.05, recombine=2.0,
+                                       recombine_tol=1.0, recombine_checks=1000),
+                      tokenizer_id=tokenizer.artifact_id, ckpt=tmp_path / "p.pt")
+    _, subset, _ = floored(tokenizer, records, data, tol=0.05)
+    assert art.config["train"]["steps"] == math.ceil(4 * len(subset) / 4) < math.ceil(4 * len(data) / 4)
+    offered = sum(len(candidate_swaps(subset, i)) for i in range(len(subset)))
+    assert offered < sum(len(candidate_swaps(data, i)) for i in range(len(data)))  # the weak member offered some
+    assert art.provenance["recombine_check"]["candidates"] == offered
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf")])

@@ -173,8 +173,9 @@ def train(
              "not used)  [default: 64]", show_default=False)] = None,
     member_floor: Annotated[Optional[float], typer.Option(
         help="prior: learn only from members whose decoded accuracy on 256 of their training samples is at most "
-             "this far below the median member of their task and architecture (e.g. 0.05); the weaker ones are "
-             "left out and listed in the artifact's provenance. Needs the records' datasets (BENCHMARKS.md)")] = None,
+             "this far below the median of their group (same task, dataset and architecture; for two members, "
+             "their mean), e.g. 0.05; the ones left out are listed in the artifact's provenance. Needs the records' "
+             "datasets (docs/igpg-prior.md)")] = None,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.prior_dataset import TokenSet, sibling_lists
 from igpg_zoo.igpg.recombine_check import PROBE, _record_probe
 
@@ -41,7 +42,6 @@ def member_accuracies(tokenizer, records: list, data: TokenSet, seed: int = 0, p
     """Per record (in ``data``'s order): its decoded accuracy on the training sample, None when its dataset
     does not load or fit. Under torchrun each rank scores every world-th record and all ranks gather the
     same list. ``progress(done, total)`` after each record."""
-    from igpg_zoo.errors import GeneratorError
     from igpg_zoo.igpg import distributed
 
     if [r.id for r in records] != list(data.ids):
@@ -59,34 +59,40 @@ def member_accuracies(tokenizer, records: list, data: TokenSet, seed: int = 0, p
     return [merged[i] for i in range(len(records))]
 
 
-def floor_keep(keys: list, accs: list[float | None], tol: float) -> list[bool]:
-    """Per record: whether it stays, i.e. its accuracy is at most ``tol`` below the median of the scored
-    members of its group (``keys``: one hashable group key per record). Unscored records stay, and every
-    record of a group with fewer than two scored members."""
+def group_medians(keys: list, accs: list[float | None]) -> dict:
+    """Group key -> the median accuracy of its scored members, for groups with at least two scored
+    (a pair's median is the mean of the two)."""
     groups: dict = {}
     for key, acc in zip(keys, accs):
         if acc is not None:
             groups.setdefault(key, []).append(acc)
-    medians = {key: statistics.median(v) for key, v in groups.items() if len(v) >= 2}
+    return {key: statistics.median(v) for key, v in groups.items() if len(v) >= 2}
+
+
+def floor_keep(keys: list, accs: list[float | None], tol: float) -> list[bool]:
+    """Per record: whether it stays, i.e. its accuracy is at most ``tol`` below the median of the scored
+    members of its group (``keys``: one hashable group key per record). Unscored records stay, and every
+    record of a group with fewer than two scored members."""
+    medians = group_medians(keys, accs)
     return [acc is None or key not in medians or acc >= medians[key] - tol - 1e-9 for key, acc in zip(keys, accs)]
 
 
 def floored(tokenizer, records: list, data: TokenSet, tol: float, seed: int = 0,
             progress=None) -> tuple[list, TokenSet, FloorStats]:
-    """(records kept, their TokenSet with siblings among the kept, what the floor did)."""
+    """(records kept, their TokenSet with siblings among the kept, what the floor did). Runs before the
+    recombination check: ``data`` must not carry checked swaps yet."""
+    if data.allowed is not None:
+        raise GeneratorError("the member floor runs before the recombination check, on an unchecked token set")
     t0 = time.perf_counter()
     accs = member_accuracies(tokenizer, records, data, seed, progress)
     keys = [(r.task, r.dataset, r.arch) for r in records]
-    keep = floor_keep(keys, accs, tol)
-    stats = FloorStats(tol=tol, probe=PROBE, records=len(records), records_without_data=sum(a is None for a in accs))
-    for key, acc, r, k in zip(keys, accs, records, keep):
-        if not k:
-            scored = [a for kk, a in zip(keys, accs) if kk == key and a is not None]
-            stats.dropped.append({"id": int(r.id), "group": list(key), "accuracy": round(acc, 4),
-                                  "median": round(statistics.median(scored), 4)})
+    keep, medians = floor_keep(keys, accs, tol), group_medians(keys, accs)
+    stats = FloorStats(tol=tol, probe=PROBE, records=len(records), records_without_data=sum(a is None for a in accs),
+                       dropped=[{"id": int(r.id), "group": list(key), "accuracy": round(acc, 4),
+                                 "median": round(medians[key], 4)}
+                                for key, acc, r, k in zip(keys, accs, records, keep) if not k])
     stats.seconds = round(time.perf_counter() - t0, 1)
     idx = [i for i, k in enumerate(keep) if k]
-    kept_records = [records[i] for i in idx]
-    subset = TokenSet([data.tokens[i] for i in idx], [data.conds[i] for i in idx], [data.ids[i] for i in idx],
-                      sibling_lists([keys[i] for i in idx]), data.finest_stride)
-    return kept_records, subset, stats
+    subset = replace(data, tokens=[data.tokens[i] for i in idx], conds=[data.conds[i] for i in idx],
+                     ids=[data.ids[i] for i in idx], siblings=sibling_lists([keys[i] for i in idx]))
+    return [records[i] for i in idx], subset, stats

@@ -212,9 +212,34 @@ def _precheck(ckpt: Path, cfg: PriorConfig, tcfg: PriorTrainConfig, data: TokenS
         return
     pending = (("records",) if tcfg.member_floor is not None else ()) + (
         ("recombine_allowed",) if tcfg.recombine_tol is not None else ())
-    steps = None if tcfg.member_floor is not None else resolve_steps(tcfg, len(data), distributed.rank_world()[1]).steps
+    steps = tcfg.steps if tcfg.epochs is None else (  # with --epochs, the steps follow the records the floor keeps
+        None if tcfg.member_floor is not None else resolve_steps(tcfg, len(data), distributed.rank_world()[1]).steps)
     identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
     prior_checkpoint.precheck(ckpt, cfg.to_dict(), identity, steps, pending=pending)
+
+
+def _set_up(tokenizer, records: list, data: TokenSet, tcfg: PriorTrainConfig, cfg: PriorConfig,
+            resume_from: Path | None, floor_progress, check_progress) -> tuple[TokenSet, PriorTrainConfig, dict, dict]:
+    """What the prior trains on, in order: recombination skipped without finest codes; a checkpoint to
+    resume from checked against the run; the member floor; the steps from the kept sequences; the
+    recombination check. Returns (data, tcfg, the run's identity extras, provenance notes)."""
+    notes, run = {}, {"tokenizer_id": tokenizer.artifact_id}
+    if tcfg.recombine > 0 and not data.finest_stride:  # recorded as not done: the artifact's config says recombine 0
+        tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
+        notes["recombine_skipped"] = ("the tokenizer has no finest residual codes (rvq with >= 2 stages per chunk) "
+                                      "to recombine")
+    if resume_from is not None and Path(resume_from).exists():
+        _precheck(Path(resume_from), cfg, tcfg, data, run)
+    if tcfg.member_floor is not None:
+        from igpg_zoo.igpg.member_floor import floored
+
+        records, data, floor = floored(tokenizer, records, data, tcfg.member_floor, tcfg.seed, floor_progress)
+        notes["member_floor"] = floor.to_dict()
+    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
+    if tcfg.recombine_tol is not None:
+        data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
+        notes["recombine_check"] = check.to_dict()
+    return data, tcfg, run, notes
 
 
 def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
@@ -244,19 +269,8 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                          "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim)})
     conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
     data = build_token_set(zoo, tokenizer, conditioner, records)
-    skipped = tcfg.recombine > 0 and not data.finest_stride
-    if skipped:  # recorded as not done: the artifact's config says recombine 0
-        tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
-    run, floor, check = {"tokenizer_id": tokenizer.artifact_id}, None, None
-    if resume and ckpt is not None and Path(ckpt).exists():
-        _precheck(Path(ckpt), cfg, tcfg, data, run)
-    if tcfg.member_floor is not None:
-        from igpg_zoo.igpg.member_floor import floored
-
-        records, data, floor = floored(tokenizer, records, data, tcfg.member_floor, tcfg.seed, floor_progress)
-    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
-    if tcfg.recombine_tol is not None:
-        data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
+    data, tcfg, run, notes = _set_up(tokenizer, records, data, tcfg, cfg, ckpt if resume else None, floor_progress,
+                                     check_progress)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device, run=run)
@@ -269,8 +283,5 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
                   "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
                   "device": str(torch.device(device or "cpu")),
-                  **({"recombine_check": check.to_dict()} if check is not None else {}),
-                  **({"member_floor": floor.to_dict()} if floor is not None else {}),
-                  **({"recombine_skipped": "the tokenizer has no finest residual codes (rvq with >= 2 stages "
-                      "per chunk) to recombine"} if skipped else {})}
+                  **notes}
     return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)
