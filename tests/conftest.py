@@ -9,6 +9,9 @@
   a fresh schema, dropped afterwards. It also points ``IGPG_ZOO_REGISTRY``/``_BLOBS``/``_INDEX_DIR`` at it.
 - ``cli``: runs the real console entry point (``igpg_zoo.cli.app.main``, with its error mapping)
   under click's ``CliRunner``; returns the click ``Result``.
+- ``tiny_token_zoo``, ``probe_accuracy``, ``forbid_test_split``: a tiny real zoo with a residual
+  tokenizer, the training-probe accuracy the recombination check and the member floor score on, and a
+  guard that fails a test reading a test split (tests/test_recombine_check.py, test_member_floor.py).
 """
 
 from __future__ import annotations
@@ -136,3 +139,106 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_token_zoo():
+    """A builder, used as ``with tiny_token_zoo(root, arch, members) as (zoo, tokenizer, records, data, ids)``:
+    a registry under ``root`` holding one record per ``(seed, task, trained)`` member of ``arch`` (trained
+    2 epochs on the task, or left at its seeded initialisation), a 2-stage residual tokenizer fitted on
+    them, and their TokenSet; ``ids`` are the records' ids in ``members``' order."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def build(root, arch: str, members: list[tuple[int, str, bool]]):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
+            mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
+            mp.setenv("IGPG_ZOO_PLUGINS", "none")
+            from igpg_zoo.igpg.conditioning import Conditioner
+            from igpg_zoo.igpg.prior_dataset import build_token_set
+            from igpg_zoo.igpg.tokenizer import Tokenizer
+            from igpg_zoo.zoo import open_zoo
+
+            zoo = open_zoo(str(root / "registry.db"), embedder="hash")
+            items, ids = _tiny_members(zoo, arch, members)
+            tokenizer = Tokenizer.load(zoo, _tiny_tokenizer(zoo, items))
+            records = zoo.list()
+            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+            yield zoo, tokenizer, records, data, ids
+            zoo.close()
+
+    return build
+
+
+def _tiny_members(zoo, arch: str, members: list[tuple[int, str, bool]]) -> tuple[list, list[int]]:
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.records import CheckpointMeta
+    from igpg_zoo.zoobuild.trainer import fit, init_module
+
+    items, ids = [], []
+    for seed, task, trained in members:
+        m = init_module(get_adapter(arch).build(arch), seed)
+        if trained:
+            ds = load_dataset(task)
+            m = fit(m, ds.x_train, ds.y_train, epochs=2, seed=seed)
+        w = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        ids.append(zoo.add_weights(w, CheckpointMeta(arch=arch, task=task, dataset=task, kind="trained")).checkpoint.id)
+        items.append((w, arch))
+    return items, ids
+
+
+def _tiny_tokenizer(zoo, items: list) -> int:
+    """A 2-stage residual tokenizer (chunks of 64, 16 codes) fitted on ``items``; its artifact id."""
+    from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16, hidden=(32,),
+                                                  code_dim=8, steps=60, refine_steps=0, batch_size=32),
+                           seed=0, progress=False)
+    tensors, config = tok.state()
+    return zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()}).id
+
+
+@pytest.fixture
+def forbid_test_split(monkeypatch):
+    """``forbid_test_split()``: from then on, reading a dataset's ``x_test`` / ``y_test`` fails the test."""
+    import igpg_zoo.data
+
+    real = igpg_zoo.data.load_dataset
+
+    class TrainOnly:
+        def __init__(self, ds):
+            self._ds = ds
+
+        def __getattr__(self, name):
+            if name in ("x_test", "y_test"):
+                raise AssertionError(f"the code under test read {name}")
+            return getattr(self._ds, name)
+
+    return lambda: monkeypatch.setattr(igpg_zoo.data, "load_dataset", lambda name: TrainOnly(real(name)))
+
+
+def probe_sample_accuracy(tokenizer, tokens, arch: str, task: str) -> float:
+    """A member's decoded accuracy on the 256-sample stratified training probe (seed 0) that the
+    recombination check and the member floor score on, computed independently of them."""
+    import numpy as np
+    import torch
+
+    from igpg_zoo.data import load_dataset
+    from igpg_zoo.data.dataset import stratified_subsample
+    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
+    from igpg_zoo.igpg.recombine_check import PROBE
+
+    ds = load_dataset(task)
+    keep = stratified_subsample(ds.y_train, PROBE, 0)
+    x = torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32)
+    return accuracy_on(build_loaded(arch, dict(tokenizer.decode(tokens, arch))), x,
+                       torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
+
+
+@pytest.fixture(scope="session")
+def probe_accuracy():
+    """``probe_accuracy(tokenizer, tokens, arch, task)``: see ``probe_sample_accuracy``."""
+    return probe_sample_accuracy

@@ -16,45 +16,12 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_token_zoo):
     """(zoo, tokenizer, records, TokenSet, weak id): 4 trained members of TASK and an untrained one, plus
     one untrained member of ALONE; a 2-stage residual tokenizer."""
-    root = tmp_path_factory.mktemp("floor")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
-        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
-        mp.setenv("IGPG_ZOO_PLUGINS", "none")
-        from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.data import load_dataset
-        from igpg_zoo.igpg.conditioning import Conditioner
-        from igpg_zoo.igpg.prior_dataset import build_token_set
-        from igpg_zoo.igpg.tokenizer import Tokenizer
-        from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
-        from igpg_zoo.igpg.vqvae import TokenizerConfig
-        from igpg_zoo.records import CheckpointMeta
-        from igpg_zoo.zoo import open_zoo
-        from igpg_zoo.zoobuild.trainer import fit, init_module
-
-        zoo = open_zoo(str(root / "registry.db"), embedder="hash")
-        ds, items, weak = load_dataset(TASK), [], None
-        for seed, task in [(0, TASK), (1, TASK), (2, TASK), (3, TASK), (4, TASK), (5, ALONE)]:
-            m = init_module(get_adapter(ARCH).build(ARCH), seed)
-            if seed < 4:
-                m = fit(m, ds.x_train, ds.y_train, epochs=2, seed=seed)
-            w = {k: v.detach().clone() for k, v in m.state_dict().items()}
-            rec = zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=task, dataset=task, kind="trained"))
-            weak = rec.checkpoint.id if seed == 4 else weak
-            items.append((w, ARCH))
-        tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
-                                                      hidden=(32,), code_dim=8, steps=60, refine_steps=0,
-                                                      batch_size=32), seed=0, progress=False)
-        tensors, config = tok.state()
-        art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-        tokenizer = Tokenizer.load(zoo, art.id)
-        records = zoo.list()
-        data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
-        yield zoo, tokenizer, records, data, weak
-        zoo.close()
+    members = [(seed, TASK, True) for seed in range(4)] + [(4, TASK, False), (5, ALONE, False)]
+    with tiny_token_zoo(tmp_path_factory.mktemp("floor"), ARCH, members) as (zoo, tokenizer, records, data, ids):
+        yield zoo, tokenizer, records, data, ids[4]
 
 
 @pytest.mark.parametrize("keys, accs, tol, keep", [
@@ -72,28 +39,12 @@ def test_floor_keep(keys, accs, tol, keep):
     assert floor_keep(keys, accs, tol) == keep
 
 
-def _probe_accuracy(tokenizer, tokens, task: str) -> float:
-    """A member's decoded accuracy on the floor's training sample, computed here independently."""
-    import numpy as np
-
-    from igpg_zoo.data import load_dataset
-    from igpg_zoo.data.dataset import stratified_subsample
-    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.recombine_check import PROBE
-
-    ds = load_dataset(task)
-    keep = stratified_subsample(ds.y_train, PROBE, 0)
-    x = torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32)
-    return accuracy_on(build_loaded(ARCH, dict(tokenizer.decode(tokens, ARCH))), x,
-                       torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
-
-
-def test_scores_are_decoded_accuracies_on_the_training_sample(tiny):
+def test_scores_are_decoded_accuracies_on_the_training_sample(tiny, probe_accuracy):
     from igpg_zoo.igpg.member_floor import member_accuracies
 
     _, tokenizer, records, data, _ = tiny
     accs = member_accuracies(tokenizer, records, data)
-    assert accs == pytest.approx([_probe_accuracy(tokenizer, t, r.task) for t, r in zip(data.tokens, records)])
+    assert accs == pytest.approx([probe_accuracy(tokenizer, t, ARCH, r.task) for t, r in zip(data.tokens, records)])
 
 
 def test_the_weak_member_is_left_out_and_siblings_are_among_the_kept(tiny):
@@ -121,24 +72,12 @@ def test_a_record_whose_dataset_does_not_load_is_kept_unscored(tiny):
     assert len(kept) == len(records) and stats.dropped == [] and stats.records_without_data == 1
 
 
-def test_the_floor_never_reads_the_test_split(tiny, monkeypatch):
-    import igpg_zoo.data
+def test_the_floor_never_reads_the_test_split(tiny, forbid_test_split):
     from igpg_zoo.igpg.member_floor import member_accuracies
 
     _, tokenizer, records, data, _ = tiny
     expected = member_accuracies(tokenizer, records, data)
-    real = igpg_zoo.data.load_dataset
-
-    class TrainOnly:
-        def __init__(self, ds):
-            self._ds = ds
-
-        def __getattr__(self, name):
-            if name in ("x_test", "y_test"):
-                raise AssertionError(f"the floor read {name}")
-            return getattr(self._ds, name)
-
-    monkeypatch.setattr(igpg_zoo.data, "load_dataset", lambda name: TrainOnly(real(name)))
+    forbid_test_split()
     assert member_accuracies(tokenizer, records, data) == expected
 
 

@@ -15,57 +15,10 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_token_zoo):
     """(zoo, tokenizer, records, TokenSet): 4 trained members of one task, a 2-stage residual tokenizer."""
-    root = tmp_path_factory.mktemp("check")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
-        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
-        mp.setenv("IGPG_ZOO_PLUGINS", "none")
-        from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.data import load_dataset
-        from igpg_zoo.igpg.conditioning import Conditioner
-        from igpg_zoo.igpg.prior_dataset import build_token_set
-        from igpg_zoo.igpg.tokenizer import Tokenizer
-        from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
-        from igpg_zoo.igpg.vqvae import TokenizerConfig
-        from igpg_zoo.records import CheckpointMeta
-        from igpg_zoo.zoo import open_zoo
-        from igpg_zoo.zoobuild.trainer import fit, init_module
-
-        zoo = open_zoo(str(root / "registry.db"), embedder="hash")
-        ds, items = load_dataset(TASK), []
-        for seed in range(4):
-            m = fit(init_module(get_adapter(ARCH).build(ARCH), seed), ds.x_train, ds.y_train, epochs=2, seed=seed)
-            w = {k: v.detach().clone() for k, v in m.state_dict().items()}
-            zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=TASK, dataset=TASK, kind="trained"))
-            items.append((w, ARCH))
-        tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
-                                                      hidden=(32,), code_dim=8, steps=60, refine_steps=0,
-                                                      batch_size=32), seed=0, progress=False)
-        tensors, config = tok.state()
-        art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-        tokenizer = Tokenizer.load(zoo, art.id)
-        records = zoo.list()
-        data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
-        yield zoo, tokenizer, records, data
-        zoo.close()
-
-
-def _probe_accuracy(tokenizer, tokens) -> float:
-    """The member's accuracy on the check's training sample, computed here independently."""
-    import numpy as np
-
-    from igpg_zoo.data import load_dataset
-    from igpg_zoo.data.dataset import stratified_subsample
-    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.recombine_check import PROBE
-
-    ds = load_dataset(TASK)
-    keep = stratified_subsample(ds.y_train, PROBE, 0)
-    x = torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32)
-    return accuracy_on(build_loaded(ARCH, dict(tokenizer.decode(tokens, ARCH))), x,
-                       torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
+    with tiny_token_zoo(tmp_path_factory.mktemp("check"), ARCH, [(seed, TASK, True) for seed in range(4)]) as built:
+        yield built[:4]
 
 
 def test_candidates_are_the_siblings_other_finest_codes(tiny):
@@ -80,7 +33,7 @@ def test_candidates_are_the_siblings_other_finest_codes(tiny):
         assert set(cands) == expected and len(cands) == len(expected)
 
 
-def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny):
+def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny, probe_accuracy):
     from igpg_zoo.igpg.recombine_check import candidate_swaps, check_swaps
 
     _, tokenizer, records, data = tiny
@@ -88,11 +41,11 @@ def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny):
     assert stats.checked == stats.candidates == sum(len(candidate_swaps(data, i)) for i in range(len(data)))
     verdicts = []
     for i in range(len(data)):
-        own = _probe_accuracy(tokenizer, data.tokens[i])
+        own = probe_accuracy(tokenizer, data.tokens[i], ARCH, TASK)
         for pos, code in candidate_swaps(data, i):
             t = data.tokens[i].clone()
             t[pos] = code
-            verdicts.append(_probe_accuracy(tokenizer, t) >= own - 1e-9)
+            verdicts.append(probe_accuracy(tokenizer, t, ARCH, TASK) >= own - 1e-9)
             assert (code in allowed[i].get(pos, ())) == verdicts[-1]
     assert any(verdicts) and not all(verdicts)  # the check separates swaps here
     assert stats.kept == sum(verdicts) and stats.records_without_data == 0
@@ -127,28 +80,17 @@ def test_a_record_whose_dataset_does_not_load_recombines_nothing(tiny):
     assert all(allowed[i] for i in range(1, len(data)))
 
 
-def test_the_check_never_reads_the_test_split(tiny, monkeypatch):
-    import igpg_zoo.data
+def test_the_check_never_reads_the_test_split(tiny, forbid_test_split):
     from igpg_zoo.igpg.recombine_check import check_swaps
 
     _, tokenizer, records, data = tiny
+
     def kept(allowed_stats):  # what was kept and counted; the seconds vary with the machine's load
         allowed, stats = allowed_stats
         return allowed, {**stats.to_dict(), "seconds": None}
 
     expected = kept(check_swaps(tokenizer, records, data, tol=0.0, per_record=1000))
-    real = igpg_zoo.data.load_dataset
-
-    class TrainOnly:
-        def __init__(self, ds):
-            self._ds = ds
-
-        def __getattr__(self, name):
-            if name in ("x_test", "y_test"):
-                raise AssertionError(f"the check read {name}")
-            return getattr(self._ds, name)
-
-    monkeypatch.setattr(igpg_zoo.data, "load_dataset", lambda name: TrainOnly(real(name)))
+    forbid_test_split()
     assert kept(check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)) == expected
 
 
