@@ -11,7 +11,8 @@
   under click's ``CliRunner``; returns the click ``Result``.
 - ``tiny_token_zoo``, ``probe_accuracy``, ``forbid_test_split``: a tiny real zoo with a residual
   tokenizer, the training-probe accuracy the recombination check and the member floor score on, and a
-  guard that fails a test reading a test split (tests/test_recombine_check.py, test_member_floor.py).
+  guard that fails a test reading a test split (tests/test_recombine_check.py, test_member_floor.py);
+  ``on_two_gloo_ranks`` runs a computation on that zoo in 2 spawned gloo processes.
 """
 
 from __future__ import annotations
@@ -242,3 +243,44 @@ def probe_sample_accuracy(tokenizer, tokens, arch: str, task: str) -> float:
 def probe_accuracy():
     """``probe_accuracy(tokenizer, tokens, arch, task)``: see ``probe_sample_accuracy``."""
     return probe_sample_accuracy
+
+
+def _tiny_rank(rank: int, world: int, init_file: str, registry: str, tokenizer_id: int, out_dir: str, compute) -> None:
+    """One gloo rank: rebuild the tiny zoo's TokenSet and write ``compute(tokenizer, records, data)`` as JSON."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    from igpg_zoo.igpg.conditioning import Conditioner
+    from igpg_zoo.igpg.prior_dataset import build_token_set
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.zoo import open_zoo
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        with open_zoo(registry, embedder="hash") as zoo:
+            tokenizer, records = Tokenizer.load(zoo, tokenizer_id), zoo.list()
+            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
+            result = compute(tokenizer, records, data)
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def on_two_gloo_ranks(tmp_path):
+    """``on_two_gloo_ranks(zoo, tokenizer, compute)``: ``compute(tokenizer, records, data)`` (a module-level
+    function returning JSON) run on the tiny zoo in 2 spawned gloo processes; the two results."""
+    import json
+
+    def run(zoo, tokenizer, compute) -> list:
+        import torch.multiprocessing as mp
+
+        mp.start_processes(_tiny_rank, args=(2, str(tmp_path / "init"), zoo.config.registry, tokenizer.artifact_id,
+                                             str(tmp_path), compute), nprocs=2, join=True, start_method="spawn")
+        return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+    return run

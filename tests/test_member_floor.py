@@ -81,44 +81,17 @@ def test_the_floor_never_reads_the_test_split(tiny, forbid_test_split):
     assert member_accuracies(tokenizer, records, data) == expected
 
 
-def _ddp_scores(rank: int, world: int, init_file: str, registry: str, tokenizer_id: int, out_dir: str) -> None:
-    import json
-
-    import torch.distributed as dist
-
-    from igpg_zoo.igpg.conditioning import Conditioner
+def _scores_on_rank(tokenizer, records, data) -> list:
     from igpg_zoo.igpg.member_floor import member_accuracies
-    from igpg_zoo.igpg.prior_dataset import build_token_set
-    from igpg_zoo.igpg.tokenizer import Tokenizer
-    from igpg_zoo.zoo import open_zoo
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        with open_zoo(registry, embedder="hash") as zoo:
-            tokenizer, records = Tokenizer.load(zoo, tokenizer_id), zoo.list()
-            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
-            accs = member_accuracies(tokenizer, records, data)
-        with open(f"{out_dir}/rank{rank}.json", "w") as f:
-            json.dump(accs, f)
-    finally:
-        dist.destroy_process_group()
+    return member_accuracies(tokenizer, records, data)
 
 
 @pytest.mark.slow  # two spawned interpreters import torch: ~15 s quiet
-def test_two_gloo_ranks_share_the_scoring_and_agree_with_one_process(tiny, tmp_path):
-    import json
-
-    import torch.multiprocessing as mp
-
-    from igpg_zoo.igpg.member_floor import member_accuracies
-
+def test_two_gloo_ranks_share_the_scoring_and_agree_with_one_process(tiny, on_two_gloo_ranks):
     zoo, tokenizer, records, data, _ = tiny
-    expected = member_accuracies(tokenizer, records, data)
-    mp.start_processes(_ddp_scores, args=(2, str(tmp_path / "init"), zoo.config.registry, tokenizer.artifact_id,
-                                          str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0] == ranks[1] == pytest.approx(expected)
+    ranks = on_two_gloo_ranks(zoo, tokenizer, _scores_on_rank)
+    assert ranks[0] == ranks[1] == pytest.approx(_scores_on_rank(tokenizer, records, data))
 
 
 def test_train_prior_learns_from_the_kept_and_a_resume_must_match_the_floor(tiny, tmp_path):

@@ -115,44 +115,18 @@ def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
     assert _Probe(arch, (x, y)).accuracy_of_state(dict(state)) == pytest.approx(expected)
 
 
-def _ddp_check(rank: int, world: int, init_file: str, registry: str, tokenizer_id: int, out_dir: str) -> None:
-    import json
-
-    import torch.distributed as dist
-
-    from igpg_zoo.igpg.conditioning import Conditioner
-    from igpg_zoo.igpg.prior_dataset import build_token_set
+def _check_on_rank(tokenizer, records, data) -> dict:
     from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
-    from igpg_zoo.igpg.tokenizer import Tokenizer
-    from igpg_zoo.zoo import open_zoo
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        with open_zoo(registry, embedder="hash") as zoo:
-            tokenizer, records = Tokenizer.load(zoo, tokenizer_id), zoo.list()
-            data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, ["depth"], 0), records)
-            allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
-        with open(f"{out_dir}/rank{rank}.json", "w") as f:
-            json.dump({"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}, f)
-    finally:
-        dist.destroy_process_group()
+    allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
+    return {"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}
 
 
 @pytest.mark.slow  # two spawned interpreters import torch: ~15 s quiet
-def test_two_gloo_ranks_share_the_check_and_agree_with_one_process(tiny, tmp_path):
-    import json
-
-    import torch.multiprocessing as mp
-
-    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
-
+def test_two_gloo_ranks_share_the_check_and_agree_with_one_process(tiny, on_two_gloo_ranks):
     zoo, tokenizer, records, data = tiny
-    allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
-    mp.start_processes(_ddp_check, args=(2, str(tmp_path / "init"), zoo.config.registry, tokenizer.artifact_id,
-                                         str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0] == ranks[1] == {"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}
+    ranks = on_two_gloo_ranks(zoo, tokenizer, _check_on_rank)
+    assert ranks[0] == ranks[1] == _check_on_rank(tokenizer, records, data)
 
 
 def test_training_draws_only_kept_swaps(tiny):
