@@ -230,7 +230,7 @@ def probe_sample_accuracy(tokenizer, tokens, arch: str, task: str) -> float:
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.dataset import stratified_subsample
     from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.recombine_check import PROBE
+    from igpg_zoo.igpg.training_probe import PROBE
 
     ds = load_dataset(task)
     keep = stratified_subsample(ds.y_train, PROBE, 0)

@@ -100,7 +100,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
     from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.recombine_check import _Probe
+    from igpg_zoo.igpg.training_probe import Probe
 
     arch = "cnn-i1x8x8-c4k3-c8k3-h16-o10-bn"
     ds = load_dataset("digits")
@@ -112,7 +112,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
         if name.endswith(("running_mean", "running_var")):
             state[name] = state[name] + 50.0  # statistics no decoded model can be trusted with
     expected = accuracy_on(build_loaded(arch, dict(state), x), x, y)
-    assert _Probe(arch, (x, y)).accuracy_of_state(dict(state)) == pytest.approx(expected)
+    assert Probe(arch, (x, y)).accuracy_of_state(dict(state)) == pytest.approx(expected)
 
 
 def _check_on_rank(tokenizer, records, data) -> dict:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.prior_dataset import TokenSet, sibling_lists
-from igpg_zoo.igpg.recombine_check import PROBE, _record_probe
+from igpg_zoo.igpg.training_probe import PROBE, record_probe
 
 
 @dataclass
@@ -49,7 +49,7 @@ def member_accuracies(tokenizer, records: list, data: TokenSet, seed: int = 0, p
     rank, world = distributed.rank_world()
     cache, mine = {}, {}
     for i in range(rank, len(records), world):
-        probe = _record_probe(records[i], seed, cache)
+        probe = record_probe(records[i], seed, cache)
         mine[i] = None if probe is None else probe.accuracy_of_state(tokenizer.decode(data.tokens[i], probe.arch))
         if progress is not None:
             progress(min(len(records), i + world), len(records))
@@ -74,7 +74,11 @@ def floor_keep(keys: list, accs: list[float | None], tol: float) -> list[bool]:
     members of its group (``keys``: one hashable group key per record). Unscored records stay, and every
     record of a group with fewer than two scored members."""
     medians = group_medians(keys, accs)
-    return [acc is None or key not in medians or acc >= medians[key] - tol - 1e-9 for key, acc in zip(keys, accs)]
+    return [_stays(key, acc, medians, tol) for key, acc in zip(keys, accs)]
+
+
+def _stays(key, acc: float | None, medians: dict, tol: float) -> bool:
+    return acc is None or key not in medians or acc >= medians[key] - tol - 1e-9
 
 
 def floored(tokenizer, records: list, data: TokenSet, tol: float, seed: int = 0,
@@ -86,7 +90,8 @@ def floored(tokenizer, records: list, data: TokenSet, tol: float, seed: int = 0,
     t0 = time.perf_counter()
     accs = member_accuracies(tokenizer, records, data, seed, progress)
     keys = [(r.task, r.dataset, r.arch) for r in records]
-    keep, medians = floor_keep(keys, accs, tol), group_medians(keys, accs)
+    medians = group_medians(keys, accs)
+    keep = [_stays(key, acc, medians, tol) for key, acc in zip(keys, accs)]
     stats = FloorStats(tol=tol, probe=PROBE, records=len(records), records_without_data=sum(a is None for a in accs),
                        dropped=[{"id": int(r.id), "group": list(key), "accuracy": round(acc, 4),
                                  "median": round(medians[key], 4)}

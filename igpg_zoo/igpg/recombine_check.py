@@ -20,12 +20,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
 from igpg_zoo.igpg.prior_dataset import TokenSet
+from igpg_zoo.igpg.training_probe import PROBE, record_probe
 
-PROBE = 256  # training samples per record the swaps are checked on (stratified, seeded)
 
 
 @dataclass
@@ -56,59 +55,6 @@ def candidate_swaps(data: TokenSet, i: int) -> list[tuple[int, int]]:
     return out
 
 
-class _Probe:
-    """A record's architecture and a stratified sample of its dataset's training split (never the test
-    split): decoded states are scored on it, BatchNorm statistics re-estimated on it as ``generate`` does."""
-
-    def __init__(self, arch: str, sample: tuple):
-        from igpg_zoo.adapters import get_adapter
-
-        self.arch, (self.x, self.y) = arch, sample
-        self.module = get_adapter(arch).build(arch).eval()
-
-    @torch.no_grad()
-    def accuracy_of_state(self, state: dict) -> float:
-        from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
-
-        self.module.load_state_dict(state, strict=True)
-        recalibrate_batchnorm(self.module, [self.x[i:i + 128] for i in range(0, len(self.x), 128)])
-        logits = self.module.eval()(self.x)  # (N, classes)
-        return float((logits.argmax(1) == self.y).float().mean())
-
-
-def _training_sample(dataset: str, seed: int, cache: dict) -> tuple | None:
-    """(x, y) of up to PROBE stratified training samples of ``dataset``; None when it does not load."""
-    from igpg_zoo.data import load_dataset
-    from igpg_zoo.data.dataset import stratified_subsample
-    from igpg_zoo.errors import ZooError
-
-    if dataset not in cache:
-        try:
-            ds = load_dataset(dataset)
-        except ZooError:
-            cache[dataset] = None
-            return None
-        keep = stratified_subsample(ds.y_train, PROBE, seed)
-        cache[dataset] = (torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32),
-                          torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
-    return cache[dataset]
-
-
-def _record_probe(record, seed: int, cache: dict) -> _Probe | None:
-    """The record's probe; None when its dataset does not load or does not fit its architecture."""
-    from igpg_zoo.errors import GeneratorError
-    from igpg_zoo.igpg.generate import check_data_fits
-
-    sample = _training_sample(record.dataset, seed, cache) if record.dataset else None
-    if sample is None:
-        return None
-    try:
-        check_data_fits(record.arch, *sample)
-    except GeneratorError:
-        return None
-    return _Probe(record.arch, sample)
-
-
 def _chosen(cands: list, per_record: int, seed: int, record_id: int) -> list:
     if len(cands) <= per_record:
         return cands
@@ -116,7 +62,7 @@ def _chosen(cands: list, per_record: int, seed: int, record_id: int) -> list:
     return [cands[k] for k in sorted(torch.randperm(len(cands), generator=gen)[:per_record].tolist())]
 
 
-def _check_record(tokenizer, probe: _Probe, tokens: torch.Tensor, swaps: list, tol: float) -> set:
+def _check_record(tokenizer, probe, tokens: torch.Tensor, swaps: list, tol: float) -> set:
     """The swaps (position, code) whose decoded accuracy stays within ``tol`` of the member's own."""
     own = probe.accuracy_of_state(tokenizer.decode(tokens, probe.arch))
     kept = set()
@@ -155,7 +101,7 @@ def _check_one(tokenizer, record, data: TokenSet, i: int, tol: float, per_record
                stats: CheckStats) -> dict[int, frozenset]:
     cands = candidate_swaps(data, i)
     stats.candidates += len(cands)
-    probe = _record_probe(record, seed, cache) if cands else None
+    probe = record_probe(record, seed, cache) if cands else None
     if cands and probe is None:
         stats.records_without_data += 1
     if probe is None:
