@@ -29,13 +29,15 @@ from generator_bench import archs_for, zoo_setup  # noqa: E402
 from generator_eval import _condition_args, _members, _test_acc, seen_tasks  # noqa: E402
 
 
-def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int, learned: set[int] | None = None) -> dict:
-    """``learned``: the ids the prior trained on (its snapshot), to count the members it learned from."""
+def draws(gen, zoo, task: str, arch: str, settings, n: int, seed: int, learned: set[int] | None = None,
+          quality: str | None = None) -> dict:
+    """``learned``: the ids the prior trained on (its snapshot), to count the members it learned from;
+    ``quality``: the member standing asked of a prior trained with ``--quality`` (None: its default, top)."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.igpg.novelty import NeighbourIndex
 
     ds, args = load_dataset(task), _condition_args(zoo, task)
-    cond = gen.condition(arch, args["task"], args["data_embedding"])
+    cond = gen.condition(arch, args["task"], args["data_embedding"], quality)
     tokens, _ = gen.sample(arch, cond, n, settings, seed)
     weights = [gen.tokenizer.decode(tokens[i], arch) for i in range(n)]
     accs = [_test_acc(arch, w, ds) for w in weights]
@@ -72,15 +74,17 @@ def run(args) -> dict:
     for pid in args.priors:
         gen = Generator.load(zoo, pid)
         train = gen.artifact.config["train"]
-        for T in args.temperatures:
+        for T, quality in [(T, q) for T in args.temperatures
+                           for q in (args.quality if gen.prior.cfg.quality_levels else [None])]:
             settings = SamplingSettings(temperature=T, top_p=args.top_p if args.top_p < 1 else None,
                                         top_k=args.top_k, min_p=args.min_p)
             t0 = time.perf_counter()
             learned = set(gen.artifact.provenance["snapshot"]["ids"])
-            rows = [draws(gen, zoo, t, a, settings, args.n, args.seed, learned) for t, a in pairs]
+            rows = [draws(gen, zoo, t, a, settings, args.n, args.seed, learned, quality) for t, a in pairs]
             out["runs"].append({"prior": pid, "steps": train["steps"], "length_power": train.get("length_power", 0.0),
                                 "recombine": train.get("recombine", 0.0), "recombine_tol": train.get("recombine_tol"),
-                                "member_floor": train.get("member_floor"), "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
+                                "member_floor": train.get("member_floor"), "quality": gen.quality_asked(quality),
+                                "temperature": T, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)})
             print(summary_line(out["runs"][-1]), flush=True)
     zoo.close()
     return out
@@ -99,7 +103,8 @@ def summary_line(run: dict) -> str:
                                                        (("length_power", "length power"), ("recombine", "recombine"),
                                                         ("recombine_tol", "checked"), ("member_floor", "member floor"))
                                                        if run.get(key)])
-    return (f"prior #{run['prior']} ({training}), T {run['temperature']:g}: "
+    asked = f", asked for {run['quality']} members" if run.get("quality") else ""
+    return (f"prior #{run['prior']} ({training}), T {run['temperature']:g}{asked}: "
             f"draws within 5 pp {within} of {n * len(rows)}, exact copies {copies} ({100 * copies / (n * len(rows)):.1f} %), "
             f"pairs with every draw within 5 pp {sum(r['within_5pp'] == n for r in rows)} of {len(rows)}{members}")
 
@@ -137,6 +142,8 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--min-p", type=float, default=None)
     ap.add_argument("--max-tokens", type=int, default=None, help="only pairs whose models have at most this many tokens")
+    ap.add_argument("--quality", type=lambda s: s.split(","), default=[None],
+                    help="standings to ask a prior trained with --quality for, e.g. top,any (default: its default)")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--seed", type=int, default=7001)
     ap.add_argument("--tag", default="")

@@ -177,6 +177,10 @@ def train(
              "their mean), e.g. 0.05; the ones left out are listed in the artifact's provenance. Needs the records' "
              "datasets. On the full zoo at 80 epochs with --recombine-tol 0.02, 0.05 put every raw single draw of "
              "the benchmark within 5 pp on 2 training seeds of 3 (BENCHMARKS.md)")] = None,
+    quality: Annotated[bool, typer.Option(
+        "--quality", help="prior: condition on each member's standing in its group (top half or lower half by decoded "
+                          "accuracy on 256 of its training samples) and generate from the top half by default "
+                          "(`generate --quality any`: all). Needs the records' datasets (BENCHMARKS.md)")] = False,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(
@@ -214,7 +218,7 @@ def train(
 
             tcfg = PriorTrainConfig(steps=steps or PriorTrainConfig.steps, epochs=None if steps else epochs,
                                     seed=seed, batch_size=batch, recombine=recombine, recombine_tol=recombine_tol,
-                                    member_floor=member_floor,
+                                    member_floor=member_floor, quality=quality,
                                     **({"recombine_checks": recombine_checks} if recombine_checks else {}))
             pcfg = {"n_layer": layers, "n_embd": width, "n_head": max(1, width // 32), "dropout": dropout,
                     **({"block_size": block} if block else {})}
@@ -239,6 +243,10 @@ def train(
 def _set_up_notes(prov: dict) -> list[str]:
     """What the prior's set-up left out or checked, one clause each."""
     notes = [_floor_note(prov["member_floor"])] if "member_floor" in prov else []
+    if "quality" in prov:
+        q = prov["quality"]
+        notes.append(f"member standings: {q['top']} top half, {q['lower']} lower half, {q['unknown']} unknown "
+                     f"of {q['records']}")
     if "recombine_skipped" in prov:
         notes.append(f"no recombination: {prov['recombine_skipped']}")
     elif "recombine_check" in prov:
@@ -327,6 +335,9 @@ def generate(
                                         "a zoo member and draw more (up to 8 rounds, hotter each); retrieval is `query`")] = True,
     min_distance: Annotated[float, typer.Option(help="--novel also drops samples nearer to a zoo member than this "
                                                 "share of its norm (0.25: a quarter)")] = 0.0,
+    quality: Annotated[Optional[str], typer.Option(
+        help="top | any: with a prior trained with --quality, the members to draw like: the top half of their "
+             "group (default) or all of them")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",
     overwrite: OverwriteOpt = False,
@@ -338,6 +349,8 @@ def generate(
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     check_sample_count(n)  # before any data is read or the registry opened
+    if quality is not None and quality not in ("top", "any"):
+        raise ConfigError(f"--quality must be top or any, got '{quality}'")
     if out is not None:
         from igpg_zoo.export.weights import check_out
 
@@ -349,7 +362,7 @@ def generate(
         gen = Generator.load(zoo, prior)
         results = gen.generate(arch, task=task, data=ds, data_embedding=emb, n=n, settings=settings, seed=seed,
                                head=head, dataset_name=name, novel=novel,
-                               min_distance=min_distance)
+                               min_distance=min_distance, quality=quality)
         best = results[0]
         report = {"results": [_summary(g, i) for i, g in enumerate(results)], "provenance": best.provenance}
         if out is not None:

@@ -22,6 +22,7 @@ import torch
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.conditioning import Conditioner
+from igpg_zoo.igpg.member_quality import requested_level
 from igpg_zoo.igpg.novelty import NeighbourIndex
 from igpg_zoo.igpg.prior import Prior
 from igpg_zoo.igpg.prior_train import prior_from_artifact
@@ -165,8 +166,18 @@ class Generator:
             self._neighbours[arch] = NeighbourIndex.build(self.zoo, self.tokenizer, arch, ids)
         return self._neighbours[arch]
 
-    def condition(self, arch: str, task: str | None, data_embedding=None) -> dict:
-        return self.conditioner.condition(arch, task, data_embedding)
+    def condition(self, arch: str, task: str | None, data_embedding=None, quality: str | None = None) -> dict:
+        """The prior's condition; for a prior trained with member standings, the standing asked for
+        (``quality``: "top", the default, or "any"; member_quality.REQUESTS)."""
+        cond = self.conditioner.condition(arch, task, data_embedding)
+        level = requested_level(self.prior.cfg.quality_levels, quality, self.artifact.id if self.artifact else None)
+        if level is not None:
+            cond["quality"] = level
+        return cond
+
+    def quality_asked(self, quality: str | None) -> str | None:
+        """What ``condition`` asks of this prior: None when it has no standing slot."""
+        return (quality or "top") if self.prior.cfg.quality_levels else None
 
     def sample(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,11 +229,12 @@ class Generator:
     def generate(self, arch: str, task: str | None = None, data=None, data_embedding=None, n: int = 1,
                  settings: SamplingSettings = SamplingSettings(), seed: int = 0, head: str = "generated",
                  dataset_name: str | None = None, novelty: bool = True, novel: bool = False,
-                 min_distance: float = 0.0) -> list[Generated]:
+                 min_distance: float = 0.0, quality: str | None = None) -> list[Generated]:
         """``n`` models for one condition, best first: with ``data`` ranked by accuracy on a training
         sample (best-of-n), otherwise by the prior's own likelihood of their tokens (the sample the
         prior is surest of). ``novel`` drops replays of zoo members: exact token copies, and samples
-        nearer to a member than ``min_distance`` of its norm (see ``draw``)."""
+        nearer to a member than ``min_distance`` of its norm (see ``draw``). ``quality``: the member
+        standing asked of a prior trained with ``--quality`` (``condition``)."""
         if head not in HEADS:
             raise GeneratorError(f"unknown head policy '{head}'; use one of {', '.join(HEADS)}")
         check_sample_count(n)
@@ -233,7 +245,7 @@ class Generator:
         x, y = probe_split(data) if data is not None else (None, None)
         if x is not None:
             check_data_fits(arch, x, y)
-        cond = self.condition(arch, task, data_embedding)
+        cond = self.condition(arch, task, data_embedding, quality)
         out = []
         for tokens, logp, rnd, i in self.draw(arch, cond, n, settings, seed, novel, min_distance):
             weights = self.tokenizer.decode(tokens, arch)
@@ -245,7 +257,7 @@ class Generator:
                 weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
             g = Generated(arch, weights, tokens, self._provenance(arch, task, dataset_name, settings, seed,
                                                                   (rnd, i), head, cond, x is not None,
-                                                                  min_distance if novel else None))
+                                                                  min_distance if novel else None, quality))
             g.log_likelihood = logp
             if x is not None:
                 g.val_accuracy = accuracy_on(module, x, y)
@@ -256,7 +268,8 @@ class Generator:
                  else (lambda g: -g.log_likelihood))
         return out
 
-    def _provenance(self, arch, task, dataset_name, settings, seed, where, head, cond, x_given, novel_min) -> dict:
+    def _provenance(self, arch, task, dataset_name, settings, seed, where, head, cond, x_given, novel_min,
+                    quality=None) -> dict:
         art = self.artifact
         return {
             "generator": {"prior_artifact_id": art.id if art else None,
@@ -265,6 +278,7 @@ class Generator:
             "conditioning": {"task": task, "dataset": dataset_name, "arch": arch,
                              "arch_description": get_adapter(arch).describe(arch),
                              "arch_in_training": self.arch_in_training(arch),
+                             "quality": self.quality_asked(quality),
                              "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
                                                if cond.get(k) is None)},
             "seed": seed, "sample_round": where[0], "sample_index": where[1],

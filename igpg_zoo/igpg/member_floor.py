@@ -99,5 +99,6 @@ def floored(tokenizer, records: list, data: TokenSet, tol: float, seed: int = 0,
     stats.seconds = round(time.perf_counter() - t0, 1)
     idx = [i for i, k in enumerate(keep) if k]
     subset = replace(data, tokens=[data.tokens[i] for i in idx], conds=[data.conds[i] for i in idx],
-                     ids=[data.ids[i] for i in idx], siblings=sibling_lists([keys[i] for i in idx]))
+                     ids=[data.ids[i] for i in idx], siblings=sibling_lists([keys[i] for i in idx]),
+                     quality=None if data.quality is None else [data.quality[i] for i in idx])
     return [records[i] for i in idx], subset, stats

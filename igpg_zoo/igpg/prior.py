@@ -8,6 +8,7 @@ projected to the model width (method doc §5-6):
     arch_text  sentence embedding of adapter.describe(arch)             (text_dim)
     arch_struct  structural features, adapter.structure(arch)           (struct_dim)
     window     which window of a long model this is (Algorithm 1)       (index < max_windows)
+    quality    the member's standing in its group (``quality_levels`` > 0 only; member_quality.py)
 
 A missing condition (or one dropped in training, ``cond_dropout``) is replaced by a learned
 "null" vector, so the same model samples with any subset of conditions. The loss covers
@@ -41,6 +42,7 @@ class PriorConfig:
     max_windows: int = 64
     window_context: int = 64  # tokens of the previous window that start the next (Algorithm 1)
     cond_dropout: float = 0.1  # per-condition probability of using the null vector in training
+    quality_levels: int = 0  # > 0: a prefix slot for the member's standing (level 0 = unknown, the null)
 
     @property
     def struct_dim(self) -> int:
@@ -48,7 +50,7 @@ class PriorConfig:
 
     @property
     def n_prefix(self) -> int:
-        return len(COND_VECTORS) + 1
+        return len(COND_VECTORS) + 1 + (self.quality_levels > 0)
 
     @property
     def stride(self) -> int:
@@ -161,6 +163,8 @@ class PrefixEncoder(nn.Module):
         })
         self.null = nn.Parameter(torch.zeros(len(COND_VECTORS), cfg.n_embd))
         self.window = nn.Embedding(cfg.max_windows, cfg.n_embd)
+        if cfg.quality_levels > 0:
+            self.quality = nn.Embedding(cfg.quality_levels + 1, cfg.n_embd)  # row 0: unknown (the null)
 
     def forward(self, cond: dict, batch: int, device: torch.device) -> torch.Tensor:
         slots = []
@@ -181,7 +185,19 @@ class PrefixEncoder(nn.Module):
         if window is None:
             window = torch.zeros(batch, dtype=torch.long, device=device)
         slots.append(self.window(window.to(device).clamp(max=self.cfg.max_windows - 1)))
+        if self.cfg.quality_levels > 0:
+            slots.append(self.quality(self._quality_levels(cond, batch, device)))
         return torch.stack(slots, dim=1)  # (B, P, C)
+
+    def _quality_levels(self, cond: dict, batch: int, device: torch.device) -> torch.Tensor:
+        """(B,) levels in 0..quality_levels; 0 (unknown) when missing or dropped in training."""
+        level = cond.get("quality")
+        if level is None:
+            return torch.zeros(batch, dtype=torch.long, device=device)
+        level = level.to(device).long().view(-1).expand(batch).clamp(0, self.cfg.quality_levels)
+        if self.training and self.cfg.cond_dropout > 0:
+            level = torch.where(torch.rand(batch, device=device) >= self.cfg.cond_dropout, level, 0)
+        return level
 
 
 class Prior(nn.Module):

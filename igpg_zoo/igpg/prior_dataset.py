@@ -90,6 +90,7 @@ class TokenSet:
     siblings: list[list[int]] = field(default_factory=list)  # per record: the other records of its condition
     finest_stride: int = 0  # tokens per chunk when a chunk's last token is its finest residual code; 0: none
     allowed: list[dict] | None = None  # per record: finest position -> sibling codes a swap may bring; None: any
+    quality: list[int] | None = None  # per record: its standing in its group (member_quality); None: not labelled
 
     def with_allowed(self, allowed: list[dict]) -> "TokenSet":
         """This set with swaps restricted to ``allowed`` (recombine_check.check_swaps)."""
@@ -136,6 +137,8 @@ class TokenSet:
             mask[b, : end - start] = 1.0
         cond = collate([self.conds[i] for i, _ in picks], cfg.struct_dim, cfg.data_dim, cfg.text_dim)
         cond["window"] = torch.tensor([j for _, j in picks], dtype=torch.long)
+        if self.quality is not None:
+            cond["quality"] = torch.tensor([self.quality[i] for i, _ in picks], dtype=torch.long)
         return idx, mask, cond
 
 

@@ -35,6 +35,7 @@ class PriorTrainConfig:
     recombine_tol: float | None = None  # only swaps within this accuracy drop on a train sample (recombine_check)
     recombine_checks: int = 64  # swaps checked per record at most (a seeded subset; the rest are not used)
     member_floor: float | None = None  # leave out members this far below their group's median (member_floor)
+    quality: bool = False  # condition on each member's standing in its group (member_quality)
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 25
@@ -175,6 +176,12 @@ def prior_from_artifact(zoo, artifact) -> Prior:
     return prior.eval()
 
 
+def _quality_levels(tcfg: PriorTrainConfig) -> int:
+    from igpg_zoo.igpg.member_quality import LEVELS
+
+    return LEVELS if tcfg.quality else 0
+
+
 def _data_dim(zoo, records) -> int:
     for r in records:
         emb = zoo.dataset_embedding(r.id)
@@ -206,12 +213,14 @@ def _checked(tokenizer, records, data: TokenSet, tcfg: PriorTrainConfig, run: di
 
 
 def _precheck(ckpt: Path, cfg: PriorConfig, tcfg: PriorTrainConfig, data: TokenSet, run: dict) -> None:
-    """Refuse another run's checkpoint before the slow set-up (the member floor, the recombination check);
-    what they decide (the records kept, the swaps kept, hence the steps) is compared when it loads."""
-    if tcfg.member_floor is None and tcfg.recombine_tol is None:
+    """Refuse another run's checkpoint before the slow set-up (the member floor, the members' standings, the
+    recombination check); what they decide (records, labels, swaps kept, hence the steps) is compared when it
+    loads."""
+    if tcfg.member_floor is None and tcfg.recombine_tol is None and not tcfg.quality:
         return
     pending = (("records",) if tcfg.member_floor is not None else ()) + (
-        ("recombine_allowed",) if tcfg.recombine_tol is not None else ())
+        ("recombine_allowed",) if tcfg.recombine_tol is not None else ()) + (
+        ("quality_labels",) if tcfg.quality else ())
     steps = tcfg.steps if tcfg.epochs is None else (  # with --epochs, the steps follow the records the floor keeps
         None if tcfg.member_floor is not None else resolve_steps(tcfg, len(data), distributed.rank_world()[1]).steps)
     identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
@@ -221,8 +230,8 @@ def _precheck(ckpt: Path, cfg: PriorConfig, tcfg: PriorTrainConfig, data: TokenS
 def _set_up(tokenizer, records: list, data: TokenSet, tcfg: PriorTrainConfig, cfg: PriorConfig,
             resume_from: Path | None, floor_progress, check_progress) -> tuple[TokenSet, PriorTrainConfig, dict, dict]:
     """What the prior trains on, in order: recombination skipped without finest codes; a checkpoint to
-    resume from checked against the run; the member floor; the steps from the kept sequences; the
-    recombination check. Returns (data, tcfg, the run's identity extras, provenance notes)."""
+    resume from checked against the run; the member floor; the members' standings (``quality``); the
+    steps from the kept sequences; the recombination check. Returns (data, tcfg, the run's identity extras, provenance notes)."""
     notes, run = {}, {"tokenizer_id": tokenizer.artifact_id}
     if tcfg.recombine > 0 and not data.finest_stride:  # recorded as not done: the artifact's config says recombine 0
         tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
@@ -235,6 +244,12 @@ def _set_up(tokenizer, records: list, data: TokenSet, tcfg: PriorTrainConfig, cf
 
         records, data, floor = floored(tokenizer, records, data, tcfg.member_floor, tcfg.seed, floor_progress)
         notes["member_floor"] = floor.to_dict()
+    if tcfg.quality:
+        from igpg_zoo.igpg.member_quality import labelled, labels_digest
+
+        data, quality = labelled(tokenizer, records, data, tcfg.seed, floor_progress)
+        run["quality_labels"] = labels_digest(data.quality)
+        notes["quality"] = quality.to_dict()
     tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
     if tcfg.recombine_tol is not None:
         data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
@@ -252,7 +267,7 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     ``pcfg`` overrides PriorConfig fields (n_layer, n_embd, block_size, ...); vocab_size,
     struct_keys and data_dim come from the tokenizer and the zoo. ``check_progress(done, total)``
     follows the recombination check (``tcfg.recombine_tol``) record by record, ``floor_progress`` the
-    scoring of members for ``tcfg.member_floor``.
+    scoring of members for ``tcfg.member_floor`` and ``tcfg.quality``.
     """
     from igpg_zoo.igpg.conditioning import Conditioner, struct_keys_for
     from igpg_zoo.igpg.prior_dataset import build_token_set, select_records
@@ -266,7 +281,8 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     block = min(int(overrides.pop("block_size", longest)), longest)
     cfg = PriorConfig(**{"window_context": max(1, block // 4), **overrides, "block_size": block,
                          "vocab_size": tokenizer.vocab_size, "struct_keys": struct_keys_for(archs),
-                         "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim)})
+                         "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim),
+                         "quality_levels": _quality_levels(tcfg)})
     conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
     data = build_token_set(zoo, tokenizer, conditioner, records)
     data, tcfg, run, notes = _set_up(tokenizer, records, data, tcfg, cfg, ckpt if resume else None, floor_progress,

@@ -125,7 +125,8 @@ def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
                   with_logprob: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` token sequences of ``length`` for one condition -> LongTensor (n, length).
 
-    ``cond`` holds unbatched vectors (task, data, arch_text, arch_struct; any may be missing).
+    ``cond`` holds unbatched vectors (task, data, arch_text, arch_struct; any may be missing) and,
+    for a prior with ``quality_levels``, the level asked for (``quality``, an int).
     ``with_logprob`` also returns each sequence's log-likelihood under the prior (n,) (temperature
     1, whatever the sampling settings): a data-free score for choosing among samples.
     """
@@ -136,6 +137,8 @@ def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
         gen = torch.Generator().manual_seed(seed)
     batched = {k: (v.view(1, -1).expand(n, -1) if v is not None else None) for k, v in cond.items()
                if k in ("task", "data", "arch_text", "arch_struct")}
+    if cond.get("quality") is not None:  # the member standing asked for (member_quality), one level for all n
+        batched["quality"] = torch.full((n,), int(cond["quality"]), dtype=torch.long)
     tokens, logp = torch.empty(n, 0, dtype=torch.long), torch.zeros(n)
     for j in range(n_windows(cfg, length)):
         start, end = window_bounds(cfg, j, length)
