@@ -167,7 +167,8 @@ def trained_elsewhere(zoo, ids: str) -> tuple[dict, dict]:
              "machine": tok.provenance.get("machine")},
             {"id": prior_id, "reused": True, "seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1],
              "n_params": prov["n_params"], "steps": pri.config["train"]["steps"],
-             "block_size": pri.config["prior"]["block_size"], "machine": machine})
+             "block_size": pri.config["prior"]["block_size"], "machine": machine,
+             "quality_asked": "top" if pri.config["prior"].get("quality_levels") else None})  # generate's default
 
 
 def main() -> None:

@@ -87,6 +87,21 @@ def test_batches_carry_each_records_level_and_the_floor_keeps_them_aligned(tiny)
     assert subset.quality == [lvl for i, lvl in zip(data.ids, levels) if i != weak]
 
 
+def test_standings_are_taken_among_the_members_the_floor_kept_and_survive_the_check(tiny):
+    from igpg_zoo.igpg.member_floor import floored, member_accuracies
+    from igpg_zoo.igpg.member_quality import labelled, standings
+    from igpg_zoo.igpg.recombine_check import check_swaps
+
+    _, tokenizer, records, data, weak, _ = tiny
+    kept, subset, _ = floored(tokenizer, records, data, tol=0.05)
+    out, _ = labelled(tokenizer, kept, subset)
+    accs = member_accuracies(tokenizer, kept, subset)
+    assert weak not in out.ids and out.quality == standings([(r.task, r.dataset, r.arch) for r in kept], accs)
+    allowed, _ = check_swaps(tokenizer, kept, out, 1.0, 8)
+    checked = out.with_allowed(allowed)
+    assert checked.quality == out.quality and checked.ids == out.ids
+
+
 def _two_members_one_condition():
     """Two sequences under the same condition, told apart only by their standing."""
     from igpg_zoo.igpg.prior import PriorConfig
@@ -110,12 +125,22 @@ def test_the_prior_learns_the_standing_and_samples_each_member_on_request():
     prior = Prior(cfg)
     fit_prior(prior, data, PriorTrainConfig(steps=150, batch_size=8, lr=3e-3, warmup=10, log_every=10))
     for level, tokens in ((TOP, data.tokens[0]), (LOWER, data.tokens[1])):
-        for cache in (True, False):
+        for cache in (True, False):  # two rows: the batched cache path and the recomputed one
             greedy = SamplingSettings(temperature=0.0, use_cache=cache)
-            out = sample_tokens(prior, dict(data.conds[0], quality=level), 24, settings=greedy)
-            assert torch.equal(out[0], tokens)
-    anyone = sample_tokens(prior, data.conds[0], 24, n=3, settings=SamplingSettings(temperature=1.0), seed=1)
-    assert anyone.shape == (3, 24)  # without a level: the null slot
+            out = sample_tokens(prior, dict(data.conds[0], quality=level), 24, n=2, settings=greedy)
+            assert torch.equal(out[0], tokens) and torch.equal(out[1], tokens)
+    prior.eval()
+    task = data.conds[0]["task"].view(1, -1)
+    logits = {q: prior(data.tokens[0].view(1, -1), {"task": task, "quality": q})[0]
+              for q in (TOP, torch.tensor([TOP]), LOWER)}  # a plain int, as Generator.condition stores it
+    assert torch.equal(logits[TOP], list(logits.values())[1]) and not torch.allclose(logits[TOP], logits[LOWER])
+
+
+def test_a_config_without_the_slot_saves_as_before():
+    from igpg_zoo.igpg.prior import PriorConfig
+
+    assert "quality_levels" not in PriorConfig().to_dict()  # checkpoints from before the slot still resume
+    assert PriorConfig(quality_levels=2).to_dict()["quality_levels"] == 2
 
 
 def test_a_prior_without_the_slot_keeps_its_shape():

@@ -180,7 +180,7 @@ def train(
     quality: Annotated[bool, typer.Option(
         "--quality", help="prior: condition on each member's standing in its group (top half or lower half by decoded "
                           "accuracy on 256 of its training samples) and generate from the top half by default "
-                          "(`generate --quality any`: all). Needs the records' datasets (BENCHMARKS.md)")] = False,
+                          "(`generate --quality any`: all); members whose dataset does not load are labelled unknown")] = False,
     checkpoint: Annotated[Path, typer.Option(help="prior: resumable checkpoint file")] = Path("igpg-runs/prior.pt"),
     resume: Annotated[bool, typer.Option(help="prior: continue from --checkpoint")] = False,
     tokenizer: Annotated[Optional[int], typer.Option(

@@ -58,7 +58,12 @@ class PriorConfig:
         return self.block_size - self.window_context
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved in checkpoints and artifacts; ``quality_levels`` only when on, so configs
+        saved before it existed still match (a resume compares them)."""
+        d = asdict(self)
+        if not d["quality_levels"]:
+            del d["quality_levels"]
+        return d
 
 
 # Inside the blocks, layers are applied as functions of their parameters, and submodules through
@@ -194,7 +199,7 @@ class PrefixEncoder(nn.Module):
         level = cond.get("quality")
         if level is None:
             return torch.zeros(batch, dtype=torch.long, device=device)
-        level = level.to(device).long().view(-1).expand(batch).clamp(0, self.cfg.quality_levels)
+        level = torch.as_tensor(level, device=device).long().view(-1).expand(batch).clamp(0, self.cfg.quality_levels)
         if self.training and self.cfg.cond_dropout > 0:
             level = torch.where(torch.rand(batch, device=device) >= self.cfg.cond_dropout, level, 0)
         return level
