@@ -29,7 +29,7 @@ from igpg_zoo.igpg.training_probe import PROBE
 
 UNKNOWN, LOWER, TOP = 0, 1, 2
 LEVELS = 2  # PriorConfig.quality_levels of a prior trained with --quality
-#: What ``generate --quality`` accepts: the level asked for (UNKNOWN: the prior's whole distribution).
+#: What ``generate --quality`` accepts: the level asked for (UNKNOWN: the null row, which unscored members share).
 REQUESTS = {"top": TOP, "any": UNKNOWN}
 
 
