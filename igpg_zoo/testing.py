@@ -180,8 +180,6 @@ def _check_unit_groups(adapter: Adapter, arch: str, module, example, atol: float
     if example is None:
         report.ok("unit_groups", f"{len(groups)} groups (no example input to check the function)")
         return
-    from igpg_zoo.igpg.align import permute
-
     gen = torch.Generator().manual_seed(0)
     shuffled = permute(module.state_dict(), groups, [torch.randperm(g.size, generator=gen) for g in groups])
     other = adapter.build(arch)
@@ -190,6 +188,18 @@ def _check_unit_groups(adapter: Adapter, arch: str, module, example, atol: float
         diff = float((_first(module(example)) - _first(other(example))).abs().max())
     _require(diff <= atol, "unit_groups", f"permuting the declared units changed the outputs by {diff:.3g}", report)
     report.ok("unit_groups", f"{len(groups)} groups; a random permutation keeps the outputs ({diff:.1e})")
+
+
+def permute(weights: dict, groups: list, perms: list) -> dict:
+    """``weights`` with each unit group's permutation applied to every tensor it names (its outputs and
+    buffers on axis 0, its inputs on axis 1): the same function when the groups are declared right."""
+    out = dict(weights)
+    for g, p in zip(groups, perms):
+        for name in (*g.outputs, *g.buffers):
+            out[name] = out[name].index_select(0, p)
+        for name in g.inputs:
+            out[name] = out[name].index_select(1, p)
+    return out
 
 
 def _first(out):

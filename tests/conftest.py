@@ -229,8 +229,8 @@ def probe_sample_accuracy(tokenizer, tokens, arch: str, task: str) -> float:
 
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.dataset import stratified_subsample
-    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.training_probe import PROBE
+    from igpg_zoo.igpg.probe import accuracy_on, build_loaded
+    from igpg_zoo.igpg.curation.probe import SAMPLES as PROBE
 
     ds = load_dataset(task)
     keep = stratified_subsample(ds.y_train, PROBE, 0)
@@ -284,3 +284,23 @@ def on_two_gloo_ranks(tmp_path):
         return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
     return run
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    """``write(**sections)``: a recipe YAML (in tmp_path) training the tiny zoo in seconds, its sections
+    (tokenizer, prior, train, recipe) updated with the ones given; returns its path."""
+    import yaml
+
+    base = {"tokenizer": {"steps": 10, "tokens_per_chunk": 2, "codebook_size": 32},
+            "prior": {"n_layer": 1, "n_embd": 32, "n_head": 1}, "train": {"steps": 4, "batch_size": 4}}
+
+    def write(name: str = "tiny.yaml", **sections):
+        data = {k: dict(v) for k, v in base.items()}
+        for key, value in sections.items():
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write

@@ -31,8 +31,9 @@ def generated(tmp_path_factory):
         mp.setenv("IGPG_ZOO_PLUGINS", "none")
         from igpg_zoo.adapters import get_adapter
         from igpg_zoo.data.embedding import dataset_embedding_for
-        from igpg_zoo.igpg.generate import Generator
+        from igpg_zoo.igpg.generate import GenerateRequest, Generator
         from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+        from igpg_zoo.igpg.recipe import Recipe
         from igpg_zoo.igpg.sampling import SamplingSettings
         from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
         from igpg_zoo.igpg.vqvae import TokenizerConfig
@@ -52,10 +53,10 @@ def generated(tmp_path_factory):
                                                       refine_steps=0, batch_size=16), seed=0, progress=False)
         tensors, config = tok.state()
         zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-        train_prior(zoo, {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8},
-                    PriorTrainConfig(steps=10, batch_size=4, warmup=2))
-        best = Generator.load(zoo).generate(ARCH, task=TASK, n=1, settings=SamplingSettings(temperature=1.0),
-                                            seed=3, novelty=False)[0]
+        train_prior(zoo, Recipe(prior={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8},
+                                train=PriorTrainConfig(steps=10, batch_size=4, warmup=2)))
+        best = Generator.load(zoo).generate(GenerateRequest(ARCH, task=TASK, n=1, seed=3, neighbours=False,
+                                                            sampling=SamplingSettings(temperature=1.0)))[0]
         record = zoo.add_weights(best.weights, CheckpointMeta(arch=ARCH, task=TASK, dataset=TASK, kind="generated",
                                                               extra={"provenance": best.provenance})).checkpoint
         zoo.close()

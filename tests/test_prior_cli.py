@@ -11,16 +11,15 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.slow  # builds the tiny zoo and trains both stages: ~20 s quiet
-def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
+def test_train_both_stages_with_holdout_then_resume(cli, tmp_path, tiny_recipe):
     built = cli("zoo", "build", "--preset", "tiny")
     assert built.exit_code == 0, built.output
-    args = ["train", "--stage", "both", "--tokenizer-steps", "20", "--steps", "12", "--layers", "1", "--width", "32",
-            "--batch", "4", "--holdout-task", "digits[classes=3,5,8]*", "--tokens-per-chunk", "2",
-            "--codebook-size", "64", "--json"]
+    recipe = tiny_recipe(tokenizer={"steps": 20, "codebook_size": 64}, train={"steps": 12})
+    args = ["train", "--stage", "both", "--config", recipe, "--holdout-task", "digits[classes=3,5,8]*", "--json"]
     result = cli(*args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
-    assert {"tokenizer", "prior"} <= set(out)
+    assert {"tokenizer", "prior"} <= set(out) and out["recipe"] == "default+tiny.yaml"
     from igpg_zoo.zoo import open_zoo
 
     with open_zoo() as zoo:
@@ -28,20 +27,24 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         datasets = {zoo.get(i).dataset for i in prior.provenance["snapshot"]["ids"]}
         assert datasets and not any(d.startswith("digits[classes=3,5,8]") for d in datasets)
         assert prior.parent_id == out["tokenizer"]["id"]
-        assert prior.config["prior"]["dropout"] == 0.1  # the CLI's default, saved inside the artifact
+        assert prior.config["prior"]["dropout"] == 0.1  # the default recipe's, saved inside the artifact
         assert prior.config["train"]["recombine"] == 2.0  # so is its recombination rate
+        recipe_saved = prior.config["recipe"]
+        assert recipe_saved["name"] == "default+tiny.yaml" and recipe_saved["prior"]["n_layer"] == 1
+        assert recipe_saved["prior"]["block_size"] == prior.config["prior"]["block_size"]  # resolved, not None
         tok = zoo.get_artifact(out["tokenizer"]["id"], kind="tokenizer")
         assert tok.config["tokenizer"]["tokens_per_chunk"] == 2 and tok.config["tokenizer"]["codebook_size"] == 64
+        assert tok.config["recipe"]["tokenizer"] == tok.config["tokenizer"]
         assert prior.config["prior"]["vocab_size"] == 64  # the prior's vocabulary is the tokenizer's codebook
     assert (tmp_path / "igpg-runs" / "prior.pt").exists()
-    again = cli("train", "--stage", "prior", "--steps", "12", "--layers", "1", "--width", "32", "--batch", "4",
-                "--holdout-task", "digits[classes=3,5,8]*", "--resume", "--json")
+    again = cli("train", "--stage", "prior", "--config", recipe, "--holdout-task", "digits[classes=3,5,8]*",
+                "--resume", "--json")
     assert again.exit_code == 0, again.output
     with open_zoo() as zoo:
         latest = zoo.get_artifact(kind="prior")
         assert latest.provenance["resumed_from"] == 12  # nothing left to train: the checkpoint was complete
-    by_epochs = cli("train", "--stage", "prior", "--epochs", "2", "--layers", "1", "--width", "32", "--batch", "4",
-                    "--holdout-task", "digits[classes=3,5,8]*", "--checkpoint", tmp_path / "e.pt", "--recombine", "0",
+    by_epochs = cli("train", "--stage", "prior", "--config", tiny_recipe("e.yaml", train={"recombine": 0}),
+                    "--epochs", "2", "--holdout-task", "digits[classes=3,5,8]*", "--checkpoint", tmp_path / "e.pt",
                     "--json")
     assert by_epochs.exit_code == 0, by_epochs.output
     with open_zoo() as zoo:
@@ -51,23 +54,79 @@ def test_train_both_stages_with_holdout_then_resume(cli, tmp_path):
         assert art.config["train"]["recombine"] == 0.0
 
 
-@pytest.mark.parametrize("args, flag", [(("--stage", "decoder"), "--stage"), (("--dropout", "1.5"), "--dropout"),
-                                        (("--dropout", "-0.1"), "--dropout"), (("--epochs", "0"), "--epochs"),
-                                        (("--tokens-per-chunk", "0"), "--tokens-per-chunk"),
-                                        (("--device", "tpu"), "--device"), (("--device", "cuda:x"), "--device"),
-                                        (("--codebook-size", "1"), "--codebook-size")])
+@pytest.mark.parametrize("name, changes", [
+    ("default", {}),
+    ("fast", {"train": {"epochs": 30}}),
+    ("best", {"train": {"epochs": 80, "recombine_tol": 0.02, "quality": True}}),
+])
+def test_named_recipes_change_only_what_they_name(name, changes):
+    from dataclasses import asdict
+
+    from igpg_zoo.igpg.recipe import PriorTrainConfig, get_recipe
+
+    recipe = get_recipe(name)
+    assert recipe.name == name
+    assert asdict(recipe.train) == {**asdict(PriorTrainConfig()), **changes.get("train", {})}
+
+
+def test_library_defaults_are_the_default_recipe():
+    from igpg_zoo.igpg.generate import GenerateRequest
+    from igpg_zoo.igpg.prior import PriorConfig
+    from igpg_zoo.igpg.recipe import Recipe, get_recipe
+
+    assert get_recipe("default") == Recipe()
+    train, prior = Recipe().train, PriorConfig()
+    assert (train.epochs, train.recombine, prior.dropout) == (50.0, 2.0, 0.1)
+    req = GenerateRequest("mlp-i4-h16-o3")
+    assert (req.sampling.top_p, req.drop_copies) == (0.9, True)
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("train: {epochs: 0}", "bad training setting: epochs 0"),
+    ("train: {epoch: 3}", "unknown key(s) epoch in 'train'"),
+    ("prior: {layers: 3}", "unknown key(s) layers in 'prior'"),
+    ("prior: {dropout: 1.5}", "bad prior setting: dropout 1.5"),
+    ("tokenizer: {tokens_per_chunk: 0}", "tokens_per_chunk must be >= 1"),
+    ("tokenizer: {quantizer: gumbel}", "unknown key(s) quantizer in 'tokenizer'"),
+    ("optimizer: adam", "unknown key(s) optimizer"),
+    ("recipe: quick", "unknown recipe 'quick'"),
+    ("train: [1, 2]", "'train' must be a mapping"),
+    ("train: {epochs: many}", "recipe 'default+r.yaml'"),
+])
+def test_a_bad_recipe_file_is_refused_in_one_line_before_the_registry_opens(cli, tmp_path, text, phrase):
+    (tmp_path / "r.yaml").write_text(text + "\n")
+    db = tmp_path / "registry.db"
+    result = cli("train", "--config", tmp_path / "r.yaml", "--registry", db)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and phrase in lines[0], result.output
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("args, flag", [(("--stage", "decoder"), "--stage"), (("--epochs", "0"), "epochs 0"),
+                                        (("--recipe", "quick"), "unknown recipe 'quick'"),
+                                        (("--only", "colour=red"), "--only takes KEY=VALUE"),
+                                        (("--device", "tpu"), "--device"), (("--device", "cuda:x"), "--device")])
 def test_train_rejects_bad_options(cli, args, flag):
     result = cli("train", *args)
     assert result.exit_code == 2 and flag in result.output
 
 
-@pytest.mark.parametrize("args, phrase", [(("--min-p", "1.5"), "min-p 1.5"), (("--top-p", "0"), "top-p 0.0"),
-                                          (("--temperature", "-1"), "temperature -1.0"),
-                                          (("-n", "0"), "-n must lie in 1..1,000"),
-                                          (("-n", "1000000000"), "got 1,000,000,000")])
-def test_generate_refuses_bad_sampling_settings_before_touching_the_registry(cli, tmp_path, args, phrase):
+@pytest.mark.parametrize("config, phrase", [("min_p: 1.5", "min-p 1.5"), ("top_p: 0", "top-p 0"),
+                                            ("temperature: -1", "temperature -1"), ("colour: red", "unknown key(s) colour"),
+                                            ("quality: best", "unknown quality 'best'")])
+def test_generate_refuses_bad_settings_before_touching_the_registry(cli, tmp_path, config, phrase):
     db = tmp_path / "registry.db"
-    result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}", *args)
+    (tmp_path / "g.yaml").write_text(config + "\n")
+    result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}",
+                 "--config", tmp_path / "g.yaml")
+    assert result.exit_code in (1, 2) and phrase in result.output and len(result.output.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("n, phrase", [("0", "-n must lie in 1..1,000"), ("1000000000", "got 1,000,000,000")])
+def test_generate_refuses_a_bad_sample_count_before_touching_the_registry(cli, tmp_path, n, phrase):
+    db = tmp_path / "registry.db"
+    result = cli("generate", "--arch", "mlp-i4-h16-o3", "--dataset", "iris", "--registry", f"sqlite:///{db}", "-n", n)
     assert result.exit_code == 1 and phrase in result.output and len(result.output.strip().splitlines()) == 1
     assert not db.exists()
 
@@ -83,13 +142,12 @@ def test_train_on_a_missing_gpu_says_so_before_touching_the_registry(cli, tmp_pa
     assert len(result.output.strip().splitlines()) == 1 and not db.exists()
 
 
-def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_says_so(cli):
+def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_says_so(cli, tiny_recipe):
     assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
-    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
-                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "1", "--codebook-size", "32",
-                 "--recombine-tol", "0.02")
+    recipe = tiny_recipe(tokenizer={"tokens_per_chunk": 1}, train={"recombine_tol": 0.02})
+    result = cli("train", "--stage", "both", "--config", recipe)
     assert result.exit_code == 0, result.output
-    assert "note: no recombination: the tokenizer has no finest residual codes" in result.stdout
+    assert "note: no recombination: the tokenizer has one code per chunk" in result.stdout
     from igpg_zoo.zoo import open_zoo
 
     with open_zoo() as zoo:
@@ -98,11 +156,9 @@ def test_a_tokenizer_without_residual_stages_trains_without_recombination_and_sa
         assert prior.config["train"]["recombine_tol"] is None and "recombine_check" not in prior.provenance
 
 
-def test_a_checked_recombination_says_what_it_kept(cli):
+def test_a_checked_recombination_says_what_it_kept(cli, tiny_recipe):
     assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
-    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
-                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "2", "--codebook-size", "32",
-                 "--recombine-tol", "0.02", "--recombine-checks", "8")
+    result = cli("train", "--stage", "both", "--config", tiny_recipe(train={"recombine_tol": 0.02, "recombine_checks": 8}))
     assert result.exit_code == 0, result.output
     note = [line for line in result.stdout.splitlines() if line.startswith("note: recombination checked: ")]
     assert len(note) == 1 and "within 0.02 of the member's accuracy" in note[0]
@@ -112,20 +168,3 @@ def test_a_checked_recombination_says_what_it_kept(cli):
         check, n_records = zoo.get_artifact(kind="prior").provenance["recombine_check"], len(zoo.list())
     assert f"{check['kept']} of {check['checked']} swaps kept" in note[0]
     assert 0 < check["kept"] <= check["checked"] <= min(check["candidates"], 8 * n_records)
-
-
-def test_a_member_floor_says_what_it_left_out(cli):
-    assert cli("zoo", "build", "--preset", "tiny").exit_code == 0
-    result = cli("train", "--stage", "both", "--tokenizer-steps", "10", "--steps", "4", "--layers", "1",
-                 "--width", "32", "--batch", "4", "--tokens-per-chunk", "2", "--codebook-size", "32",
-                 "--member-floor", "0", "--recombine-tol", "0.02", "--recombine-checks", "4")
-    assert result.exit_code == 0, result.output
-    from igpg_zoo.zoo import open_zoo
-
-    with open_zoo() as zoo:
-        prior, records = zoo.get_artifact(kind="prior"), zoo.list()
-    floor = prior.provenance["member_floor"]
-    assert floor["tol"] == 0 and floor["records"] == len(records) and floor["dropped"]  # tol 0: below-median go
-    note = [line for line in result.stdout.splitlines() if line.startswith("note: member floor: ")]
-    assert len(note) == 1 and f"{len(floor['dropped'])} of {len(records)} members left out" in note[0]
-    assert "; recombination checked: " in note[0]

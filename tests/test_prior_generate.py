@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ def trained(tmp_path_factory):
         from igpg_zoo.data import load_dataset
         from igpg_zoo.data.embedding import dataset_embedding_for
         from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+        from igpg_zoo.igpg.recipe import Recipe
         from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
         from igpg_zoo.igpg.vqvae import TokenizerConfig
         from igpg_zoo.records import CheckpointMeta, Metric
@@ -52,8 +54,9 @@ def trained(tmp_path_factory):
                                                       refine_steps=0, batch_size=32), seed=0, progress=False)
         tensors, config = tok.state()
         tok_art = zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-        prior_art = train_prior(zoo, {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8, "window_context": 3},
-                                PriorTrainConfig(steps=30, batch_size=8, warmup=5), holdout=[TASKS[1]])
+        recipe = Recipe(prior={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8, "window_context": 3},
+                        train=PriorTrainConfig(steps=30, batch_size=8, warmup=5))
+        prior_art = train_prior(zoo, recipe, holdout=[TASKS[1]])
         yield zoo, tok_art, prior_art, root
         zoo.close()
 
@@ -65,20 +68,22 @@ def test_prior_artifact_records_snapshot_holdout_and_tokenizer(trained):
     trained_on = {zoo.get(i).task for i in prior_art.provenance["snapshot"]["ids"]}
     assert trained_on == {TASKS[0]}  # task-disjoint: the held-out task never reached training
     assert prior_art.config["prior"]["block_size"] == 8  # shorter than the 18-token model: windowed
+    assert prior_art.config["recipe"]["name"] == "default" and prior_art.config["recipe"]["prior"]["n_layer"] == 1
+    assert prior_art.config["recipe"]["train"]["steps"] == 30 and prior_art.config["recipe"]["prior"]["dropout"] == 0.1
 
 
 def test_generated_state_dict_loads_strictly_with_provenance_and_novelty(trained):
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.embedding import dataset_embedding_for
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     zoo, tok_art, prior_art, _ = trained
     gen = Generator.load(zoo)
     ds = load_dataset(TASKS[0])
-    results = gen.generate(ARCH, task=TASKS[0], data=ds, data_embedding=dataset_embedding_for(TASKS[0]), n=3,
-                           settings=SamplingSettings(temperature=1.0), seed=5)
+    results = gen.generate(GenerateRequest(ARCH, task=TASKS[0], data=ds, data_embedding=dataset_embedding_for(TASKS[0]),
+                                           n=3, sampling=SamplingSettings(temperature=1.0), seed=5))
     assert len(results) == 3
     assert [r.val_accuracy for r in results] == sorted((r.val_accuracy for r in results), reverse=True)
     for r in results:
@@ -86,7 +91,9 @@ def test_generated_state_dict_loads_strictly_with_provenance_and_novelty(trained
         module.load_state_dict(r.weights, strict=True)
         assert r.tokens.shape == (20,)  # layer mode, K=64, L=2: hidden 520 values -> 9 chunks, head 27 -> 1
         p = r.provenance
-        assert p["generator"] == {"prior_artifact_id": prior_art.id, "tokenizer_artifact_id": tok_art.id}
+        assert p["generator"] == {"prior_artifact_id": prior_art.id, "tokenizer_artifact_id": tok_art.id,
+                                  "recipe": "default"}
+        assert p["batchnorm"] is None and p["drop_copies"] is True  # an MLP has no BatchNorm to re-estimate
         assert p["zoo_snapshot_hash"] == prior_art.provenance["snapshot"]["hash"] and p["seed"] == 5
         assert p["conditioning"]["arch_in_training"] is True
         assert set(r.neighbour) >= {"id", "distance", "exact_copy_of", "prediction_agreement"}
@@ -117,8 +124,8 @@ def _index_holding(gen, tokens: torch.Tensor):
 
 
 @pytest.mark.parametrize("members, expect_round0", [(0, 4), (2, 2), (4, 0)])
-def test_novel_draw_replaces_exact_copies_with_later_rounds(trained, members, expect_round0):
-    from igpg_zoo.igpg.generate import Generator
+def test_dropping_copies_replaces_them_with_later_rounds(trained, members, expect_round0):
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     zoo, *_ = trained
@@ -127,19 +134,19 @@ def test_novel_draw_replaces_exact_copies_with_later_rounds(trained, members, ex
     cond = gen.condition(ARCH, TASKS[0])
     raw, _ = gen.sample(ARCH, cond, 4, s, seed=3)
     _index_holding(gen, raw[:members])  # the first `members` raw samples now count as zoo copies
-    drawn = gen.draw(ARCH, cond, 4, s, seed=3, novel=True)
+    drawn = gen.draw(GenerateRequest(ARCH, n=4, sampling=s, seed=3), cond)
     assert len(drawn) == 4 and sum(r == 0 for _, _, r, _ in drawn) == expect_round0
     for tokens, _, r, i in drawn:
         assert gen.neighbours(ARCH).exact_copy_of(tokens) is None
         if r == 0:
             assert torch.equal(tokens, raw[i])  # round 0 is the raw draw, copies removed
-    plain = gen.draw(ARCH, cond, 4, s, seed=3)  # without novel every raw sample comes back
+    plain = gen.draw(GenerateRequest(ARCH, n=4, sampling=s, seed=3, drop_copies=False), cond)  # every raw sample
     assert [torch.equal(t, raw[i]) for t, _, _, i in plain] == [True] * 4
 
 
 @pytest.mark.parametrize("temperature, r, expect", [(1.0, 0, 1.0), (1.0, 1, 1.25), (0.8, 2, 1.2), (1.0, 2, 1.5),
                                                      (1.0, 7, 1.5), (0.0, 3, 0.0)])
-def test_novel_rounds_sample_hotter_up_to_a_cap(temperature, r, expect):
+def test_replacement_rounds_sample_hotter_up_to_a_cap(temperature, r, expect):
     from igpg_zoo.igpg.generate import round_settings
     from igpg_zoo.igpg.sampling import SamplingSettings
 
@@ -149,7 +156,7 @@ def test_novel_rounds_sample_hotter_up_to_a_cap(temperature, r, expect):
 
 
 def test_replacement_rounds_record_the_temperature_they_used(trained):
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     zoo, *_ = trained
@@ -157,7 +164,7 @@ def test_replacement_rounds_record_the_temperature_they_used(trained):
     s = SamplingSettings(temperature=1.0)
     raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 2, s, seed=5)
     _index_holding(gen, raw)  # round 0 yields only copies: both results come from hotter rounds
-    out = gen.generate(ARCH, task=TASKS[0], n=2, settings=s, seed=5, novel=True)
+    out = gen.generate(GenerateRequest(ARCH, task=TASKS[0], n=2, sampling=s, seed=5))
     for g in out:
         r = g.provenance["sample_round"]
         assert r >= 1 and g.provenance["temperature_used"] == pytest.approx(min(1 + 0.25 * r, 1.5))
@@ -167,9 +174,9 @@ def test_replacement_rounds_record_the_temperature_they_used(trained):
         assert torch.equal(resampled[g.provenance["sample_index"]], g.tokens)  # provenance reproduces it
 
 
-def test_novel_generation_refuses_a_prior_that_only_replays(trained):
+def test_dropping_copies_refuses_a_prior_that_only_replays(trained):
     from igpg_zoo.errors import GeneratorError
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     zoo, *_ = trained
@@ -178,11 +185,11 @@ def test_novel_generation_refuses_a_prior_that_only_replays(trained):
     raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 1, greedy, seed=0)
     _index_holding(gen, raw)
     with pytest.raises(GeneratorError, match="exact copies of zoo members"):
-        gen.generate(ARCH, task=TASKS[0], n=2, settings=greedy, novel=True)
+        gen.generate(GenerateRequest(ARCH, task=TASKS[0], n=2, sampling=greedy))
     with pytest.raises(GeneratorError, match="min_distance"):
-        gen.generate(ARCH, task=TASKS[0], settings=greedy, novel=True, min_distance=-1)
-    g = gen.generate(ARCH, task=TASKS[0], n=1, settings=greedy)[0]  # copies allowed: returned, and labelled
-    assert g.neighbour["exact_copy_of"] is not None and g.provenance["novel_only"] is False
+        GenerateRequest(ARCH, task=TASKS[0], sampling=greedy, min_distance=-1)
+    g = gen.generate(GenerateRequest(ARCH, task=TASKS[0], n=1, sampling=greedy, drop_copies=False))[0]
+    assert g.neighbour["exact_copy_of"] is not None and g.provenance["drop_copies"] is False  # returned, labelled
 
 
 @pytest.mark.parametrize("scale, replay", [(0.0, False), (0.99, False), (1.01, True)])
@@ -201,14 +208,15 @@ def test_min_distance_counts_near_samples_as_replays(trained, scale, replay):
 
 def test_head_reset_replaces_only_the_classifier(trained):
     from igpg_zoo.adapters import get_adapter
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     zoo, *_ = trained
     gen = Generator.load(zoo)
     s = SamplingSettings(temperature=0.0)
-    kept = gen.generate(ARCH, task=TASKS[0], n=1, settings=s, novelty=False)[0].weights
-    reset = gen.generate(ARCH, task=TASKS[0], n=1, settings=s, head="reset", novelty=False)[0].weights
+    req = GenerateRequest(ARCH, task=TASKS[0], n=1, sampling=s, drop_copies=False, neighbours=False)
+    kept = gen.generate(req)[0].weights
+    reset = gen.generate(replace(req, head="reset"))[0].weights
     heads = set(get_adapter(ARCH).head_names(ARCH))
     for name in kept:
         assert torch.equal(kept[name], reset[name]) is (name not in heads)
@@ -227,18 +235,19 @@ def test_cli_generate_writes_and_registers(trained, cli):
     assert rec.metric("acc") is not None and "nearest" in rec.extra
 
 
-@pytest.mark.parametrize("flags, novel_only, exit_code", [((), True, 0), (("--allow-copies",), False, 0),
-                                                           (("--min-distance", "-1"), None, 1)])
-def test_cli_generate_novelty_filter(trained, cli, flags, novel_only, exit_code):
+@pytest.mark.parametrize("config, novel_only, exit_code", [("", True, 0), ("drop_copies: false", False, 0),
+                                                            ("min_distance: -1", None, 1)])
+def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
     zoo, _, _, root = trained
-    result = cli("generate", "--arch", ARCH, "--dataset", TASKS[0], "-n", "2", "--json", *flags,
+    (root / "gen.yaml").write_text(config + "\n")
+    result = cli("generate", "--arch", ARCH, "--dataset", TASKS[0], "-n", "2", "--json", "--config", root / "gen.yaml",
                  "--registry", root / "registry.db")
     assert result.exit_code == exit_code, result.output
     if exit_code:
         assert "min_distance" in result.output and len(result.output.strip().splitlines()) == 1
         return
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["provenance"]["novel_only"] is novel_only
+    assert report["provenance"]["drop_copies"] is novel_only
     if novel_only:
         assert all(r["exact_copy_of"] is None for r in report["results"])
 
@@ -265,29 +274,29 @@ def test_cli_generate_needs_exactly_one_data_source(cli):
 def test_head_fit_solves_the_classifier_on_the_data(trained):
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
-    from igpg_zoo.igpg.generate import Generator, accuracy_on, probe_split
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
+    from igpg_zoo.igpg.probe import accuracy_on, probe_split
     from igpg_zoo.zoobuild.trainer import init_module
 
     zoo, *_ = trained
     gen = Generator.load(zoo)
     ds = load_dataset(TASKS[1])  # held out of the prior
-    g = gen.generate(ARCH, task=TASKS[1], data=ds, n=1, head="fit", novelty=False)[0]
+    g = gen.generate(GenerateRequest(ARCH, task=TASKS[1], data=ds, n=1, head="fit", neighbours=False))[0]
     module = get_adapter(ARCH).build(ARCH)
     module.load_state_dict(g.weights, strict=True)
     x, y = probe_split(ds)
     assert accuracy_on(module.eval(), x, y) == pytest.approx(g.val_accuracy)
     # a random body with a solved head also beats chance: the head fit itself works
     rand = init_module(get_adapter(ARCH).build(ARCH), 0).eval()
-    from igpg_zoo.igpg.generate import fit_head
+    from igpg_zoo.igpg.heads import fit_head
 
     fit_head(rand, ARCH, x, y)
     assert accuracy_on(rand, x, y) > 0.5
 
 
-def test_head_fit_needs_data(trained):
+def test_head_fit_needs_data():
     from igpg_zoo.errors import GeneratorError
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest
 
-    zoo, *_ = trained
-    with pytest.raises(GeneratorError, match="--head fit"):
-        Generator.load(zoo).generate(ARCH, task=TASKS[0], head="fit")
+    with pytest.raises(GeneratorError, match="head 'fit'"):
+        GenerateRequest(ARCH, task=TASKS[0], head="fit")

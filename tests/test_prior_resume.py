@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from igpg_zoo.cli.generator_cmds import _prior_note
+from igpg_zoo.cli.generator_report import prior_note as _prior_note
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg import prior_checkpoint
 from igpg_zoo.igpg.prior import Prior, PriorConfig

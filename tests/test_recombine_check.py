@@ -22,7 +22,7 @@ def tiny(tmp_path_factory, tiny_token_zoo):
 
 
 def test_candidates_are_the_siblings_other_finest_codes(tiny):
-    from igpg_zoo.igpg.recombine_check import candidate_swaps
+    from igpg_zoo.igpg.curation.swaps import candidate_swaps
 
     _, _, _, data = tiny
     for i in range(len(data)):
@@ -34,7 +34,7 @@ def test_candidates_are_the_siblings_other_finest_codes(tiny):
 
 
 def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny, probe_accuracy):
-    from igpg_zoo.igpg.recombine_check import candidate_swaps, check_swaps
+    from igpg_zoo.igpg.curation.swaps import candidate_swaps, check_swaps
 
     _, tokenizer, records, data = tiny
     allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
@@ -53,7 +53,7 @@ def test_kept_swaps_are_exactly_those_within_tol_on_the_training_sample(tiny, pr
 
 @pytest.mark.parametrize("tol, per_record", [(1.0, 1000), (1.0, 3), (0.0, 3)])
 def test_a_cap_checks_a_seeded_subset_and_a_loose_tol_keeps_everything_checked(tiny, tol, per_record):
-    from igpg_zoo.igpg.recombine_check import check_swaps
+    from igpg_zoo.igpg.curation.swaps import check_swaps
 
     _, tokenizer, records, data = tiny
     a, stats = check_swaps(tokenizer, records, data, tol=tol, per_record=per_record, seed=5)
@@ -71,7 +71,7 @@ def test_a_cap_checks_a_seeded_subset_and_a_loose_tol_keeps_everything_checked(t
 def test_a_record_whose_dataset_does_not_load_recombines_nothing(tiny):
     from dataclasses import replace
 
-    from igpg_zoo.igpg.recombine_check import check_swaps
+    from igpg_zoo.igpg.curation.swaps import check_swaps
 
     _, tokenizer, records, data = tiny
     broken = [replace(records[0], dataset="no_such_dataset")] + list(records[1:])
@@ -81,7 +81,7 @@ def test_a_record_whose_dataset_does_not_load_recombines_nothing(tiny):
 
 
 def test_the_check_never_reads_the_test_split(tiny, forbid_test_split):
-    from igpg_zoo.igpg.recombine_check import check_swaps
+    from igpg_zoo.igpg.curation.swaps import check_swaps
 
     _, tokenizer, records, data = tiny
 
@@ -99,8 +99,8 @@ def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
 
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
-    from igpg_zoo.igpg.generate import accuracy_on, build_loaded
-    from igpg_zoo.igpg.training_probe import Probe
+    from igpg_zoo.igpg.curation.probe import Probe
+    from igpg_zoo.igpg.probe import accuracy_on, build_loaded
 
     arch = "cnn-i1x8x8-c4k3-c8k3-h16-o10-bn"
     ds = load_dataset("digits")
@@ -116,7 +116,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_sample_as_generate_does():
 
 
 def _check_on_rank(tokenizer, records, data) -> dict:
-    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
+    from igpg_zoo.igpg.curation.swaps import allowed_digest, check_swaps
 
     allowed, stats = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
     return {"digest": allowed_digest(allowed), "kept": stats.kept, "checked": stats.checked}
@@ -130,7 +130,7 @@ def test_two_gloo_ranks_share_the_check_and_agree_with_one_process(tiny, on_two_
 
 
 def test_training_draws_only_kept_swaps(tiny):
-    from igpg_zoo.igpg.recombine_check import check_swaps
+    from igpg_zoo.igpg.curation.swaps import check_swaps
 
     _, tokenizer, records, data = tiny
     allowed, _ = check_swaps(tokenizer, records, data, tol=0.0, per_record=1000)
@@ -145,51 +145,52 @@ def test_training_draws_only_kept_swaps(tiny):
     assert seen == {(i, pos, c) for i, kept in enumerate(allowed) for pos, codes in kept.items() for c in codes}
 
 
+def _recipe(**train):
+    from igpg_zoo.igpg.prior_train import PriorTrainConfig
+    from igpg_zoo.igpg.recipe import Recipe
+
+    return Recipe(prior={"n_layer": 1, "n_embd": 16, "n_head": 1},
+                  train=PriorTrainConfig(batch_size=4, warmup=1, recombine=2.0, **train))
+
+
 def test_train_prior_records_the_check_and_a_resume_must_match_it(tiny, tmp_path):
-    from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+    from igpg_zoo.igpg.prior_train import train_prior
 
     zoo, tokenizer, _, _ = tiny
-    tcfg = PriorTrainConfig(steps=4, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.02)
-    art = train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, tcfg, tokenizer_id=tokenizer.artifact_id,
+    art = train_prior(zoo, _recipe(steps=4, recombine_tol=0.02), tokenizer_id=tokenizer.artifact_id,
                       ckpt=tmp_path / "p.pt")
     check = art.provenance["recombine_check"]
     assert check["tol"] == 0.02 and 0 < check["kept"] <= check["checked"] <= check["candidates"]
     assert art.config["train"]["recombine_tol"] == 0.02
-    resumed = train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
-        steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.02), tokenizer_id=tokenizer.artifact_id,
-        ckpt=tmp_path / "p.pt", resume=True)
+    resumed = train_prior(zoo, _recipe(steps=6, recombine_tol=0.02), tokenizer_id=tokenizer.artifact_id,
+                          ckpt=tmp_path / "p.pt", resume=True)
     assert resumed.provenance["resumed_from"] == 4  # the same check: the same run
     checked = []
     with pytest.raises(GeneratorError, match="another run"):
-        train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 1}, PriorTrainConfig(
-            steps=6, batch_size=4, warmup=1, recombine=2.0, recombine_tol=0.05), tokenizer_id=tokenizer.artifact_id,
-            ckpt=tmp_path / "p.pt", resume=True, check_progress=lambda done, total: checked.append(done))
+        train_prior(zoo, _recipe(steps=6, recombine_tol=0.05), tokenizer_id=tokenizer.artifact_id,
+                    ckpt=tmp_path / "p.pt", resume=True, curation_progress=lambda done, total: checked.append(done))
     assert checked == []  # refused before the check spent any time
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"recombine": 2.0, "recombine_tol": -0.1}, "recombine_tol must lie in"),
-    ({"recombine": 2.0, "recombine_tol": float("nan")}, "recombine_tol must lie in"),
+@pytest.mark.parametrize("train, message", [
+    ({"recombine_tol": -0.1}, "recombine_tol -0.1 (in [0, 1])"),
+    ({"recombine_tol": float("nan")}, "recombine_tol nan (in [0, 1])"),
     ({"recombine": 0.0, "recombine_tol": 0.02}, "set recombine > 0"),
-    ({"recombine": 2.0, "recombine_tol": 0.02, "recombine_checks": 0}, "recombine_checks must be >= 1"),
+    ({"recombine_tol": 0.02, "recombine_checks": 0}, "recombine_checks 0 (>= 1)"),
 ])
-def test_the_library_refuses_a_bad_check(kwargs, message):
+def test_the_library_and_the_cli_refuse_a_bad_check(train, message, tmp_path, cli, tiny_recipe):
+    import math
+
+    from igpg_zoo.errors import ConfigError
     from igpg_zoo.igpg.prior_train import PriorTrainConfig
 
-    with pytest.raises(GeneratorError, match=message):
-        PriorTrainConfig(**kwargs)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--recombine-tol", "1.5"], "--recombine-tol must lie in [0, 1]"),
-    (["--recombine-tol", "nan"], "--recombine-tol must lie in [0, 1]"),
-    (["--recombine", "0", "--recombine-tol", "0.02"], "--recombine-tol checks recombined swaps"),
-    (["--recombine-tol", "0.02", "--recombine-checks", "0"], "--recombine-checks must be >= 1"),
-    (["--recombine-checks", "8"], "--recombine-checks caps the swaps --recombine-tol checks"),
-])
-def test_the_cli_refuses_a_bad_check(args, message, tmp_path, cli):
-    result = cli("train", "--stage", "prior", *args, "--registry", tmp_path / "r.db")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PriorTrainConfig(**train)
+    yaml_train = {k: (".nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in train.items()}
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: {" + ", ".join(f"{k}: {v}" for k, v in yaml_train.items()) + "}\n")
+    result = cli("train", "--stage", "prior", "--config", path, "--registry", tmp_path / "r.db")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error: recipe ")
     assert not (tmp_path / "r.db").exists()

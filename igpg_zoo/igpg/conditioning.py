@@ -5,7 +5,9 @@
   igpg_zoo.data.embedding);
 - ``arch_text``: sentence embedding of ``adapter.describe(arch)``;
 - ``arch_struct``: ``adapter.structure(arch)`` as a fixed vector over ``PriorConfig.struct_keys``
-  (missing keys are 0), signed-log scaled so widths and parameter counts share a range.
+  (missing keys are 0), signed-log scaled so widths and parameter counts share a range;
+- ``quality``: for a prior trained with member standings (curation/standings.py), the standing asked
+  for: ``"top"`` (the default) or ``"any"`` (the null level, which unscored members share).
 
 Text embeddings are cached per string: a zoo has few distinct tasks and architectures.
 """
@@ -18,6 +20,25 @@ import numpy as np
 import torch
 
 from igpg_zoo.adapters import get_adapter
+from igpg_zoo.errors import GeneratorError
+
+UNKNOWN, LOWER, TOP = 0, 1, 2  # member standings; UNKNOWN is the null level
+LEVELS = 2  # PriorConfig.quality_levels of a prior trained with standings
+#: What generation may ask for: the level conditioned on.
+REQUESTS = {"top": TOP, "any": UNKNOWN}
+
+
+def requested_level(prior_levels: int, quality: str | None, prior_id=None) -> int | None:
+    """The standing to condition on: None for a prior without the slot (and no request), else the
+    request's level (default "top")."""
+    if quality is not None and quality not in REQUESTS:
+        raise GeneratorError(f"unknown quality '{quality}'; use one of {', '.join(REQUESTS)}")
+    if prior_levels == 0:
+        if quality not in (None, "any"):
+            raise GeneratorError(f"prior #{prior_id} was not trained with member standings, so it cannot be asked "
+                                 f"for '{quality}' members; drop quality or retrain with 'igpg-zoo train --recipe best'")
+        return None
+    return REQUESTS[quality or "top"]
 
 
 def struct_vector(features: dict[str, float], keys: list[str]) -> torch.Tensor:

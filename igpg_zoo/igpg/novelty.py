@@ -2,9 +2,7 @@
 token overlap (exact copies), and prediction agreement on a probe set.
 
 Distances are over the generated parameters in layout order (buffers excluded), so BN
-statistics re-estimated on data do not count as novelty. Members are compared in the tokenizer's
-canonical unit order (an aligned tokenizer generates in it), so a replay in another order of the
-same hidden units still counts as near.
+statistics re-estimated on data do not count as novelty.
 """
 
 from __future__ import annotations
@@ -35,9 +33,9 @@ class NeighbourIndex:
         layout = Layout.of(arch)
         params, tokens = [], []
         for r in records:
-            w = tokenizer.canonical(zoo.load_weights(r.id), arch)  # generated models are canonical
+            w = zoo.load_weights(r.id)
             params.append(flatten(w, layout))
-            tokens.append(tokenizer.encode(w, arch, canonical=True))
+            tokens.append(tokenizer.encode(w, arch))
         P, T = layout.numel, tokenizer.sequence_length(arch)
         return cls(arch, layout, [r.id for r in records],
                    torch.stack(params) if params else torch.zeros(0, P),
@@ -54,7 +52,7 @@ class NeighbourIndex:
         return self.ids[int(same[0])] if len(same) else None
 
     def relative_distance(self, weights: dict) -> float:
-        """Distance from ``weights`` (parameters in canonical order) to the nearest member, relative to
+        """Distance from ``weights`` (parameters) to the nearest member, relative to
         that member's norm (inf for an empty index)."""
         if not len(self):
             return float("inf")

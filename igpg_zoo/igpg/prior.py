@@ -8,11 +8,14 @@ projected to the model width (method doc §5-6):
     arch_text  sentence embedding of adapter.describe(arch)             (text_dim)
     arch_struct  structural features, adapter.structure(arch)           (struct_dim)
     window     which window of a long model this is (Algorithm 1)       (index < max_windows)
-    quality    the member's standing in its group (``quality_levels`` > 0 only; member_quality.py)
+    quality    the member's standing in its group (``quality_levels`` > 0 only; curation/standings.py)
 
 A missing condition (or one dropped in training, ``cond_dropout``) is replaced by a learned
 "null" vector, so the same model samples with any subset of conditions. The loss covers
 weight tokens only; ``mask`` marks padding in batches of mixed-length sequences.
+
+Two decode paths: ``forward`` (a whole window, for training) and ``step`` (new tokens after a KV
+cache, for sampling). ``prior_from_artifact`` rebuilds a stored prior without any training code.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from igpg_zoo.errors import GeneratorError
 
 #: The prefix slots, in order. ``window`` is an index, the rest are vectors.
 COND_VECTORS = ("task", "data", "arch_text", "arch_struct")
@@ -35,14 +40,28 @@ class PriorConfig:
     n_layer: int = 3
     n_head: int = 4
     n_embd: int = 128
-    dropout: float = 0.0
+    dropout: float = 0.1  # at 50 epochs: fewer replays and better single samples than 0 (docs/igpg-prior.md)
     text_dim: int = 384
     data_dim: int = 0  # 0: no dataset condition
     struct_keys: list[str] = field(default_factory=list)  # adapter.structure() keys, in order
     max_windows: int = 64
-    window_context: int = 64  # tokens of the previous window that start the next (Algorithm 1)
+    window_context: int | None = None  # tokens of the previous window that start the next (Algorithm 1);
+    # None: a quarter of the context
     cond_dropout: float = 0.1  # per-condition probability of using the null vector in training
     quality_levels: int = 0  # > 0: a prefix slot for the member's standing (level 0 = unknown, the null)
+
+    def __post_init__(self) -> None:
+        if self.window_context is None:
+            self.window_context = min(max(1, self.block_size // 4), max(0, self.block_size - 1))
+        bad = [f"{name} {value} ({rule})" for name, value, ok, rule in (
+            ("n_layer", self.n_layer, self.n_layer >= 1, ">= 1"),
+            ("n_head", self.n_head, self.n_head >= 1 and self.n_embd % self.n_head == 0, "divides n_embd"),
+            ("block_size", self.block_size, self.block_size >= 1, ">= 1"),
+            ("window_context", self.window_context, 0 <= self.window_context < self.block_size, "in 0..block_size-1"),
+            ("dropout", self.dropout, 0 <= self.dropout < 1, "in [0, 1)"),
+            ("cond_dropout", self.cond_dropout, 0 <= self.cond_dropout < 1, "in [0, 1)")) if not ok]
+        if bad:
+            raise GeneratorError(f"bad prior setting: {', '.join(bad)}")
 
     @property
     def struct_dim(self) -> int:
@@ -68,9 +87,7 @@ class PriorConfig:
 
 # Inside the blocks, layers are applied as functions of their parameters, and submodules through
 # ``.forward``: a decoding step of this small model does less arithmetic than nn.Module.__call__'s
-# dispatch costs (dropping it: a 512-token window samples ~2x faster with the cache, BENCHMARKS.md).
-# Same operations, same numbers, so nothing registers hooks on the submodules. Sampled tokens after
-# the prefix go through token_step.TokenStep, which runs the same kernels without the T axis.
+# dispatch costs. Same operations, same numbers, so nothing registers hooks on the submodules.
 def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, m.weight, m.bias)
 
@@ -285,11 +302,28 @@ class Prior(nn.Module):
         cache.length += x.size(1)
         return _linear(self.lm_head, _norm(self.ln_f, x[:, -1]))  # (B, V)
 
-    def next_logits_uncached(self, cond: dict, idx: torch.Tensor) -> torch.Tensor:
-        """The next-token logits recomputed from scratch (the no-cache baseline), (B, V)."""
-        B = idx.size(0)
-        P = self.cfg.n_prefix
-        x = torch.cat([self.prefix(cond, B, idx.device) + self.wpe.weight[:P], self._embed(idx, P)], dim=1)
-        for block in self.h:
-            x = block(x)
-        return self.lm_head(self.ln_f(x[:, -1]))
+
+# -- artifacts -----------------------------------------------------------------------------------
+
+
+def artifact_name(cfg: PriorConfig) -> str:
+    """The registry name of a prior artifact with this shape."""
+    return f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
+
+
+def prior_state(prior: Prior) -> dict[str, torch.Tensor]:
+    """The prior's tensors for the artifact blob (contiguous, CPU)."""
+    return {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+
+
+def prior_from_artifact(zoo, artifact) -> Prior:
+    """Rebuild a prior from a registry artifact: PriorConfig(**config['prior']) + its tensors."""
+    if artifact.kind != "prior":
+        raise GeneratorError(f"artifact {artifact.id} is a {artifact.kind}, not a prior; pick a prior artifact "
+                             "(see 'igpg-zoo artifacts')")
+    if "prior" not in artifact.config:
+        raise GeneratorError(f"prior artifact {artifact.id} holds no prior config (not made by 'igpg-zoo train'); "
+                             "pick another (see 'igpg-zoo artifacts') or retrain")
+    prior = Prior(PriorConfig(**artifact.config["prior"]))
+    prior.load_state_dict(zoo.load_artifact(artifact))
+    return prior.eval()

@@ -27,8 +27,6 @@ def run_identity(tcfg, record_ids, world: int, **extra) -> dict:
     recombine = getattr(tcfg, "recombine", 0.0)  # named only when on: checkpoints from before it resume with 0
     tol = getattr(tcfg, "recombine_tol", None)
     checked = {"recombine_tol": tol, "recombine_checks": tcfg.recombine_checks} if tol is not None else {}
-    floor = getattr(tcfg, "member_floor", None)
-    checked.update({"member_floor": floor} if floor is not None else {})
     return {**{k: getattr(tcfg, k) for k in RUN_KEYS}, **({"recombine": recombine} if recombine else {}), **checked,
             "records": sorted(int(i) for i in record_ids), "world_size": int(world), **extra}
 

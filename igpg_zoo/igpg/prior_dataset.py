@@ -90,10 +90,10 @@ class TokenSet:
     siblings: list[list[int]] = field(default_factory=list)  # per record: the other records of its condition
     finest_stride: int = 0  # tokens per chunk when a chunk's last token is its finest residual code; 0: none
     allowed: list[dict] | None = None  # per record: finest position -> sibling codes a swap may bring; None: any
-    quality: list[int] | None = None  # per record: its standing in its group (member_quality); None: not labelled
+    quality: list[int] | None = None  # per record: its standing in its group (curation/standings.py); None: not labelled
 
     def with_allowed(self, allowed: list[dict]) -> "TokenSet":
-        """This set with swaps restricted to ``allowed`` (recombine_check.check_swaps)."""
+        """This set with swaps restricted to ``allowed`` (curation/swaps.py)."""
         return replace(self, allowed=allowed)
 
     def recombined(self, i: int, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -168,6 +168,6 @@ def build_token_set(zoo, tokenizer, conditioner: Conditioner, records: list, pro
 
 
 def finest_stride(tcfg) -> int:
-    """Tokens per chunk when each chunk's last token is its finest residual code (a residual tokenizer
-    with at least two stages), else 0: other tokenizers have no code that is safe to swap."""
-    return tcfg.tokens_per_chunk if tcfg.quantizer == "rvq" and tcfg.tokens_per_chunk >= 2 else 0
+    """Tokens per chunk when each chunk's last token is its finest residual code (at least two stages),
+    else 0: a single stage has no fine code that is safe to swap."""
+    return tcfg.tokens_per_chunk if tcfg.tokens_per_chunk >= 2 else 0

@@ -3,7 +3,8 @@ resumable checkpoints, and registration as a generator artifact with its zoo sna
 
 ``fit_prior`` is the loop on a TokenSet (no zoo; tests call it directly, also in 2 gloo
 processes). ``train_prior`` is the front door: zoo -> records (task-disjoint hold-out) ->
-tokens -> fit -> ``zoo.add_artifact("prior", ...)`` linked to its tokenizer.
+tokens -> curation (igpg/curation, when the recipe asks) -> fit -> ``zoo.add_artifact("prior", ...)``
+linked to its tokenizer, with the resolved recipe in its config.
 """
 
 from __future__ import annotations
@@ -15,50 +16,12 @@ from pathlib import Path
 
 import torch
 
-from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg import distributed, prior_checkpoint
-from igpg_zoo.igpg.prior import Prior, PriorConfig
+from igpg_zoo.igpg.prior import Prior, PriorConfig, artifact_name, prior_state
 from igpg_zoo.igpg.prior_dataset import TokenSet
+from igpg_zoo.igpg.recipe import PRIOR_KEYS, PriorTrainConfig, Recipe
 
-
-@dataclass
-class PriorTrainConfig:
-    steps: int = 800  # without dropout (BENCHMARKS.md): more replay the zoo, fewer ignore the condition
-    batch_size: int = 16
-    epochs: float | None = None  # when set, steps = ceil(epochs * sequences / (batch_size * processes))
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    recombine: float = 0.0  # finest codes per sequence swapped for a sibling's, on average (TokenSet.recombined)
-    recombine_tol: float | None = None  # only swaps within this accuracy drop on a train sample (recombine_check)
-    recombine_checks: int = 64  # swaps checked per record at most (a seeded subset; the rest are not used)
-    member_floor: float | None = None  # leave out members this far below their group's median (member_floor)
-    quality: bool = False  # condition on each member's standing in its group (member_quality)
-    seed: int = 0
-    ckpt_every: int = 100
-    log_every: int = 25
-
-    def __post_init__(self):
-        if not (math.isfinite(self.recombine) and self.recombine >= 0):
-            raise GeneratorError(f"recombine must be a finite number >= 0 (swaps per sequence), got {self.recombine}")
-        if self.recombine_tol is not None:
-            if not (math.isfinite(self.recombine_tol) and 0 <= self.recombine_tol <= 1):
-                raise GeneratorError(f"recombine_tol must lie in [0, 1] (an accuracy drop), got {self.recombine_tol}")
-            if not self.recombine:
-                raise GeneratorError("recombine_tol checks recombined swaps; set recombine > 0 or drop it")
-            if self.recombine_checks < 1:
-                raise GeneratorError(f"recombine_checks must be >= 1, got {self.recombine_checks}")
-
-        if self.member_floor is not None and not (math.isfinite(self.member_floor) and 0 <= self.member_floor <= 1):
-            raise GeneratorError(f"member_floor must lie in [0, 1] (an accuracy gap), got {self.member_floor}")
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        frac = (step - self.warmup) / max(1, self.steps - self.warmup)
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+__all__ = ["FitResult", "PriorTrainConfig", "fit_prior", "resolve_steps", "train_prior"]
 
 
 @dataclass
@@ -93,6 +56,7 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     prior is back on the CPU when this returns.
     """
     rank, world = distributed.rank_world()
+    tcfg = resolve_steps(tcfg, len(data), world)
     run = prior_checkpoint.run_identity(tcfg, data.ids, world, **(run or {}))
     with prior_checkpoint.writer_lock(Path(ckpt) if ckpt is not None and rank == 0 else None):
         return _fit(prior, data, tcfg, Path(ckpt) if ckpt is not None else None, resume, progress, device, run)
@@ -153,35 +117,6 @@ def _step(model, prior: Prior, opt, data: TokenSet, units, tcfg: PriorTrainConfi
     return loss.item()
 
 
-def artifact_name(cfg: PriorConfig) -> str:
-    """The registry name of a prior artifact with this shape."""
-    return f"prior-l{cfg.n_layer}-d{cfg.n_embd}-b{cfg.block_size}-v{cfg.vocab_size}"
-
-
-def prior_state(prior: Prior) -> dict[str, torch.Tensor]:
-    """The prior's tensors for the artifact blob (contiguous, CPU)."""
-    return {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
-
-
-def prior_from_artifact(zoo, artifact) -> Prior:
-    """Rebuild a prior from a registry artifact: PriorConfig(**config['prior']) + its tensors."""
-    if artifact.kind != "prior":
-        raise GeneratorError(f"artifact {artifact.id} is a {artifact.kind}, not a prior; pick a prior artifact "
-                             "(see 'igpg-zoo artifacts')")
-    if "prior" not in artifact.config:
-        raise GeneratorError(f"prior artifact {artifact.id} holds no prior config (not made by 'igpg-zoo train'); "
-                             "pick another (see 'igpg-zoo artifacts') or retrain")
-    prior = Prior(PriorConfig(**artifact.config["prior"]))
-    prior.load_state_dict(zoo.load_artifact(artifact))
-    return prior.eval()
-
-
-def _quality_levels(tcfg: PriorTrainConfig) -> int:
-    from igpg_zoo.igpg.member_quality import LEVELS
-
-    return LEVELS if tcfg.quality else 0
-
-
 def _data_dim(zoo, records) -> int:
     for r in records:
         emb = zoo.dataset_embedding(r.id)
@@ -191,102 +126,73 @@ def _data_dim(zoo, records) -> int:
 
 
 def resolve_steps(tcfg: PriorTrainConfig, n_sequences: int, world: int = 1) -> PriorTrainConfig:
-    """``tcfg`` with ``steps`` set from ``epochs`` (passes over the zoo's sequences) when given: the
+    """``tcfg`` with ``steps`` set from ``epochs`` (passes over the zoo's sequences) unless given: the
     same memorisation budget for a zoo of any size. The artifact records the resolved steps."""
-    if tcfg.epochs is None:
+    if tcfg.steps is not None:
         return tcfg
-    if tcfg.epochs <= 0:
-        raise GeneratorError(f"epochs must be > 0, got {tcfg.epochs}")
-    steps = max(1, math.ceil(tcfg.epochs * n_sequences / (tcfg.batch_size * max(1, world))))
-    return replace(tcfg, steps=steps)
-
-
-def _checked(tokenizer, records, data: TokenSet, tcfg: PriorTrainConfig, run: dict, progress):
-    """``data`` with swaps restricted to the checked ones, and the check's counts; the run's identity
-    gains a digest of what was kept."""
-    from igpg_zoo.igpg.recombine_check import allowed_digest, check_swaps
-
-    allowed, check = check_swaps(tokenizer, records, data, tcfg.recombine_tol, tcfg.recombine_checks, tcfg.seed,
-                                 progress)
-    run["recombine_allowed"] = allowed_digest(allowed)
-    return data.with_allowed(allowed), check
+    return replace(tcfg, steps=max(1, math.ceil(tcfg.epochs * n_sequences / (tcfg.batch_size * max(1, world)))))
 
 
 def _precheck(ckpt: Path, cfg: PriorConfig, tcfg: PriorTrainConfig, data: TokenSet, run: dict) -> None:
-    """Refuse another run's checkpoint before the slow set-up (the member floor, the members' standings, the
-    recombination check); what they decide (records, labels, swaps kept, hence the steps) is compared when it
-    loads."""
-    if tcfg.member_floor is None and tcfg.recombine_tol is None and not tcfg.quality:
-        return
-    pending = (("records",) if tcfg.member_floor is not None else ()) + (
-        ("recombine_allowed",) if tcfg.recombine_tol is not None else ()) + (
-        ("quality_labels",) if tcfg.quality else ())
-    steps = tcfg.steps if tcfg.epochs is None else (  # with --epochs, the steps follow the records the floor keeps
-        None if tcfg.member_floor is not None else resolve_steps(tcfg, len(data), distributed.rank_world()[1]).steps)
-    identity = prior_checkpoint.run_identity(tcfg, data.ids, distributed.rank_world()[1], **run)
-    prior_checkpoint.precheck(ckpt, cfg.to_dict(), identity, steps, pending=pending)
+    """Refuse another run's checkpoint before the slow curation; what curation decides is compared
+    when the checkpoint loads."""
+    from igpg_zoo.igpg.curation import pending
+
+    world = distributed.rank_world()[1]
+    identity = prior_checkpoint.run_identity(tcfg, data.ids, world, **run)
+    prior_checkpoint.precheck(ckpt, cfg.to_dict(), identity, resolve_steps(tcfg, len(data), world).steps,
+                              pending=pending(tcfg))
 
 
 def _set_up(tokenizer, records: list, data: TokenSet, tcfg: PriorTrainConfig, cfg: PriorConfig,
-            resume_from: Path | None, floor_progress, check_progress) -> tuple[TokenSet, PriorTrainConfig, dict, dict]:
-    """What the prior trains on, in order: recombination skipped without finest codes; a checkpoint to
-    resume from checked against the run; the member floor; the members' standings (``quality``); the
-    steps from the kept sequences; the recombination check. Returns (data, tcfg, the run's identity extras, provenance notes)."""
+            resume_from: Path | None, progress) -> tuple[TokenSet, PriorTrainConfig, dict, dict]:
+    """What the prior trains on: recombination skipped without finest codes; a checkpoint to resume
+    from checked against the run; curation; the steps. Returns (data, tcfg, run identity extras, notes)."""
     notes, run = {}, {"tokenizer_id": tokenizer.artifact_id}
     if tcfg.recombine > 0 and not data.finest_stride:  # recorded as not done: the artifact's config says recombine 0
         tcfg = replace(tcfg, recombine=0.0, recombine_tol=None)
-        notes["recombine_skipped"] = ("the tokenizer has no finest residual codes (rvq with >= 2 stages per chunk) "
-                                      "to recombine")
+        notes["recombine_skipped"] = "the tokenizer has one code per chunk: no finest residual codes to recombine"
     if resume_from is not None and Path(resume_from).exists():
         _precheck(Path(resume_from), cfg, tcfg, data, run)
-    if tcfg.member_floor is not None:
-        from igpg_zoo.igpg.member_floor import floored
+    if tcfg.quality or tcfg.recombine_tol is not None:
+        from igpg_zoo.igpg.curation import curate
 
-        records, data, floor = floored(tokenizer, records, data, tcfg.member_floor, tcfg.seed, floor_progress)
-        notes["member_floor"] = floor.to_dict()
-    if tcfg.quality:
-        from igpg_zoo.igpg.member_quality import labelled, labels_digest
-
-        data, quality = labelled(tokenizer, records, data, tcfg.seed, floor_progress)
-        run["quality_labels"] = labels_digest(data.quality)
-        notes["quality"] = quality.to_dict()
-    tcfg = resolve_steps(tcfg, len(data), distributed.rank_world()[1])
-    if tcfg.recombine_tol is not None:
-        data, check = _checked(tokenizer, records, data, tcfg, run, check_progress)
-        notes["recombine_check"] = check.to_dict()
-    return data, tcfg, run, notes
+        curated = curate(tokenizer, records, data, tcfg, progress)
+        data, run, notes = curated.data, {**run, **curated.run}, {**notes, **curated.notes}
+    return data, resolve_steps(tcfg, len(data), distributed.rank_world()[1]), run, notes
 
 
-def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTrainConfig(),
-                holdout: list[str] = (), filters: dict | None = None, tokenizer_id: int | None = None,
-                ckpt: Path | None = None, resume: bool = False, progress=None, device: str | None = None,
-                check_progress=None, floor_progress=None):
-    """Train a prior on the zoo's records (minus held-out tasks) and register it; returns the Artifact
-    (None on ranks other than 0 under torchrun).
+def _prior_config(zoo, tokenizer, records: list, recipe: Recipe) -> PriorConfig:
+    """The recipe's prior shape with what the zoo decides: vocabulary, conditions, context."""
+    from igpg_zoo.igpg.conditioning import LEVELS, struct_keys_for
 
-    ``pcfg`` overrides PriorConfig fields (n_layer, n_embd, block_size, ...); vocab_size,
-    struct_keys and data_dim come from the tokenizer and the zoo. ``check_progress(done, total)``
-    follows the recombination check (``tcfg.recombine_tol``) record by record, ``floor_progress`` the
-    scoring of members for ``tcfg.member_floor`` and ``tcfg.quality``.
+    archs = sorted({r.arch for r in records})
+    longest = max(tokenizer.sequence_length(a) for a in archs)
+    block = min(recipe.prior.get("block_size") or longest, longest)
+    return recipe.prior_config(block_size=block, vocab_size=tokenizer.vocab_size, struct_keys=struct_keys_for(archs),
+                               data_dim=_data_dim(zoo, records), text_dim=int(zoo.embedder.dim),
+                               quality_levels=LEVELS if recipe.train.quality else 0)
+
+
+def train_prior(zoo, recipe: Recipe | None = None, holdout: list[str] = (), filters: dict | None = None,
+                tokenizer_id: int | None = None, ckpt: Path | None = None, resume: bool = False, progress=None,
+                device: str | None = None, curation_progress=None):
+    """Train a prior on the zoo's records (minus held-out tasks) with ``recipe`` (default: the
+    ``default`` recipe) and register it; returns the Artifact (None on ranks other than 0 under torchrun).
+
+    ``progress(step, loss)`` follows training, ``curation_progress(done, total)`` the scoring of members.
     """
-    from igpg_zoo.igpg.conditioning import Conditioner, struct_keys_for
+    from igpg_zoo.igpg.conditioning import Conditioner
     from igpg_zoo.igpg.prior_dataset import build_token_set, select_records
     from igpg_zoo.igpg.tokenizer import Tokenizer
 
+    recipe = recipe or Recipe()
     tokenizer = Tokenizer.load(zoo, tokenizer_id)
     records = select_records(zoo, list(holdout), **(filters or {}))
-    archs = sorted({r.arch for r in records})
-    overrides = dict(pcfg or {})
-    longest = max(tokenizer.sequence_length(a) for a in archs)
-    block = min(int(overrides.pop("block_size", longest)), longest)
-    cfg = PriorConfig(**{"window_context": max(1, block // 4), **overrides, "block_size": block,
-                         "vocab_size": tokenizer.vocab_size, "struct_keys": struct_keys_for(archs),
-                         "data_dim": _data_dim(zoo, records), "text_dim": int(zoo.embedder.dim),
-                         "quality_levels": _quality_levels(tcfg)})
-    conditioner = Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim)
-    data = build_token_set(zoo, tokenizer, conditioner, records)
-    data, tcfg, run, notes = _set_up(tokenizer, records, data, tcfg, cfg, ckpt if resume else None, floor_progress,
-                                     check_progress)
+    cfg = _prior_config(zoo, tokenizer, records, recipe)
+    data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim), records)
+    data, tcfg, run, notes = _set_up(tokenizer, records, data, recipe.train, cfg, ckpt if resume else None,
+                                     curation_progress)
     torch.manual_seed(tcfg.seed)
     prior = Prior(cfg)
     result = fit_prior(prior, data, tcfg, ckpt=ckpt, resume=resume, progress=progress, device=device, run=run)
@@ -294,10 +200,11 @@ def train_prior(zoo, pcfg: dict | None = None, tcfg: PriorTrainConfig = PriorTra
     if rank != 0:
         return None
     config = {"prior": cfg.to_dict(), "tokenizer_id": tokenizer.artifact_id, "train": asdict(tcfg),
+              "recipe": {**recipe.to_dict(), "prior": {k: getattr(cfg, k) for k in PRIOR_KEYS}, "train": asdict(tcfg)},
               "embedder": getattr(zoo.embedder, "name", "?")}
     provenance = {"snapshot": zoo.snapshot(data.ids), "holdout_tasks": list(holdout), "filters": filters or {},
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
-                  "resumed_from": result.resumed_from, "archs": archs, "n_params": prior.n_params(),
-                  "device": str(torch.device(device or "cpu")),
-                  **notes}
-    return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance, parent_id=tokenizer.artifact_id)
+                  "resumed_from": result.resumed_from, "archs": sorted({r.arch for r in records}),
+                  "n_params": prior.n_params(), "device": str(torch.device(device or "cpu")), **notes}
+    return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance,
+                            parent_id=tokenizer.artifact_id)

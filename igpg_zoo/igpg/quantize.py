@@ -1,14 +1,11 @@
-"""Vector quantizers over code vectors z (..., D): Gumbel-softmax (IGPG's), nearest-code with an EMA
-codebook, and residual stages of EMA codebooks.
+"""The tokenizer's quantizer: residual stages of nearest-code EMA codebooks over code vectors z (N, D).
 
-All return ``(z_q, indices, loss)`` and expose ``lookup(indices) -> z_q`` for decoding tokens.
-Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D) broadcast:
-environment.md §7); gradients reach the encoder by the straight-through estimator.
+``forward`` returns ``(z_q, indices, loss)``; ``lookup(indices) -> z_q`` decodes tokens.
+Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D)
+broadcast, which holds every difference at once); gradients reach the encoder by the straight-through estimator.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -19,13 +16,6 @@ def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances (N, K) between rows of z (N, D) and codebook (K, D)."""
     with torch.no_grad():
         return (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)[None, :])
-
-
-def perplexity(indices: torch.Tensor, codebook_size: int) -> float:
-    """exp(entropy) of the code histogram: codebook_size when every code is used equally, 1 when one is."""
-    p = torch.bincount(indices.reshape(-1), minlength=codebook_size).double()
-    p = p / p.sum().clamp(min=1)
-    return float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
 
 
 class CodebookUsage:
@@ -43,38 +33,6 @@ class CodebookUsage:
         ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
         return {"perplexity": ppl, "used": int((self.counts > 0).sum()), "dead": int((self.counts == 0).sum()),
                 "codebook_size": len(self.counts)}
-
-
-class GumbelQuantizer(nn.Module):
-    """Straight-through Gumbel-softmax: logits = W z, y = onehot(argmax((log pi + g) / tau)), z_q = y E.
-
-    Training samples hard one-hots with soft gradients; eval takes the argmax of the logits (no noise),
-    so encoding is deterministic. Loss = kl_weight * KL(softmax(logits) || uniform).
-    """
-
-    def __init__(self, code_dim: int, codebook_size: int, kl_weight: float = 1e-3):
-        super().__init__()
-        self.codebook_size = codebook_size
-        self.kl_weight = kl_weight
-        self.temperature = 1.0  # annealed by the trainer
-        self.proj = nn.Linear(code_dim, codebook_size)
-        self.embed = nn.Embedding(codebook_size, code_dim)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.proj(z)  # (..., K)
-        if self.training:
-            y = F.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)  # (..., K) one-hot, soft grads
-            indices = y.argmax(-1)
-        else:
-            indices = logits.argmax(-1)
-            y = F.one_hot(indices, self.codebook_size).to(z.dtype)
-        z_q = y @ self.embed.weight  # (..., D)
-        q = F.softmax(logits, dim=-1)
-        kl = (q * torch.log(q * self.codebook_size + 1e-10)).sum(-1).mean()
-        return z_q, indices, self.kl_weight * kl
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.embed(indices)
 
 
 class EMAQuantizer(nn.Module):
@@ -171,23 +129,3 @@ class ResidualQuantizer(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Tokens (N, L) -> summed code vectors (N, D)."""
         return sum(q.lookup(indices[:, s]) for s, q in enumerate(self.stages))
-
-
-def make_quantizer(kind: str, code_dim: int, codebook_size: int, **kw) -> nn.Module:
-    if kind == "gumbel":
-        return GumbelQuantizer(code_dim, codebook_size, kl_weight=kw.get("kl_weight", 1e-3))
-    if kind == "ema":
-        return EMAQuantizer(code_dim, codebook_size, decay=kw.get("ema_decay", 0.99),
-                            commitment=kw.get("commitment", 0.25))
-    if kind == "rvq":
-        return ResidualQuantizer(code_dim, codebook_size, int(kw.get("stages", 4)), decay=kw.get("ema_decay", 0.99),
-                                 commitment=kw.get("commitment", 0.25))
-    from igpg_zoo.errors import GeneratorError
-
-    raise GeneratorError(f"unknown quantizer '{kind}'; use 'rvq', 'ema' or 'gumbel'")
-
-
-def anneal(step: int, total: int, start: float, end: float) -> float:
-    """Exponential decay from ``start`` to ``end`` over ``total`` steps (the Gumbel temperature)."""
-    t = min(max(step / max(total - 1, 1), 0.0), 1.0)
-    return start * math.exp(t * math.log(end / start))

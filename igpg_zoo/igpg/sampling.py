@@ -5,7 +5,10 @@ Window ``j`` covers tokens ``[j * stride, j * stride + block_size)`` of the mode
 ``stride = block_size - window_context``. The first window is sampled from the prefix alone;
 every later one starts from the last ``window_context`` tokens of the one before, which it is
 given rather than sampling, and carries its index in the ``window`` prefix slot. Training crops
-the same windows (prior_train.py), so the two agree.
+the same windows (prior_dataset.py), so the two agree.
+
+Each window is decoded through the prior's KV cache (``CachedDecoder``); ``sample_tokens`` takes
+another decoder with the same two methods (the speed benchmark passes one that recomputes every step).
 """
 
 from __future__ import annotations
@@ -17,16 +20,14 @@ import torch
 
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.prior import Prior, PriorConfig
-from igpg_zoo.igpg.token_step import TokenStep
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
     temperature: float = 1.0  # 0: greedy (argmax)
     top_k: int | None = None
-    top_p: float | None = None
+    top_p: float | None = 0.9  # nucleus mass; 1 or None: off (strays further from the zoo, fails more often)
     min_p: float | None = None  # keep tokens with p >= min_p * max p (after temperature)
-    use_cache: bool = True
 
     def __post_init__(self) -> None:
         bad = [f"{name} {value} (allowed: {allowed})" for name, value, ok, allowed in (
@@ -90,39 +91,39 @@ def _logprob(logits: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     return logits.log_softmax(-1).gather(1, tok.view(-1, 1)).squeeze(1)
 
 
+class CachedDecoder:
+    """One window decoded through the prior's KV cache: the prefix and the context fed at once, then
+    one token per step. ``logits``: the next token's (B, V); ``feed(tok)`` appends tokens (B,)."""
+
+    def __init__(self, prior: Prior, cond: dict, context: torch.Tensor):
+        self.prior, self.cache, self.pos = prior, prior.new_cache(context.size(0)), context.size(1)
+        self.logits = prior.step(cond, context, self.cache, start=0)  # (B, V)
+
+    def feed(self, tok: torch.Tensor) -> None:
+        self.logits = self.prior.step(None, tok.view(-1, 1), self.cache, start=self.pos)
+        self.pos += 1
+
+
 @torch.inference_mode()
-def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int,
-                   s: SamplingSettings, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_window(prior: Prior, cond: dict, context: torch.Tensor, n_new: int, s: SamplingSettings,
+                   gen: torch.Generator | None, decoder) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_new`` tokens after ``context`` (B, c) in one window -> (B, n_new), and their log-likelihood (B,)."""
-    B = context.size(0)
-    out, logp = [], torch.zeros(B)
-    if s.use_cache:
-        cache, step = prior.new_cache(B), TokenStep(prior)
-        logits = prior.step(cond, context, cache, start=0)  # the prefix and any context at once
-        pos = context.size(1)
-        for _ in range(n_new):
-            tok = pick(logits, s, gen)  # (B,)
-            out.append(tok)
-            logp += _logprob(logits, tok)
-            if len(out) == n_new:
-                break
-            logits = step(tok, cache, start=pos)
-            pos += 1
-    else:
-        seq = context
-        for _ in range(n_new):
-            logits = prior.next_logits_uncached(cond, seq)
-            tok = pick(logits, s, gen)
-            out.append(tok)
-            logp += _logprob(logits, tok)
-            seq = torch.cat([seq, tok.view(B, 1)], dim=1)
+    out, logp = [], torch.zeros(context.size(0))
+    dec = decoder(prior, cond, context)
+    for k in range(n_new):
+        tok = pick(dec.logits, s, gen)  # (B,)
+        out.append(tok)
+        logp += _logprob(dec.logits, tok)
+        if k + 1 < n_new:
+            dec.feed(tok)
     return torch.stack(out, dim=1), logp
 
 
 @torch.inference_mode()
 def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
                   settings: SamplingSettings = SamplingSettings(), seed: int | None = None,
-                  with_logprob: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                  with_logprob: bool = False, decoder=CachedDecoder
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` token sequences of ``length`` for one condition -> LongTensor (n, length).
 
     ``cond`` holds unbatched vectors (task, data, arch_text, arch_struct; any may be missing) and,
@@ -137,13 +138,13 @@ def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
         gen = torch.Generator().manual_seed(seed)
     batched = {k: (v.view(1, -1).expand(n, -1) if v is not None else None) for k, v in cond.items()
                if k in ("task", "data", "arch_text", "arch_struct")}
-    if cond.get("quality") is not None:  # the member standing asked for (member_quality), one level for all n
+    if cond.get("quality") is not None:  # the member standing asked for (conditioning.REQUESTS), one level for all n
         batched["quality"] = torch.full((n,), int(cond["quality"]), dtype=torch.long)
     tokens, logp = torch.empty(n, 0, dtype=torch.long), torch.zeros(n)
     for j in range(n_windows(cfg, length)):
         start, end = window_bounds(cfg, j, length)
         context = tokens[:, start:]  # the tail of the previous window (empty for j = 0)
         new, lp = _sample_window(prior, _with_window(batched, j, n), context, end - start - context.size(1),
-                                 settings, gen)
+                                 settings, gen, decoder)
         tokens, logp = torch.cat([tokens, new], dim=1), logp + lp
     return (tokens, logp) if with_logprob else tokens  # (n, length), (n,)

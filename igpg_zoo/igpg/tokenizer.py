@@ -8,10 +8,6 @@ The artifact is self-contained: its config holds the ``TokenizerConfig`` and the
 ``Normalizer``; its tensors are the VQ-VAE's state dict. Decoded buffers (BatchNorm running
 statistics) are the adapter's fresh defaults; call ``vectorize.recalibrate_batchnorm`` on a data
 sample before evaluating a BN model (docs/igpg-tokenizer.md).
-
-With ``align`` on, the tokenizer keeps one reference model per training architecture and first
-reorders any model's hidden units to match it (``canonical``: the same function); tokens, decoded
-weights and round trips are then in the reference's unit order.
 """
 
 from __future__ import annotations
@@ -26,17 +22,14 @@ from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig
 
 PREFIX = "vqvae."
 ANCHOR = "anchor."  # + arch: the normaliser's per-architecture mean (float64)
-REFERENCE = "reference|"  # + arch + "|" + tensor name: the alignment reference of an architecture
 BUFFER_POLICY = "fresh-defaults"  # decoded BN buffers: running_mean 0, running_var 1 (recalibrate on data)
 
 
 class Tokenizer:
-    def __init__(self, model: ChunkVQVAE, normalizer: Normalizer, artifact_id: int | None = None,
-                 references: dict[str, dict[str, torch.Tensor]] | None = None):
+    def __init__(self, model: ChunkVQVAE, normalizer: Normalizer, artifact_id: int | None = None):
         self.model = model.eval()
         self.normalizer = normalizer
         self.artifact_id = artifact_id
-        self.references = references or {}  # arch -> the tensors its members are aligned to
         self._layouts: dict[str, Layout] = {}
 
     # -- persistence ---------------------------------------------------------------------------
@@ -65,14 +58,12 @@ class Tokenizer:
         except RuntimeError as exc:
             raise GeneratorError(f"tokenizer tensors do not fit its config ({str(exc).splitlines()[0]}); "
                                  "retrain the tokenizer") from None
-        return cls(model, normalizer, artifact_id, _references(tensors))
+        return cls(model, normalizer, artifact_id)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, config) to store as an artifact; ``from_state`` inverts it."""
         tensors = {PREFIX + k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
         tensors.update({ANCHOR + arch: t for arch, t in self.normalizer.tensors().items()})
-        tensors.update({f"{REFERENCE}{arch}|{name}": t
-                        for arch, ref in self.references.items() for name, t in ref.items()})
         config = {"tokenizer": self.config.to_dict(), "normalizer": self.normalizer.to_dict(),
                   "buffers": BUFFER_POLICY, "vocab_size": self.vocab_size}
         return tensors, config
@@ -97,32 +88,18 @@ class Tokenizer:
         cfg = self.config
         return n_chunks(self.layout(arch), cfg.chunk_size, cfg.mode) * cfg.tokens_per_chunk
 
-    def canonical(self, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-        """``weights`` with hidden units in the reference's order (unchanged without a reference)."""
-        from igpg_zoo.igpg.align import to_reference
-
-        return to_reference(weights, arch, self.references)
-
-    def chunks(self, weights: dict[str, torch.Tensor], arch: str, canonical: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised, padded chunks (n, K) and their mask (n, K) for one model, brought to the canonical
-        unit order first (``canonical=True``: ``weights`` already are)."""
+    def chunks(self, weights: dict[str, torch.Tensor], arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised, padded chunks (n, K) and their mask (n, K) for one model."""
         layout = self.layout(arch)
-        w = weights if canonical else self.canonical(weights, arch)
-        z = self.normalizer.normalize(flatten(w, layout), layout)
+        z = self.normalizer.normalize(flatten(weights, layout), layout)
         return chunk(z, layout, self.config.chunk_size, self.config.mode)
 
     @torch.no_grad()
-    def encode(self, weights: dict[str, torch.Tensor], arch: str, canonical: bool = False) -> torch.LongTensor:
-        """Tokens (T,) of a model; deterministic (eval mode: argmax / nearest code, no noise)."""
+    def encode(self, weights: dict[str, torch.Tensor], arch: str) -> torch.LongTensor:
+        """Tokens (T,) of a model; deterministic (eval mode: nearest codes, no noise)."""
         self.model.eval()
-        x, mask = self.chunks(weights, arch, canonical)
+        x, _ = self.chunks(weights, arch)
         _, indices, _ = self.model.encode(x)  # (n, L)
-        cfg = self.config
-        if cfg.encode_search:
-            from igpg_zoo.igpg.code_search import search_codes
-
-            indices = search_codes(self.model, x, mask, indices, cfg.encode_search, cfg.search_candidates)
         return indices.reshape(-1).long()
 
     @torch.no_grad()
@@ -146,19 +123,8 @@ class Tokenizer:
         return complete_state_dict(self.decode_params(tokens, arch), arch)
 
     def round_trip(self, weights: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-        """decode(encode(weights)) with the original buffers kept (what a stored model would lose).
-
-        Aligned tokenizers return the canonical order (buffers reordered with it): the same function.
-        """
-        out = {k: v.clone() for k, v in self.canonical(weights, arch).items()}
-        out.update(self.decode_params(self.encode(out, arch, canonical=True), arch))
+        """decode(encode(weights)) with the original buffers kept (what a stored model would lose)."""
+        out = {k: v.clone() for k, v in weights.items()}
+        out.update(self.decode_params(self.encode(weights, arch), arch))
         return out
 
-
-def _references(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    refs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, t in tensors.items():
-        if key.startswith(REFERENCE):
-            arch, _, name = key[len(REFERENCE):].partition("|")
-            refs.setdefault(arch, {})[name] = t
-    return refs

@@ -1,9 +1,9 @@
 """Train the chunk VQ-VAE tokenizer on the registry's checkpoints and store it as a versioned artifact.
 
-Two phases: (1) encoder, quantizer and decoder together on the masked reconstruction loss (the
-Gumbel temperature annealed); (2) ``refine_steps`` decoder-only steps on the codes that the frozen
-encoder gives in eval mode, i.e. exactly the tokens ``Tokenizer.encode`` will produce, so the
-decoder is fitted to what it will actually see.
+Two phases: (1) encoder, quantizer and decoder together on the masked reconstruction loss;
+(2) ``refine_steps`` decoder-only steps on the codes that the frozen encoder gives in eval mode,
+i.e. exactly the tokens ``Tokenizer.encode`` will produce, so the decoder is fitted to what it will
+actually see.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from typing import Any, Iterable
 
 import torch
 
-from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import GeneratorError, NotFound
-from igpg_zoo.igpg.align import reference_tensors, to_reference
-from igpg_zoo.igpg.quantize import CodebookUsage, EMAQuantizer, GumbelQuantizer, ResidualQuantizer, anneal
+from igpg_zoo.igpg.quantize import CodebookUsage
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
@@ -33,17 +31,6 @@ def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokenize
     normalizer = Normalizer(cfg.norm).fit(vecs, anchors=cfg.anchor)
     xs, ms = zip(*(chunk(normalizer.normalize(v, lay), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
     return torch.cat(xs), torch.cat(ms), normalizer
-
-
-def pick_references(items: list[tuple[dict[str, torch.Tensor], str]]) -> dict[str, dict[str, torch.Tensor]]:
-    """Per architecture with permutable units, the alignment reference: its first model in ``items``
-    (a zoo lists bases before their fine-tuned members)."""
-    refs: dict[str, dict[str, torch.Tensor]] = {}
-    for w, arch in items:
-        groups = get_adapter(arch).unit_groups(arch)
-        if arch not in refs and groups:
-            refs[arch] = reference_tensors(w, groups)
-    return refs
 
 
 def _bar(total: int, progress: bool, desc: str):
@@ -68,8 +55,6 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: Tokeni
     parts: dict[str, float] = {}
     model.train()
     for step in range(steps):
-        if isinstance(model.quantizer, GumbelQuantizer):
-            model.quantizer.temperature = anneal(step, steps, cfg.tau_start, cfg.tau_end)
         idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
         loss, _, parts = model(X[idx], M[idx])
         opt.zero_grad(set_to_none=True)
@@ -86,17 +71,11 @@ def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: Tokeni
 
 def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
                     gen: torch.Generator, progress: bool) -> None:
-    """Fit the decoder alone to the eval-mode codes of every chunk.
-
-    With the Gumbel quantizer the code vectors are decoder-side only (encoding reads the logits), so
-    they are refined too; the EMA codebook also decides encoding, so it stays fixed.
-    """
+    """Fit the decoder alone to the eval-mode codes of every chunk (the codebooks decide encoding, so
+    they stay fixed)."""
     with torch.no_grad():
         indices = model.encode(X)[1]  # (N, L), fixed: exactly what encode() will give
-    params = model.decoder_parameters()
-    if isinstance(model.quantizer, GumbelQuantizer):
-        params += list(model.quantizer.embed.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.refine_lr)
+    opt = torch.optim.Adam(model.decoder_parameters(), lr=cfg.refine_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     bar = _bar(steps, progress, "decoder refine")
     model.decoder.train()
@@ -140,9 +119,6 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    references = pick_references(items) if cfg.align else {}
-    if references:
-        items = [(to_reference(w, arch, references), arch) for w, arch in items]
     X, M, normalizer = build_chunks(items, cfg)
     dev = torch.device(device or "cpu")
     X, M = X.to(dev), M.to(dev)
@@ -153,15 +129,14 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
         _refine_decoder(model, X, M, cfg, cfg.refine_steps, gen, progress)
     report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "steps": cfg.steps, "refine_steps": cfg.refine_steps,
               "train_seconds": round(time.perf_counter() - t0, 2), "last_batch": last,
-              "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M), "device": str(dev)}
-    if isinstance(model.quantizer, (EMAQuantizer, ResidualQuantizer)):
-        report["revived_codes"] = model.quantizer.revived
-    return Tokenizer(model.cpu(), normalizer, references=references), report
+              "recon_mse_before_refine": before["recon_mse"], **evaluate(model, X, M), "device": str(dev),
+              "revived_codes": model.quantizer.revived}
+    return Tokenizer(model.cpu(), normalizer), report
 
 
 def artifact_name(c: TokenizerConfig) -> str:
     """The registry name of a tokenizer artifact with this config."""
-    return f"tokenizer-{c.quantizer}-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
+    return f"tokenizer-rvq-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
 
 
 def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tuple[dict, str]]]:
@@ -173,14 +148,18 @@ def _load_items(zoo: Any, ids: Iterable[int] | None) -> tuple[list[int], list[tu
 
 
 def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None, seed: int = 0,
-                    steps: int | None = None, progress: bool = True, device: str | None = None):
+                    steps: int | None = None, progress: bool = True, device: str | None = None,
+                    recipe: dict | None = None):
     """Train on the registry's checkpoints (all, or ``ids``) and store the result; returns the Artifact.
 
-    The artifact's provenance names the exact zoo snapshot (record ids + content hash) and the seed.
+    The artifact's provenance names the exact zoo snapshot (record ids + content hash) and the seed;
+    its config holds ``recipe`` (the resolved training recipe) when given.
     """
     used_ids, items = _load_items(zoo, ids)
     tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device)
     tensors, config = tok.state()
+    if recipe is not None:
+        config["recipe"] = recipe
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
     return zoo.add_artifact("tokenizer", artifact_name(tok.config), tensors, config, provenance)

@@ -3,8 +3,8 @@
 IGPG's tokenizer is a 2-D conv VQGAN over 12,288-float chunks reshaped to 3x64x64. Our zoos hold
 0.1-5k-parameter models, so a chunk is 32-128 floats: an MLP over the chunk sees every value at once
 (a flat weight vector has no spatial locality for convolutions to exploit) and trains in
-milliseconds per step on 2 CPU cores. Each of the L tokens of a chunk is its own code vector, so a
-model of n chunks is a sequence of n * L tokens (raster order: chunk by chunk).
+milliseconds per step on 2 CPU cores. A chunk's code vector is quantized by L residual stages (the
+first coarse, the last finest), so a model of n chunks is a sequence of n * L tokens (chunk by chunk).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from igpg_zoo.errors import GeneratorError
-from igpg_zoo.igpg.quantize import make_quantizer
+from igpg_zoo.igpg.quantize import ResidualQuantizer
 
-
-RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0,  # removed options and the value that means "not used"
-           "sensitivity": 0.0, "sensitivity_cap": 100.0}
-ADDED = {"align": False, "direct_codes": False,  # later options: what a config written before them meant
-         "encode_search": 0}
+ANY = object()
+#: Removed options and the value that meant "not used" (ANY: options of a removed quantizer, any value).
+RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0, "sensitivity": 0.0, "sensitivity_cap": 100.0,
+           "align": False, "encode_search": 0, "search_candidates": ANY, "quantizer": "rvq",
+           "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY}
+ADDED = {"direct_codes": False}  # later options: what a config written before them meant
 
 
 @dataclass
@@ -32,17 +33,12 @@ class TokenizerConfig:
     mode: str = "layer"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
     norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
     anchor: bool = False  # code each model as its difference from its architecture's zoo mean
-    align: bool = False  # reorder hidden units to one reference per architecture first (igpg/align.py)
     # the network
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
-    quantizer: str = "rvq"  # "rvq" (residual EMA stages) | "ema" | "gumbel"
     direct_codes: bool = True  # every token also adds its own learned chunk-sized vector to the decoder output
-    # quantizer settings
-    kl_weight: float = 1e-3  # gumbel: KL(q || uniform) weight
-    tau_start: float = 1.0  # gumbel temperature, annealed exponentially ...
-    tau_end: float = 0.05  # ... to this at the last step
+    # the residual quantizer (L stages of EMA codebooks)
     ema_decay: float = 0.99
     commitment: float = 0.25
     # training
@@ -51,9 +47,6 @@ class TokenizerConfig:
     lr: float = 3e-3
     refine_steps: int = 30000  # decoder-only steps on frozen codes (15k -> 30k: error -36 %; 45k: no further gain)
     refine_lr: float = 3e-3
-    # encoding (no retraining needed to change these: code_search.py)
-    encode_search: int = 0  # coordinate-descent sweeps over each chunk's tokens against its decoded error
-    search_candidates: int = 64  # codes tried per stage and sweep (the nearest to the stage's residual)
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
     def __post_init__(self):
@@ -76,11 +69,11 @@ class TokenizerConfig:
     def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in cls.complete(d).items()
-             if not (k in RETIRED and v == RETIRED[k])}  # options since removed, unused
+             if not (k in RETIRED and RETIRED[k] in (ANY, v))}  # options since removed, unused
         unknown = sorted(set(d) - known)
         if unknown:
-            raise GeneratorError(f"tokenizer config has unknown keys {unknown}; it was written by a newer "
-                                 "igpg-zoo: upgrade, or retrain the tokenizer")
+            raise GeneratorError(f"tokenizer config has keys {unknown} this igpg-zoo does not know (an option "
+                                 "removed since, or one of a newer igpg-zoo); retrain the tokenizer")
         return cls(**d)
 
 
@@ -104,27 +97,20 @@ class ChunkVQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         L, D = cfg.tokens_per_chunk, cfg.code_dim
-        rvq = cfg.quantizer == "rvq"
-        self.slots = 1 if rvq else L  # encoder code vectors per chunk (rvq: one, quantized L stages deep)
-        self.encoder = mlp([cfg.chunk_size, *cfg.hidden, self.slots * D])
-        self.decoder = mlp([self.slots * D, *reversed(cfg.hidden), cfg.chunk_size])
-        self.quantizer = make_quantizer(cfg.quantizer, D, cfg.codebook_size, kl_weight=cfg.kl_weight,
-                                        ema_decay=cfg.ema_decay, commitment=cfg.commitment, stages=L)
+        self.encoder = mlp([cfg.chunk_size, *cfg.hidden, D])  # one code vector per chunk, quantized L stages deep
+        self.decoder = mlp([D, *reversed(cfg.hidden), cfg.chunk_size])
+        self.quantizer = ResidualQuantizer(D, cfg.codebook_size, L, decay=cfg.ema_decay, commitment=cfg.commitment)
         # token (stage l, code v) -> a K-vector added to the output: capacity at the cost of a lookup
         self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size) if cfg.direct_codes else None
         if self.direct is not None:
             nn.init.zeros_(self.direct.weight)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Chunks (N, K) -> (z_q (N, S, D): what the decoder reads, indices (N, L), quantizer loss)."""
-        z = self.encoder(x).view(x.shape[0], self.slots, self.cfg.code_dim)  # (N, slots, D)
-        if self.cfg.quantizer == "rvq":
-            z_q, indices, loss = self.quantizer(z.view(x.shape[0], -1))  # (N, [L,] D), (N, L)
-            return z_q.view(x.shape[0], -1, self.cfg.code_dim), indices, loss
-        return self.quantizer(z)
+        """Chunks (N, K) -> (z_q (N, D): what the decoder reads, indices (N, L), quantizer loss)."""
+        return self.quantizer(self.encoder(x))  # (N, D), (N, L), ()
 
     def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z_q.reshape(z_q.shape[0], -1))  # (N, K)
+        return self.decoder(z_q)  # (N, K)
 
     def direct_term(self, indices: torch.Tensor) -> torch.Tensor | float:
         """Sum over a chunk's L tokens of their direct output vectors: (N, L) -> (N, K) (0 when off)."""

@@ -1,4 +1,4 @@
-"""Checked recombination: which finest-code swaps keep a zoo member working.
+"""Checked recombination (``train.recombine_tol``): which finest-code swaps keep a zoo member working.
 
 Recombining finest residual codes (``TokenSet.recombined``) gives the prior new sequences next to
 the members, but some of them break the model: on the full zoo, 9 of iris's 96 single swaps cost
@@ -23,9 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from igpg_zoo.igpg.prior_dataset import TokenSet
-from igpg_zoo.igpg.training_probe import PROBE, record_probe
-
-
+from igpg_zoo.igpg.curation.probe import SAMPLES, record_probe
 
 @dataclass
 class CheckStats:
@@ -87,7 +85,7 @@ def check_swaps(tokenizer, records: list, data: TokenSet, tol: float, per_record
     if [r.id for r in records] != list(data.ids):
         raise GeneratorError("check_swaps needs the records of the token set, in its order")
     rank, world = distributed.rank_world()
-    stats, cache, mine = CheckStats(tol=tol, per_record=per_record, probe=PROBE), {}, {}
+    stats, cache, mine = CheckStats(tol=tol, per_record=per_record, probe=SAMPLES), {}, {}
     t0 = time.perf_counter()
     for i in range(rank, len(records), world):
         mine[i] = _check_one(tokenizer, records[i], data, i, tol, per_record, seed, cache, stats)

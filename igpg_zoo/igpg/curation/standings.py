@@ -1,16 +1,14 @@
-"""A member's standing in its group, as a condition of the prior (``igpg-zoo train --quality``).
+"""A member's standing in its group, as a condition of the prior (``train.quality``).
 
-The member floor (member_floor.py) leaves a group's weak members out of what the prior learns; this
-keeps every member and tells the prior which half of its group each one stands in, as G.pt conditions
-on a checkpoint's loss. Each record's tokens are decoded and scored on the same stratified sample of
-its dataset's *training* split (training_probe.py; the test split is never read), and labelled:
+Every record's tokens are decoded and scored on a stratified sample of its dataset's *training* split
+(curation/probe.py; the test split is never read), and labelled (levels in conditioning.py):
 
     TOP   (2)  at or above the median of its group (same task, dataset and architecture)
     LOWER (1)  below it
     UNKNOWN (0)  unscored (its dataset does not load or fit) or in a group with fewer than two scored
 
 The prior learns the label as one prefix slot (``PriorConfig.quality_levels`` = 2), dropped to
-UNKNOWN with the other conditions' dropout, so it also samples without it. ``generate`` asks for TOP
+UNKNOWN with the other conditions' dropout, so it also samples without it. Generation asks for TOP
 by default: "weights like the better half of the zoo's members of this task and architecture".
 A recombined sequence keeps its member's label.
 """
@@ -19,18 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 
 from igpg_zoo.errors import GeneratorError
-from igpg_zoo.igpg.member_floor import group_medians, member_accuracies
+from igpg_zoo.igpg.conditioning import LOWER, TOP, UNKNOWN
+from igpg_zoo.igpg.curation.probe import SAMPLES, record_probe
 from igpg_zoo.igpg.prior_dataset import TokenSet
-from igpg_zoo.igpg.training_probe import PROBE
-
-UNKNOWN, LOWER, TOP = 0, 1, 2
-LEVELS = 2  # PriorConfig.quality_levels of a prior trained with --quality
-#: What ``generate --quality`` accepts: the level asked for (UNKNOWN: the null row, which unscored members share).
-REQUESTS = {"top": TOP, "any": UNKNOWN}
 
 
 @dataclass
@@ -45,6 +39,37 @@ class QualityStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def member_accuracies(tokenizer, records: list, data: TokenSet, seed: int = 0, progress=None) -> list[float | None]:
+    """Per record (in ``data``'s order): its decoded accuracy on the training sample, None when its dataset
+    does not load or fit. Under torchrun each rank scores every world-th record and all ranks gather the
+    same list. ``progress(done, total)`` after each record."""
+    from igpg_zoo.igpg import distributed
+
+    if [r.id for r in records] != list(data.ids):
+        raise GeneratorError("member_accuracies needs the records of the token set, in its order")
+    rank, world = distributed.rank_world()
+    cache, mine = {}, {}
+    for i in range(rank, len(records), world):
+        probe = record_probe(records[i], seed, cache)
+        mine[i] = None if probe is None else probe.accuracy_of_state(tokenizer.decode(data.tokens[i], probe.arch))
+        if progress is not None:
+            progress(min(len(records), i + world), len(records))
+    merged: dict[int, float | None] = {}
+    for part in distributed.gather_objects(mine):
+        merged.update(part)
+    return [merged[i] for i in range(len(records))]
+
+
+def group_medians(keys: list, accs: list[float | None]) -> dict:
+    """Group key -> the median accuracy of its scored members, for groups with at least two scored
+    (a pair's median is the mean of the two)."""
+    groups: dict = {}
+    for key, acc in zip(keys, accs):
+        if acc is not None:
+            groups.setdefault(key, []).append(acc)
+    return {key: statistics.median(v) for key, v in groups.items() if len(v) >= 2}
 
 
 def standings(keys: list, accs: list[float | None]) -> list[int]:
@@ -65,20 +90,7 @@ def labelled(tokenizer, records: list, data: TokenSet, seed: int = 0, progress=N
     t0 = time.perf_counter()
     accs = member_accuracies(tokenizer, records, data, seed, progress)
     levels = standings([(r.task, r.dataset, r.arch) for r in records], accs)
-    stats = QualityStats(probe=PROBE, records=len(records), top=levels.count(TOP), lower=levels.count(LOWER),
+    stats = QualityStats(probe=SAMPLES, records=len(records), top=levels.count(TOP), lower=levels.count(LOWER),
                          unknown=levels.count(UNKNOWN), records_without_data=sum(a is None for a in accs))
     stats.seconds = round(time.perf_counter() - t0, 1)
     return replace(data, quality=levels), stats
-
-
-def requested_level(prior_levels: int, quality: str | None, prior_id=None) -> int | None:
-    """The level ``generate`` conditions on: None for a prior without the slot (and no request), else
-    the request's level (default "top")."""
-    if quality is not None and quality not in REQUESTS:
-        raise GeneratorError(f"unknown quality '{quality}'; use one of {', '.join(REQUESTS)}")
-    if prior_levels == 0:
-        if quality not in (None, "any"):
-            raise GeneratorError(f"prior #{prior_id} was not trained with --quality, so it cannot be asked for "
-                                 f"'{quality}' members; drop --quality or retrain with 'igpg-zoo train --quality'")
-        return None
-    return REQUESTS[quality or "top"]

@@ -1,6 +1,5 @@
-"""The training probe: a record's decoded weights scored on a stratified sample of its dataset's
-*training* split (never the test split), with BatchNorm statistics re-estimated there as ``generate``
-does. The recombination check (recombine_check) and the member floor (member_floor) score on it.
+"""A record's training probe: its decoded weights scored on a stratified sample of its dataset's
+*training* split (never the test split), BatchNorm statistics re-estimated there as generation does.
 """
 
 from __future__ import annotations
@@ -8,12 +7,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PROBE = 256  # training samples per record (stratified, seeded)
+from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg.probe import check_data_fits
+from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+
+SAMPLES = 256  # training samples per record (stratified, seeded)
 
 
 class Probe:
-    """A record's architecture and a stratified sample of its dataset's training split (never the test
-    split): decoded states are scored on it, BatchNorm statistics re-estimated on it as ``generate`` does."""
+    """A record's architecture and its training sample; scores decoded states on it."""
 
     def __init__(self, arch: str, sample: tuple):
         from igpg_zoo.adapters import get_adapter
@@ -23,8 +25,6 @@ class Probe:
 
     @torch.no_grad()
     def accuracy_of_state(self, state: dict) -> float:
-        from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
-
         self.module.load_state_dict(state, strict=True)
         recalibrate_batchnorm(self.module, [self.x[i:i + 128] for i in range(0, len(self.x), 128)])
         logits = self.module.eval()(self.x)  # (N, classes)
@@ -32,7 +32,7 @@ class Probe:
 
 
 def training_sample(dataset: str, seed: int, cache: dict) -> tuple | None:
-    """(x, y) of up to PROBE stratified training samples of ``dataset``; None when it does not load."""
+    """(x, y) of up to SAMPLES stratified training samples of ``dataset``; None when it does not load."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.dataset import stratified_subsample
     from igpg_zoo.errors import ZooError
@@ -43,7 +43,7 @@ def training_sample(dataset: str, seed: int, cache: dict) -> tuple | None:
         except ZooError:
             cache[dataset] = None
             return None
-        keep = stratified_subsample(ds.y_train, PROBE, seed)
+        keep = stratified_subsample(ds.y_train, SAMPLES, seed)
         cache[dataset] = (torch.tensor(np.asarray(ds.x_train[keep]), dtype=torch.float32),
                           torch.tensor(np.asarray(ds.y_train[keep]), dtype=torch.long))
     return cache[dataset]
@@ -51,9 +51,6 @@ def training_sample(dataset: str, seed: int, cache: dict) -> tuple | None:
 
 def record_probe(record, seed: int, cache: dict) -> Probe | None:
     """The record's probe; None when its dataset does not load or does not fit its architecture."""
-    from igpg_zoo.errors import GeneratorError
-    from igpg_zoo.igpg.generate import check_data_fits
-
     sample = training_sample(record.dataset, seed, cache) if record.dataset else None
     if sample is None:
         return None
