@@ -10,7 +10,11 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.data import load_dataset
-from igpg_zoo.igpg.generate import NOVEL_HEAT, NOVEL_MAX_HEAT, NOVEL_ROUNDS, build_loaded, fit_head, probe_split, reset_head
+from igpg_zoo.igpg.generate import COPY_ROUNDS as NOVEL_ROUNDS
+from igpg_zoo.igpg.generate import HEAT as NOVEL_HEAT
+from igpg_zoo.igpg.generate import MAX_HEAT as NOVEL_MAX_HEAT
+from igpg_zoo.igpg.heads import fit_head, reset_head
+from igpg_zoo.igpg.probe import build_loaded, probe_split
 from igpg_zoo.igpg.prior_dataset import is_held_out
 from igpg_zoo.igpg.sampling import SamplingSettings
 from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflatten

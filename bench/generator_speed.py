@@ -14,10 +14,26 @@ import time
 
 import torch
 
-from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
+from igpg_zoo.igpg.sampling import CachedDecoder, SamplingSettings, sample_tokens
 from igpg_zoo.igpg.vectorize import Layout
 
 REPEATS = 5
+
+
+class Recomputing:
+    """The no-cache baseline decoder: every step runs the whole window through ``Prior.forward``."""
+
+    def __init__(self, prior, cond: dict, context: torch.Tensor):
+        self.prior, self.cond, self.seq = prior, cond, context
+        self.logits = self._next()
+
+    def _next(self) -> torch.Tensor:
+        idx = torch.cat([self.seq, torch.zeros(self.seq.size(0), 1, dtype=torch.long)], dim=1)  # (B, t+1)
+        return self.prior(idx, self.cond)[0][:, -1]  # (B, V)
+
+    def feed(self, tok: torch.Tensor) -> None:
+        self.seq = torch.cat([self.seq, tok.view(-1, 1)], dim=1)
+        self.logits = self._next()
 
 
 def _side_by_side(prior, cond: dict, length: int, n: int, repeats: int = REPEATS) -> dict:
@@ -27,7 +43,7 @@ def _side_by_side(prior, cond: dict, length: int, n: int, repeats: int = REPEATS
     for _ in range(repeats):
         for cached in (True, False):
             t0 = time.perf_counter()
-            tokens[cached] = sample_tokens(prior, cond, length, n=n, settings=SamplingSettings(use_cache=cached),
+            tokens[cached] = sample_tokens(prior, cond, length, n=n, decoder=CachedDecoder if cached else Recomputing,
                                            seed=0)
             times[cached].append(time.perf_counter() - t0)
     return {"cached": min(times[True]), "uncached": min(times[False]),
