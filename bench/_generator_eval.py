@@ -1,4 +1,4 @@
-"""The measurements of bench/generator_bench.py (one function per table)."""
+"""The measurements of bench/generator.py (one function per table)."""
 
 from __future__ import annotations
 

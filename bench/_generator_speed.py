@@ -1,4 +1,4 @@
-"""Sampling speed of bench/generator_bench.py: the KV cache against recomputing each window, on the
+"""Sampling speed of bench/generator.py: the KV cache against recomputing each window, on the
 zoo's longest model, on five sequences in one batch and on a 512-token context; and the time to
 generate the zoo's largest model.
 

@@ -1,4 +1,4 @@
-"""Synthetic zoo records for bench/registry_bench.py: varied metadata, tiny distinct weights.
+"""Synthetic zoo records for bench/registry.py: varied metadata, tiny distinct weights.
 
 Every record is a valid small network of the built-in smallnet family (so the Zoo's strict weight
 validation accepts it) with random parameter values (so every blob differs). Tasks, datasets and
