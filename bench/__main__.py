@@ -53,8 +53,8 @@ def areas() -> list[str]:
 def machine() -> str:
     """The machine a run is measured on, in words (the load says how shared it was)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    words = f"{os.cpu_count()}-core {platform.machine()} CPU"
-    return words if load is None else f"{words}, 1-min load {load:.1f} at start"
+    words = f"a {os.cpu_count()}-core {platform.machine()} CPU"
+    return words if load is None else f"{words} (1-min load {load:.1f} at start)"
 
 
 def run_area(name: str, quick: bool) -> Path:

@@ -54,7 +54,7 @@ def measure(quick: bool) -> dict:
     data: dict = {"sampling": {"temperature": 1.0, "top_p": 0.9}, "recipes": {}}
     with open_zoo(str(registry)) as zoo:
         data["zoo"] = build(zoo, quick, setup, _log)
-        data["tokenizer"] = tokenizer(zoo, 400 if quick else None, {}, setup["holdout"], _log)
+        data["tokenizer"] = tokenizer(zoo, 100 if quick else None, {}, setup["holdout"], _log)
     for recipe in ("default",) if quick else ("default", "best"):
         prior = train_recipe(registry, data["tokenizer"]["id"], setup["holdout"], recipe, quick, _log)
         with open_zoo(str(registry)) as zoo:
@@ -95,11 +95,12 @@ def summary(data: dict) -> list[dict]:
     d = data["recipes"]["default"]
     seen, n = d["seen"], d["seen"]["pairs"]
     rows = _seen_rows("default", seen)
+    novel_best = seen.get("novel_share_pairs_best5_within_2pp", 0.0)  # absent when no pair had a new sample
+    novel_likeliest = seen.get("novel_share_pairs_likeliest_within_5pp", 0.0)
     rows.append({"measure": "default recipe, what `generate` returns (copies dropped): best-of-5 within 2 pp / "
                             "likeliest of 5, no data, within 5 pp", "target": f"{n} / {n} of {n}",
-                 "value": f"{_pairs(seen['novel_share_pairs_best5_within_2pp'], n)} / "
-                          f"{_pairs(seen['novel_share_pairs_likeliest_within_5pp'], n)}",
-                 "met": seen["novel_share_pairs_best5_within_2pp"] == 1 and seen["novel_share_pairs_likeliest_within_5pp"] == 1})
+                 "value": f"{_pairs(novel_best, n)} / {_pairs(novel_likeliest, n)}",
+                 "met": novel_best == 1 and novel_likeliest == 1})
     swap = d["swap"]
     rows.append({"measure": "swap control: own vs another task's condition, mean (weakest pair)", "target": "≥ 20 pp",
                  "value": f"{swap['mean_difference_pp']:.1f} pp ({swap['min_difference_pp']:.1f})",
@@ -119,11 +120,15 @@ def summary(data: dict) -> list[dict]:
     return [{**r, "command": COMMAND} for r in rows]
 
 
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
 def _recipe_line(name: str, r: dict) -> str:
     p, s = r["prior"], r["seen"]
     return (f"| {name} | {p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {p['final_loss']:.2f} "
             f"| {100 * s['mean_best_of_5']:.1f} / {100 * s['mean_single']:.1f} | {100 * s['exact_copy_share']:.1f} % "
-            f"| {100 * s['mean_generated_acc']:.1f} vs {100 * s['mean_noise_baseline_acc']:.1f} "
+            f"| {100 * s['mean_generated_acc']:.1f} vs {_pct(s['mean_noise_baseline_acc'])} "
             f"| {r['swap']['mean_difference_pp']:.1f} ({r['swap']['min_difference_pp']:.1f}) |")
 
 
