@@ -37,19 +37,19 @@ def _side_by_side(prior, cond: dict, length: int, n: int, repeats: int = REPEATS
             "identical_tokens": bool(torch.equal(tokens[True], tokens[False]))}
 
 
-def eval_speed(gen, templates, settings: SamplingSettings, log) -> dict:
+def eval_speed(gen, templates, settings: SamplingSettings, log, repeats: int = REPEATS) -> dict:
     """Sampling with vs without the KV cache, and a full generation of the zoo's largest model
     (``templates``: the zoo's architecture strings)."""
     largest = max(list(templates), key=gen.tokenizer.sequence_length)
     length = gen.tokenizer.sequence_length(largest)
     cond = gen.condition(largest, "handwritten digits")
-    one = _side_by_side(gen.prior, cond, length, n=1)
-    five = _side_by_side(gen.prior, cond, length, n=5)  # best-of-5 samples its 5 sequences as one batch
+    one = _side_by_side(gen.prior, cond, length, n=1, repeats=repeats)
+    five = _side_by_side(gen.prior, cond, length, n=5, repeats=repeats)  # best-of-5 samples its 5 sequences as one batch
     t0 = time.perf_counter()
     gen.generate(largest, task="handwritten digits", n=1, settings=settings, novelty=False)
     full = time.perf_counter() - t0
-    return {**_long_context_speed(gen.prior.cfg), "arch": largest, "tokens": length,
-            "block_size": gen.prior.cfg.block_size, "repeats": REPEATS,
+    return {**_long_context_speed(gen.prior.cfg, repeats=repeats), "arch": largest, "tokens": length,
+            "block_size": gen.prior.cfg.block_size, "repeats": repeats,
             "seconds_cached": one["cached"], "seconds_uncached": one["uncached"], "speedup": one["speedup"],
             "median_speedup": one["median_speedup"], "all_seconds": {"cached": one["all_cached"],
                                                                     "uncached": one["all_uncached"]},
@@ -60,13 +60,13 @@ def eval_speed(gen, templates, settings: SamplingSettings, log) -> dict:
             "largest_n_params": Layout.of(largest).numel}
 
 
-def _long_context_speed(cfg, length: int = 512) -> dict:
+def _long_context_speed(cfg, length: int = 512, repeats: int = REPEATS) -> dict:
     """The same prior shape with a 512-token context (untrained: speed does not depend on weights)."""
     from dataclasses import replace
 
     from igpg_zoo.igpg.prior import Prior
 
     prior = Prior(replace(cfg, block_size=length)).eval()
-    r = _side_by_side(prior, {}, length, n=1)
+    r = _side_by_side(prior, {}, length, n=1, repeats=repeats)
     return {"long_tokens": length, "long_seconds_cached": r["cached"], "long_seconds_uncached": r["uncached"],
             "long_speedup": r["speedup"], "long_median_speedup": r["median_speedup"]}

@@ -19,7 +19,6 @@ The scratch registries live under bench/scratch/registry/ (deleted at the start 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil

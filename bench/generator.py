@@ -62,7 +62,8 @@ def measure(quick: bool) -> dict:
             archs = archs_for(zoo, setup, data["zoo"]["archs"])
             data["recipes"][recipe] = {"prior": prior, **_evaluate(gen, zoo, setup, archs, recipe == "default", quick)}
             if recipe == "default":
-                data["speed"] = eval_speed(gen, sorted({r.arch for r in zoo.list()}), _generator_eval.SETTINGS, _log)
+                data["speed"] = eval_speed(gen, sorted({r.arch for r in zoo.list()}), _generator_eval.SETTINGS, _log,
+                                           repeats=2 if quick else 5)
     return data
 
 
