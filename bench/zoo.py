@@ -94,7 +94,7 @@ def details(data: dict) -> str:
              "|---|---:|---:|---:|---|---:|---:|"]
     for d in data.values():
         b, z = d["build"], d["zoo"]
-        lines.append(f"| {d['preset']} | {z['checkpoints']} | {z['tasks']} | {z['archs']} ({z['arch_families']} families) "
+        lines.append(f"| {d['preset']} | {z['checkpoints']} | {z['tasks']} | {z['archs']} ({z['arch_families']} famil{'y' if z['arch_families'] == 1 else 'ies'}) "
                      f"| {z['params']['min']:,.0f}–{z['params']['max']:,.0f} | {b['cpu_s']:.0f} | {b['wall_s']:.0f} "
                      f"({b['load_before'][0]:.1f}) |")
     demo = data.get("demo") or data["tiny"]
