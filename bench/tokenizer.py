@@ -11,6 +11,7 @@ defaults, and recalibrated on training samples. ``--quick``: the ``tiny`` zoo, s
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,6 @@ def zoo_for(quick: bool):
 
 
 def measure(quick: bool) -> dict:
-    import time
     from dataclasses import replace
 
     import torch
