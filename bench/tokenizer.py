@@ -42,6 +42,8 @@ class Evaluator:
 
 
 def evaluate_run(tok, models: list[dict], ev: Evaluator) -> dict:
+    import torch
+
     from igpg_zoo.igpg.quantize import CodebookUsage
 
     usage = CodebookUsage(tok.vocab_size)
@@ -72,6 +74,8 @@ def evaluate_run(tok, models: list[dict], ev: Evaluator) -> dict:
 
 def bn_check(seeds=(0, 1, 2), arch="cnn-i1x8x8-c8k3-c16k3-o10-bn") -> dict:
     """Accuracy of BN models with their own buffers vs fresh defaults vs recalibrated on train data."""
+    import torch
+
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
     from igpg_zoo.igpg.vectorize import complete_state_dict, recalibrate_batchnorm
