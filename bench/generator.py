@@ -127,7 +127,8 @@ def _pct(value) -> str:
 
 def _recipe_line(name: str, r: dict) -> str:
     p, s = r["prior"], r["seen"]
-    return (f"| {name} | {p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {p['final_loss']:.2f} "
+    loss = "–" if p.get("final_loss") is None else f"{p['final_loss']:.2f}"
+    return (f"| {name} | {p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {loss} "
             f"| {100 * s['mean_best_of_5']:.1f} / {100 * s['mean_single']:.1f} | {100 * s['exact_copy_share']:.1f} % "
             f"| {100 * s['mean_generated_acc']:.1f} vs {_pct(s['mean_noise_baseline_acc'])} "
             f"| {r['swap']['mean_difference_pp']:.1f} ({r['swap']['min_difference_pp']:.1f}) |")
