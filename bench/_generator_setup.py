@@ -138,4 +138,4 @@ def _prior_facts(art) -> dict:
     prov = art.provenance
     return {"seconds": round(prov["seconds"], 1), "final_loss": prov["losses"][-1] if prov.get("losses") else None,
             "n_params": prov.get("n_params"), "steps": art.config.get("train", {}).get("steps"),
-            "block_size": art.config["prior"]["block_size"], "threads": 1}
+            "block_size": art.config.get("prior", {}).get("block_size"), "threads": 1}

@@ -40,6 +40,7 @@ def measure(quick: bool) -> dict:
     import torch
 
     from bench import _generator_eval
+    from bench._generator_eval import tokenizer_fidelity
     from bench._generator_setup import archs_for, build, tokenizer, train_recipe, zoo_setup
     from bench._generator_speed import eval_speed
     from igpg_zoo.igpg.generate import Generator
@@ -55,6 +56,7 @@ def measure(quick: bool) -> dict:
     with open_zoo(str(registry)) as zoo:
         data["zoo"] = build(zoo, quick, setup, _log)
         data["tokenizer"] = tokenizer(zoo, 100 if quick else None, {}, setup["holdout"], _log)
+        data["tokenizer"].update(tokenizer_fidelity(zoo, data["tokenizer"]["id"], setup["holdout"]))
     for recipe in ("default",) if quick else ("default", "best"):
         prior = train_recipe(registry, data["tokenizer"]["id"], setup["holdout"], recipe, quick, _log)
         with open_zoo(str(registry)) as zoo:
