@@ -28,7 +28,7 @@ from bench._process import check, cli, run_process
 TITLE = "MLflow side by side"
 HERE = Path(__file__).resolve().parent
 SCRATCH = HERE / "scratch"
-REPEATS = 3
+REPEATS = 2  # alternations: igpg-zoo first, then MLflow first
 SEARCH_REPEATS = 25
 TARGET_RATIO = 10.0
 
