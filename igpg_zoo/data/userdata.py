@@ -72,9 +72,10 @@ def _check_fits(arch: str | None, sample_shape: tuple[int, ...], n_labels: int, 
     """Refuse data that does not match what ``arch`` declares (input shape, output count)."""
     if arch is None:
         return
+    from igpg_zoo.adapters import get_adapter
     from igpg_zoo.adapters.validation import data_mismatch
 
-    why = data_mismatch(arch, sample_shape, n_labels)
+    why = data_mismatch(get_adapter(arch), arch, sample_shape, n_labels)
     if why:
         raise DatasetError(f"{where}: {why}")
 

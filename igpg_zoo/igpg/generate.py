@@ -77,7 +77,7 @@ def probe_split(data, n: int = PROBE, seed: int = 0):
 @torch.no_grad()
 def check_data_fits(arch: str, x: torch.Tensor, y: torch.Tensor) -> None:
     """Refuse data the architecture cannot take (input shape) or label (more classes than outputs)."""
-    if why := data_mismatch(arch, tuple(x.shape[1:]), int(y.max()) + 1):  # what the arch string declares
+    if why := data_mismatch(get_adapter(arch), arch, tuple(x.shape[1:]), int(y.max()) + 1):
         raise GeneratorError(why)
     module = get_adapter(arch).build(arch).eval()
     try:
