@@ -162,7 +162,12 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
 RAW_YAML = st.one_of(
     st.text(max_size=60),
     st.sampled_from(["!!python/object/apply:os.system ['true']", "a: &x [*x]", "{", "- - - -", "arch: !!binary AAAA",
-                     "? [a]\n: b", "metrics: {acc: .nan}", "%YAML 9.9\n---\na: 1", "\t- a", "a: b: c"]))
+                     "? [a]\n: b", "metrics: {acc: .nan}", "%YAML 9.9\n---\na: 1", "\t- a", "a: b: c",
+                     "extra: {when: 2024-01-01}", "extra: {b: !!binary AAAA}", "extra: !!set {a}", "1: a\nb: c",
+                     "tags: [2024-01-01]", "name: 2024-01-01", "metrics: {acc: 2024-01-01}", "extra: {1: x}",
+                     "extra: {a: .inf}", "parent_id: 99999999999999999999", "models: [{path: m.pt, arch: 1}]",
+                     "extra: {x: &a [1], y: *a}", "metrics: [{name: acc, value: '0.5'}]"]),
+    st.binary(max_size=40))
 
 
 def _yaml_text(value) -> str:

@@ -7,6 +7,9 @@ bench fuzz`` runs the same properties at volume. Examples are derandomized, so a
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,3 +46,25 @@ def test_hostile_input_is_refused_in_one_line_with_nothing_written(tmp_path, are
 
     check()
     assert any(code != 0 for code in seen)  # the campaign did reach refusals
+
+
+@pytest.mark.parametrize("area,case", [
+    ("condition", ("\r>=0.0", "list")),  # a control character echoed back used to split the error line
+    ("arch", ("0\x1e", "add")),
+    ("condition", ("acc\x1b[31m>=1", "query")),
+    ("checkpoint", (".bin", pickle.dumps(Path("x"), protocol=4))),  # torch used to print a warning line first
+])
+def test_inputs_the_campaign_found_are_refused_in_one_line(tmp_path, area, case):
+    target = TARGETS[area][0]
+    outcome = target(tmp_path, case)
+    assert outcome.exit_code == 2 and outcome.problem is None, outcome
+
+
+@pytest.mark.parametrize("area,case", [
+    ("sidecar", (b"arch: \xff\xfe\n", True)),  # used to be a UnicodeDecodeError traceback
+    ("manifest", b"models: [{path: m.pt}]\n\xff"),
+    ("manifest", "1: a\nb: c\nmodels: []\n"),  # a number beside a text key used to fail sorting the unknown keys
+])
+def test_yaml_the_campaign_found_is_refused_in_one_line(tmp_path, area, case):
+    outcome = TARGETS[area][0](tmp_path, case)
+    assert outcome.exit_code == 2 and outcome.problem is None, outcome
