@@ -106,7 +106,12 @@ def run_and_kill(argv: list[str], log: Path, delay_s: float) -> tuple[bool, int]
 
 
 def in_child(fn, *args):
-    """``fn(*args)`` in a forked child; its JSON-able result (or {"error": ...} if it raised)."""
+    """``fn(*args)`` in a forked child; its JSON-able result (raises if it raised)."""
+    return join_child(start_child(fn, *args))
+
+
+def start_child(fn, *args) -> tuple[int, int]:
+    """Start ``fn(*args)`` in a forked child; ``join_child`` waits for its JSON-able result."""
     r, w = os.pipe()
 
     def body() -> int:
@@ -121,6 +126,11 @@ def in_child(fn, *args):
 
     pid = _fork(body)
     os.close(w)
+    return pid, r
+
+
+def join_child(handle: tuple[int, int]):
+    pid, r = handle
     with os.fdopen(r) as fh:
         text = fh.read()
     os.waitpid(pid, 0)

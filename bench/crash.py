@@ -29,6 +29,7 @@ TITLE = "Crash campaign"
 COMMAND = "python -m bench crash"
 MLP = "mlp-i4-h8-o3"
 GRACE_S = 600.0  # igpg_zoo.registry.health.STALE_TEMPORARY_S
+BUDGET_S = 3000.0  # a full run stops drawing kill points after this much wall time per backend
 SHARES = {"add FILE": 0.3, "add DIR --manifest": 0.25, "remove": 0.2, "reindex": 0.125, "verify --repair": 0.125}
 
 
@@ -149,10 +150,13 @@ def plan(root: Path, points: int, seed: int = 0) -> list[tuple[str, float, float
     return [(op, rng.uniform(0.0, 1.2 * durations[op]), durations[op]) for op in ops]
 
 
-def campaign(root: Path, kills: list[tuple]) -> list[dict]:
-    """One kill point per (operation, delay[, duration]), against the registry ``prepare`` set up."""
-    out = []
+def campaign(root: Path, kills: list[tuple], budget_s: float | None = None) -> list[dict]:
+    """One kill point per (operation, delay[, duration]), against the registry ``prepare`` set up;
+    stops early once ``budget_s`` of wall time is spent (the result says how many ran)."""
+    out, started = [], time.perf_counter()
     for i, (op, delay, *duration) in enumerate(kills):
+        if budget_s is not None and time.perf_counter() - started > budget_s:
+            break
         out.append({**kill_point(root, op, i, delay), "duration_ms": round(1000 * duration[0], 1) if duration else None})
     return out
 
@@ -209,13 +213,13 @@ def backend_env(backend: str, root: Path, base_url: str | None) -> tuple[dict, c
             "IGPG_ZOO_INDEX_DIR": str(root / "index")}, drop
 
 
-def _backend_run(backend: str, points: int, base_url: str | None) -> list[dict]:
+def _backend_run(backend: str, points: int, base_url: str | None, budget_s: float | None = None) -> list[dict]:
     root = Path(tempfile.mkdtemp(prefix=f"igpg-zoo-crash-{backend}-"))
     saved = dict(os.environ)
     env, drop = backend_env(backend, root, base_url)
     try:
         prepare(root, env)
-        return campaign(root, plan(root, points))
+        return campaign(root, plan(root, points), budget_s)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -238,10 +242,12 @@ def run(quick: bool) -> dict:
     points = 10 if quick else 200
     steps.warm_up()
     base_url, started = postgres_url()
-    runs = {"sqlite": _backend_run("sqlite", points, None)}
-    try:
-        if base_url:
-            runs["postgresql"] = _backend_run("postgresql", points, base_url)
+    budget = None if quick else BUDGET_S
+    try:  # the two backends side by side, PostgreSQL's in a forked child
+        pg = steps.start_child(_backend_run, "postgresql", points, base_url, budget) if base_url else None
+        runs = {"sqlite": _backend_run("sqlite", points, None, budget)}
+        if pg is not None:
+            runs["postgresql"] = steps.join_child(pg)
     finally:
         if started:
             stop_postgres(base_url, started)

@@ -17,8 +17,7 @@ from bench import crash
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
-KILLS = [("add FILE", 0.15), ("add DIR --manifest", 0.4), ("remove", 0.25), ("reindex", 0.3),
-         ("verify --repair", 0.2), ("add FILE", 0.6)]
+KILLS = [("add FILE", 0.15), ("add DIR --manifest", 0.4), ("remove", 0.25), ("reindex", 0.3), ("verify --repair", 0.2)]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
