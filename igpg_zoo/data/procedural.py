@@ -1,9 +1,9 @@
 """Procedural colour images, made offline with numpy: the ``shapes`` base dataset and colourising.
 
 ``make_shapes`` draws one filled shape per 32x32 image (six classes) at a random position and
-size, in a random colour on a random background colour of clearly different brightness.
-``colourise`` turns one-channel images into three-channel ones the same way: the strokes take
-one random colour, the background another. Both are deterministic given their seed.
+size, in a random light colour on a random darker background colour. ``colourise`` turns
+one-channel images into three-channel ones: strokes in one colour, the background in a darker one,
+either per image or one pair per set with a little per-image jitter (the ``[colour=SEED]`` option). Both are deterministic given their seed.
 """
 
 from __future__ import annotations
@@ -14,30 +14,49 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "plus", "ring", "diamond")
 SHAPES_SIZE = 32
 SHAPES_PER_CLASS = (1000, 200)  # train, test images per class
 SHAPES_SEED = 0  # the built-in set never changes
+COLOUR_JITTER = 0.08  # [colour=SEED]: per-image spread around the set's colour pair
 MIN_CONTRAST = 0.35  # |brightness(stroke) - brightness(background)| at least this
 
 
 def contrasting_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fg, bg) colours (n, 3) in [0, 1] whose mean brightness differs by at least MIN_CONTRAST."""
-    fg = rng.uniform(0.0, 1.0, (n, 3))
-    bg = rng.uniform(0.0, 1.0, (n, 3))
-    for _ in range(64):  # redraw the backgrounds that are too close; converges in a few rounds
-        close = np.abs(fg.mean(1) - bg.mean(1)) < MIN_CONTRAST
+    """(fg, bg) colours (n, 3) in [0, 1]: the stroke's mean brightness exceeds the background's by at
+    least MIN_CONTRAST (light strokes on a darker background; the hues are free)."""
+    fg = rng.uniform(0.35, 1.0, (n, 3))
+    bg = rng.uniform(0.0, 0.65, (n, 3))
+    for _ in range(64):  # redraw the pairs that are too close; converges in a few rounds
+        close = fg.mean(1) - bg.mean(1) < MIN_CONTRAST
         if not close.any():
             break
-        bg[close] = rng.uniform(0.0, 1.0, (int(close.sum()), 3))
-    close = np.abs(fg.mean(1) - bg.mean(1)) < MIN_CONTRAST
-    bg[close] = np.where(fg[close].mean(1, keepdims=True) > 0.5, 0.0, 1.0)  # the rare leftovers: black or white
+        fg[close] = rng.uniform(0.35, 1.0, (int(close.sum()), 3))
+        bg[close] = rng.uniform(0.0, 0.65, (int(close.sum()), 3))
+    close = fg.mean(1) - bg.mean(1) < MIN_CONTRAST
+    fg[close], bg[close] = 1.0, 0.0  # the rare leftovers: white on black
     return fg, bg
 
 
-def colourise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(N, 1, H, W) intensities in [0, 1] -> (N, 3, H, W): per image ``bg * (1 - x) + fg * x``."""
-    fg, bg = (c.astype(np.float32)[:, :, None, None] for c in contrasting_colours(rng, len(x)))
+def colourise(x: np.ndarray, rng: np.random.Generator, palette: tuple[np.ndarray, np.ndarray] | None = None,
+              jitter: float = 0.0) -> np.ndarray:
+    """(N, 1, H, W) intensities in [0, 1] -> (N, 3, H, W): per image ``bg + (fg - bg) * x``.
+
+    Without ``palette`` every image gets its own random colour pair; with one, ``(fg, bg)`` of shape
+    (3,), every image gets that pair moved by Gaussian noise of size ``jitter`` (clipped to [0, 1]).
+    """
+    if palette is None:
+        fg, bg = contrasting_colours(rng, len(x))
+    else:
+        fg = np.clip(palette[0] + jitter * rng.standard_normal((len(x), 3)), 0.0, 1.0)
+        bg = np.clip(palette[1] + jitter * rng.standard_normal((len(x), 3)), 0.0, 1.0)
+    fg, bg = (c.astype(np.float32)[:, :, None, None] for c in (fg, bg))
     out = np.empty((len(x), 3, *x.shape[2:]), dtype=np.float32)  # (N, 3, H, W)
     np.multiply(fg - bg, x.astype(np.float32, copy=False), out=out)
     out += bg
     return out
+
+
+def set_palette(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (fg, bg) colours, each (3,), that ``[colour=SEED]`` gives a whole dataset."""
+    fg, bg = contrasting_colours(np.random.default_rng([seed, 0xC010]), 1)
+    return fg[0], bg[0]
 
 
 def _mask(c: int, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ Grammar (docs/datasets.md)::
     noise=SIGMA                    add Gaussian noise (seeded by the name), 0 < SIGMA <= 5
     size=S                         resize images to SxS (bilinear)
     rgb                            one-channel images -> three identical channels
-    colour=SEED                    one-channel images -> three channels: strokes and background in
-                                   random colours per image (seeded by the name)
+    colour=SEED                    one-channel images -> three channels: light strokes on a darker
+                                   background, one colour pair per SEED, a little jitter per image
     n=COUNT                        keep COUNT training samples (stratified); the test split is unchanged
     ntest=COUNT                    keep COUNT test samples (stratified)
 
@@ -208,14 +208,16 @@ def _apply(ds: Dataset, key: str, value: str, seed: int) -> Dataset:
 
 
 def _to_rgb(ds: Dataset, key: str, value: str, seed: int) -> Dataset:
-    """``rgb``: the one channel three times; ``colour``: per-image random stroke / background colours."""
+    """``rgb``: the one channel three times; ``colour``: the palette of SEED, jittered per image."""
     shape = (3, *ds.info.input_shape[1:])
     if key == "rgb":
         return _map_x(ds, lambda x, _: np.repeat(x, 3, axis=1), input_shape=shape)
-    from igpg_zoo.data.procedural import colourise
+    from igpg_zoo.data.procedural import COLOUR_JITTER, colourise, set_palette
 
-    rngs = {s: np.random.default_rng([seed, int(value), i]) for i, s in enumerate(("train", "test"))}
-    return _map_x(ds, lambda x, s: colourise(np.clip(x, 0.0, 1.0), rngs[s]), input_shape=shape)
+    palette = set_palette(int(value))  # the same colours for every task with this SEED, in both splits
+    rngs = {s: np.random.default_rng([seed, i]) for i, s in enumerate(("train", "test"))}
+    return _map_x(ds, lambda x, s: colourise(np.clip(x, 0.0, 1.0), rngs[s], palette, COLOUR_JITTER),
+                  input_shape=shape)
 
 
 # -- descriptions and loading ----------------------------------------------------------------
@@ -236,7 +238,7 @@ def _modifier(key: str, value: str, modality: str) -> str:
         "noise": f"with added Gaussian noise (sigma {value})",
         "size": f"resized to {value}x{value} pixels",
         "rgb": "as 3-channel RGB",
-        "colour": f"in random stroke and background colours (seed {value})",
+        "colour": f"coloured with stroke and background palette {value}",
         "n": f"trained on {value} samples",
         "ntest": f"tested on {value} samples",
     }.get(key, "")
