@@ -69,15 +69,36 @@ def estimate(module: nn.Module, calibration: Calibration) -> dict[str, Any]:
     module is left in eval mode); returns the provenance facts."""
     import torch
 
-    from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
-
     x = torch.tensor(_array(calibration.x), dtype=torch.float32)  # a copy: datasets are read-only
     batches = [x[i:i + CALIBRATION_BATCH] for i in range(0, len(x), CALIBRATION_BATCH)]
     if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot normalise one sample
         batches = batches[:-1]
-    layers = recalibrate_batchnorm(module, batches)
+    layers = _reestimate(module, batches)
     return {"layers": layers, "statistics": "estimated", "on": calibration.source, "samples": int(len(x)),
             "when": "export"}
+
+
+def _reestimate(module: nn.Module, batches: list) -> int:
+    """Reset and re-estimate every tracking BatchNorm layer as the exact mean over ``batches``. Only the
+    BatchNorm layers run in training mode (dropout and the like stay off); returns the number of layers."""
+    import torch
+
+    bns = [module.get_submodule(name) for name in batchnorm_layers(module)]
+    saved = [m.momentum for m in bns]
+    module.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                module(x)
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        module.eval()
+    return len(bns)
 
 
 def calibrated(module: nn.Module, calibration: Calibration) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
