@@ -83,3 +83,11 @@ def test_seeded_build_makes_timm_inits_reproducible(timm_on, arch):
     a, b, c = (init_module(seeded_build(adapter, arch, s), s).state_dict() for s in (4, 4, 5))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("preset, lrs", [("timm", {"timm/test_vit": 5e-4, "timm/test_resnet": 1e-2}),
+                                         ("demo", {"cnn-i1x8x8-c8k3-c16k3": 1e-2})])
+def test_base_runs_take_their_familys_base_variant(preset, lrs):
+    bases = [r for r in plan_runs(PRESETS[preset]) if r.member == "base"]
+    for prefix, lr in lrs.items():
+        assert {r.variant.lr for r in bases if r.arch.startswith(prefix)} == {lr}

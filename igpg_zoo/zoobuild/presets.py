@@ -34,6 +34,7 @@ class Family:
     finetuned: tuple[Variant, ...] = ()
     independent: tuple[Variant, ...] = (Variant(0),)
     keep: int = 3  # checkpoints per run: the last `keep` epochs
+    base: Variant = Variant(0)  # the base run's hyper-parameters
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ TIMM = Preset("timm", (
     Family("digits[colour=1][size=32]", TIMM_CONV_ARCHS, TIMM_TASKS, base_epochs=6, finetune_epochs=3,
            scratch_epochs=6, finetuned=(Variant(0, 1e-3),), independent=(Variant(100, 3e-3),), keep=2),
     Family("digits[colour=1][size=32]", TIMM_VIT_ARCHS, TIMM_TASKS, base_epochs=6, finetune_epochs=3,
-           scratch_epochs=6, finetuned=(Variant(0, 2.5e-4),), independent=(Variant(100, 5e-4),), keep=2),
+           scratch_epochs=6, finetuned=(Variant(0, 2.5e-4),), independent=(Variant(100, 5e-4),), keep=2,
+           base=Variant(0, 5e-4)),  # at the default 1e-2 the ViT does not learn
 ), holdout=TIMM_HOLDOUT,
    about="timm test_resnet / test_efficientnet / test_vit and a BatchNorm CNN (100k-375k parameters) on 3x32x32 "
          "colour tasks; needs the igpg-zoo-timm plugin and dataset-fashion-mnist")
