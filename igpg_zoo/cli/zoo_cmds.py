@@ -21,7 +21,7 @@ zoo_app = typer.Typer(name="zoo", help="Build a model zoo offline: train presets
 
 @zoo_app.command("build")
 def build(
-    preset: Annotated[str, typer.Option("--preset", help="tiny (seconds) | demo (minutes) | full (benchmarks)")] = "demo",
+    preset: Annotated[str, typer.Option("--preset", help="tiny (seconds) | demo (minutes) | full (benchmarks) | timm (timm models, 3x32x32)")] = "demo",
     seed: Annotated[int, typer.Option("--seed", help="build seed: same seed, same weights")] = 0,
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
