@@ -31,7 +31,7 @@ out for the estimate, the rest fitting heads; the test split is never read.
 Modules: settings (defaults), sample (fit / held-out split, fingerprint), heads (which architecture
 takes the data, head resize and ridge fit), estimate (ridge / knn / logme), candidates (retrieval,
 diversification), generated (the only calls into the generator), decide, proposals, compose
-(``answer``), record (stored answers, ``reproduce``), select.
+(``answer``), record (stored answers, ``reproduce``), selection (``select``).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def answer(zoo, text=None, data=None, arch=(), **options):
 
 
 def select(zoo, data, arch=(), **options):
-    """See the module doc; ``igpg_zoo.answer.select.select``."""
-    from igpg_zoo.answer.select import select as run
+    """See the module doc; ``igpg_zoo.answer.selection.select``."""
+    from igpg_zoo.answer.selection import select as run
 
     return run(zoo, data, tuple(arch), **options)
 

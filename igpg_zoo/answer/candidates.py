@@ -23,7 +23,7 @@ _DATA_PART = slice(0, 388)  # meta, global and class blocks of a dataset embeddi
 
 @dataclass
 class Candidate:
-    source: str  # "retrieved" | "generated"
+    source: str  # "retrieved" | "generated" | "random" (a reference row)
     arch: str  # the architecture handed out (a retrieved member's may carry a resized head)
     record: Checkpoint | None = None  # retrieved: the member; generated: None
     text_score: float | None = None
@@ -39,6 +39,8 @@ class Candidate:
     def label(self) -> str:
         if self.record is not None:
             return f"#{self.record.id}"
+        if self.source == "random":
+            return "random"
         return f"draw {self.draw['index']}" if self.draw else "draw"
 
     def to_dict(self) -> dict[str, Any]:

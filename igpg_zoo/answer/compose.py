@@ -33,6 +33,7 @@ class Answer:
     proposals: list[Proposal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    baselines: list[Candidate] = field(default_factory=list)  # random init of the chosen arch, for reference
     id: int | None = None  # the recorded answer
     out: str | None = None
     weights: dict | None = field(default=None, repr=False)  # the chosen start, head fitted to the data
@@ -44,6 +45,7 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         return {"answer_id": self.id, "decision": self.decision.to_dict(), "inputs": self.inputs,
                 "candidates": [c.to_dict() for c in self.candidates],
+                "baselines": [c.to_dict() for c in self.baselines],
                 "proposals": [p.to_dict() for p in self.proposals], "notes": self.notes,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "out": self.out}
 
@@ -197,6 +199,8 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
     result = Answer(decision, retrieved, _rank(generated, sample is not None), inputs, notes=notes, seconds=seconds)
     if sample is not None and not arch:
         result.proposals = propose(zoo, sample, covered or gen.covered_archs(zoo, prior_id))
+    if sample is not None:
+        result.baselines = [_random_init(decision.chosen.arch, sample, s)]
     result.weights = _handed_out(decision.chosen, sample)
     if out is not None:
         result.out = _write(zoo, result, sample, fmt, Path(out), overwrite)
@@ -206,6 +210,18 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
         result.id = record_answer(zoo, result)
     seconds["total"] = time.perf_counter() - clock["start"]
     return result
+
+
+def _random_init(arch: str, sample: UserSample, s: AnswerSettings) -> Candidate:
+    """A seeded fresh initialisation of ``arch``, scored the same way (a reference, never the answer)."""
+    import torch
+
+    from igpg_zoo.adapters import get_adapter
+
+    torch.manual_seed(s.seed)
+    weights = get_adapter(arch).build(arch).state_dict()
+    return _score(Candidate("random", arch, draw={"arch": arch, "index": "init", "seed": s.seed,
+                                                   "log_likelihood": None}), sample, s, weights)
 
 
 def _handed_out(c: Candidate, sample: UserSample | None) -> dict:

@@ -51,7 +51,8 @@ def _with_data(r: Candidate | None, g: Candidate | None, n_draws: int, seconds: 
                  else " (no generated draw to compare)")
         return "retrieved", f"retrieved {r.label}: {_fmt(r.estimate)} on your held-out sample{other}"
     other = f" vs {_fmt(r.estimate)} for retrieved {r.label}" if r is not None else ""
-    return "generated", f"generated {g.label}: {_fmt(g.estimate)} on your held-out sample{other}{took}{_near(g)}"
+    return "generated", (f"generated {g.label} of {g.arch}: {_fmt(g.estimate)} on your held-out sample{other}{took}"
+                         f"{_near(g)}")
 
 
 def decide(retrieved: list[Candidate], generated: list[Candidate], mode: str, has_data: bool,
@@ -71,8 +72,9 @@ def decide(retrieved: list[Candidate], generated: list[Candidate], mode: str, ha
             why += f"; without data the draws (log-likelihood {g.draw['log_likelihood']:.1f}) are not compared"
         return Decision("retrieved", r, mode, why, r, g)
     if mode == "generate":
-        why = (f"generated {g.label}: {_fmt(g.estimate)} on your held-out sample" if has_data else
-               f"generated {g.label}: the likeliest of {len(generated)} draws "
+        vs = f" (retrieved {r.label}: {_fmt(r.estimate)})" if r is not None else ""
+        why = (f"generated {g.label} of {g.arch}: {_fmt(g.estimate)} on your held-out sample{vs}{_near(g)}" if has_data else
+               f"generated {g.label} of {g.arch}: the likeliest of {len(generated)} draws "
                f"(log-likelihood {g.draw['log_likelihood']:.1f}){_near(g)}")
         return Decision("generated", g, mode, why, r, g)
     choice, why = _with_data(r, g, len(generated), generate_seconds)

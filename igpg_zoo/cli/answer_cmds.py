@@ -55,18 +55,21 @@ def _answer_table(result, k: int) -> None:
     for col in ("start", "from", "arch", "trained on / draw", "estimate", "stored acc", "params", "note"):
         table.add_column(col, overflow="fold", no_wrap=col == "arch")
     scored = result.inputs.get("data") is not None
-    rows = (sorted(result.candidates, key=lambda c: -c.estimate)[:k] if scored
+    rows = (sorted(result.candidates, key=lambda c: -c.estimate)[:k] + result.baselines if scored
             else result.retrieved[:k] + result.generated[:k])
     for c in rows:
         r, draw = c.record, c.draw or {}
         nearest = draw.get("nearest") or {}
         if draw.get("replica_of"):
             note = "a draw replicated it"
+        elif c.source == "random":
+            note = "reference, never chosen"
         elif c.source == "retrieved":
             note = f"best of {c.group_size}" if c.group_size > 1 else ""
         else:
             note = f"nearest #{nearest['id']} at {100 * nearest.get('relative_distance', 0):.1f} %" if nearest else ""
-        where = _shown(r.dataset or r.task) if r is not None else f"log-lik {draw['log_likelihood']:.1f}"
+        where = (_shown(r.dataset or r.task) if r is not None else
+                 f"log-lik {draw['log_likelihood']:.1f}" if draw.get("log_likelihood") is not None else "-")
         table.add_row(c.label, c.source, _shown(c.arch), where, _fmt(c.estimate),
                       _fmt(r.metric("acc") if r is not None else None), f"{r.n_params:,}" if r is not None else "-", note)
     Console().print(table)
@@ -162,14 +165,35 @@ def _select_table(sel) -> None:
 
     rank = {o: {cid: i + 1 for i, cid in enumerate(ids)} for o, ids in sel.ranks.items()}
     table = Table(box=None, pad_edge=False)
-    for col in ("#", "id", "arch", "task", "estimate", "rank by acc", "stored acc", "rank by params", "params"):
-        table.add_column(col, overflow="fold")
+    for col in ("#", "id", "arch", "trained on", "estimate", "rank by acc", "stored acc", "rank by params", "params"):
+        table.add_column(col, overflow="fold", no_wrap=col == "arch")
     for i, r in enumerate(sel.rows, 1):
         rec = r.record
-        table.add_row(str(i), f"#{rec.id}", _shown(r.arch), _shown(rec.task), _fmt(r.estimate),
+        table.add_row(str(i), f"#{rec.id}", _shown(r.arch), _shown(rec.dataset or rec.task), _fmt(r.estimate),
                       str(rank["acc"][rec.id]), _fmt(rec.metric("acc")), str(rank["params"][rec.id]),
                       f"{rec.n_params:,}")
     Console().print(table)
+
+
+class _LazyBar:
+    """A rich progress bar on stderr that appears with the first update (so an early error prints alone)."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.job = label, None, None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.job = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.job, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def select(
@@ -187,9 +211,13 @@ def select(
 
     _check_kinds(kind)
     settings = replace(S, k=k, estimate=estimate, order=order, seed=seed)
-    with _zoo(registry, blobs) as zoo:
-        sel = zoo.select(data, tuple(arch or ()), filters=_filters(dataset, task, kind, tag, where),
-                         settings=settings, label=label)
+    bar = _LazyBar("scoring members")
+    try:
+        with _zoo(registry, blobs) as zoo:
+            sel = zoo.select(data, tuple(arch or ()), filters=_filters(dataset, task, kind, tag, where),
+                             settings=settings, label=label, progress=bar.update)
+    finally:
+        bar.close()
     if json_out:
         _echo_json(sel.to_dict())
         return

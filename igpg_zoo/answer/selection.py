@@ -60,14 +60,16 @@ def _key(order: str):
     return lambda r: (-r.estimate, r.record.id)
 
 
-def _score_all(zoo, members, sample: UserSample, s: SelectSettings) -> tuple[list[Ranked], int]:
+def _score_all(zoo, members, sample: UserSample, s: SelectSettings, progress=None) -> tuple[list[Ranked], int]:
     from igpg_zoo.answer.estimate import score_model
     from igpg_zoo.answer.heads import transplant
 
     cache = zoo.answers.scores(sample.fingerprint, s.estimate, [r.id for r, _ in members])
     fresh: dict[int, tuple[str, float, dict]] = {}
     rows, hits = [], 0
-    for record, target in members:
+    for done, (record, target) in enumerate(members, 1):
+        if progress is not None:
+            progress(done, len(members))
         hit = cache.get(record.id)
         if hit is not None and hit[0] == record.sha256:
             hits += 1
@@ -84,8 +86,10 @@ def _score_all(zoo, members, sample: UserSample, s: SelectSettings) -> tuple[lis
 
 
 def select(zoo, data, arch: tuple[str, ...] = (), filters: dict | None = None,
-           settings: SelectSettings = SelectSettings(), label: str = "label") -> Selection:
-    """The members that take ``data`` (path or Dataset), scored and ordered; see the module doc."""
+           settings: SelectSettings = SelectSettings(), label: str = "label", progress=None) -> Selection:
+    """The members that take ``data`` (path or Dataset), scored and ordered; see the module doc.
+
+    ``progress(done, total)`` is called as members are scored."""
     from igpg_zoo.answer.candidates import _arch_ok
     from igpg_zoo.answer.compose import check_arch
     from igpg_zoo.answer.estimate import check_estimate
@@ -111,7 +115,7 @@ def select(zoo, data, arch: tuple[str, ...] = (), filters: dict | None = None,
     if not members:
         raise NothingToReturn(f"no stored member takes data of shape {sample.input_shape} with {sample.n_classes} "
                               "classes (within the filters); see 'igpg-zoo query --data' for proposed architectures")
-    rows, hits = _score_all(zoo, members, sample, s)
+    rows, hits = _score_all(zoo, members, sample, s, progress)
     ranks = {o: [r.record.id for r in sorted(rows, key=_key(o))] for o in ORDERS}
     data_info = {"name": ds.name, "fingerprint": sample.fingerprint, "input_shape": list(sample.input_shape),
                  "n_classes": sample.n_classes}
