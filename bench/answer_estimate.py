@@ -73,10 +73,10 @@ def _truth(arch, weights, ds, steps: int) -> float:
     """Test accuracy after ``steps`` Adam steps (lr 1e-3, batch 64) on the whole training split."""
     import torch
 
-    from igpg_zoo.answer import heads
+    from igpg_zoo.answer.heads import build
     from igpg_zoo.zoobuild.trainer import accuracy, fit
 
-    module = heads.build(arch, dict(weights))
+    module = build(arch, dict(weights))
     fit(module, ds.x_train, ds.y_train, steps=steps, lr=1e-3, seed=0)
     with torch.no_grad():
         return float(accuracy(module, ds.x_test, ds.y_test))

@@ -31,7 +31,7 @@ out for the estimate, the rest fitting heads; the test split is never read.
 Modules: settings (defaults), sample (fit / held-out split, fingerprint), heads (which architecture
 takes the data, head resize and ridge fit), estimate (ridge / knn / logme), candidates (retrieval,
 diversification), generated (the only calls into the generator), decide, proposals, compose
-(``answer``), record (stored answers, ``reproduce``), selection (``select``).
+(``answer``, ``reproduce``), record (stored answers), selection (``select``).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def select(zoo, data, arch=(), **options):
 
 
 def reproduce(zoo, answer_id: int, data=None):
-    """See the module doc; ``igpg_zoo.answer.record.reproduce``."""
-    from igpg_zoo.answer.record import reproduce as run
+    """See the module doc; ``igpg_zoo.answer.compose.reproduce``."""
+    from igpg_zoo.answer.compose import reproduce as run
 
     return run(zoo, answer_id, data)
 

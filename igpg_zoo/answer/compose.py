@@ -12,8 +12,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from igpg_zoo.answer import candidates as cands
-from igpg_zoo.answer import generated as gen
+import igpg_zoo.answer.candidates as cands
+import igpg_zoo.answer.generated as gen
 from igpg_zoo.answer.candidates import Candidate
 from igpg_zoo.answer.decide import Decision, decide
 from igpg_zoo.answer.proposals import Proposal, propose
@@ -72,7 +72,7 @@ def load_sample(data, s: AnswerSettings, label: str = "label") -> UserSample:
 def check_arch(patterns: tuple[str, ...], sample: UserSample | None) -> None:
     """A concrete --arch must take the data as it is: its input shape and at least its classes."""
     from igpg_zoo.adapters import get_adapter
-    from igpg_zoo.answer.heads import _outputs
+    from igpg_zoo.answer.heads import output_count
 
     for arch in patterns:
         if _WILD & set(arch):
@@ -80,7 +80,7 @@ def check_arch(patterns: tuple[str, ...], sample: UserSample | None) -> None:
         get_adapter(arch)  # UnknownArchitecture in one line
         if sample is None:
             continue
-        outputs = _outputs(arch, sample.input_shape)
+        outputs = output_count(arch, sample.input_shape)
         if outputs is None:
             raise DatasetError(f"the data's inputs (shape {sample.input_shape}) do not fit '{arch}'; pick an "
                                "architecture with that input, or leave --arch out to see the ones proposed")
@@ -191,11 +191,7 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
     decision = decide(retrieved, _rank(generated, sample is not None), s.mode, sample is not None,
                       seconds.get("generate"))
     used = next((c.draw.get("prior_artifact_id") for c in [*generated, *retrieved] if c.draw), None)
-    inputs = {"text": text, "arch": list(arch), "filters": {k: list(v) for k, v in filters.items()},
-              "settings": s.to_dict(), "prior_id": prior_id if prior_id is not None else used, "label": label,
-              "data": None if sample is None else {"name": sample.dataset.name, "fingerprint": sample.fingerprint,
-                                                    "input_shape": list(sample.input_shape),
-                                                    "n_classes": sample.n_classes}}
+    inputs = _inputs(text, arch, filters, s, prior_id if prior_id is not None else used, label, sample)
     result = Answer(decision, retrieved, _rank(generated, sample is not None), inputs, notes=notes, seconds=seconds)
     if sample is not None and not arch:
         result.proposals = propose(zoo, sample, covered or gen.covered_archs(zoo, prior_id))
@@ -210,6 +206,14 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
         result.id = record_answer(zoo, result)
     seconds["total"] = time.perf_counter() - clock["start"]
     return result
+
+
+def _inputs(text, arch, filters, s: AnswerSettings, prior_id, label, sample) -> dict[str, Any]:
+    """What the answer is recorded with: enough to make it again (``reproduce``)."""
+    data = None if sample is None else {"name": sample.dataset.name, "fingerprint": sample.fingerprint,
+                                        "input_shape": list(sample.input_shape), "n_classes": sample.n_classes}
+    return {"text": text, "arch": list(arch), "filters": {k: list(v) for k, v in filters.items()},
+            "settings": s.to_dict(), "prior_id": prior_id, "label": label, "data": data}
 
 
 def _random_init(arch: str, sample: UserSample, s: AnswerSettings) -> Candidate:
@@ -243,3 +247,26 @@ def _write(zoo, result: Answer, sample, fmt: str, out: Path, overwrite: bool) ->
     if c.source == "generated":
         meta.update(kind="generated", provenance={"draw": c.draw})
     return str(export_weights(c.arch, result.weights, fmt, out, meta=meta, overwrite=overwrite).path)
+
+
+def reproduce(zoo, answer_id: int, data=None):
+    """The answer ``answer_id`` made again from its recorded inputs (not recorded again).
+
+    ``data`` (path or Dataset) must be the same data: its sample's fingerprint is checked.
+    """
+    old = zoo.answers.get(answer_id)
+    inputs = old.inputs
+    settings = AnswerSettings(**inputs["settings"])
+    if (inputs.get("data") is None) != (data is None):
+        raise DatasetError(f"answer #{answer_id} was made " + ("with data: give the same --data" if data is None
+                                                                else "without data: leave --data out"))
+    sample = None
+    if data is not None:
+        sample = load_sample(data, settings, inputs.get("label") or "label")
+        if sample.fingerprint != inputs["data"]["fingerprint"]:
+            raise DatasetError(f"this data is not the data of answer #{answer_id} (fingerprint "
+                               f"{sample.fingerprint[:12]} vs {inputs['data']['fingerprint'][:12]}); give the same file")
+    filters = {k: tuple(v) for k, v in inputs.get("filters", {}).items()}
+    return answer(zoo, inputs.get("text"), sample.dataset if sample is not None else None, tuple(inputs["arch"]),
+                  filters, settings, record=False, label=inputs.get("label") or "label",
+                  prior_id=inputs.get("prior_id"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from igpg_zoo.answer import heads
+from igpg_zoo.answer.heads import build, features, output_count, predict, ridge_solve, set_head
 from igpg_zoo.answer.sample import UserSample
 from igpg_zoo.answer.settings import ESTIMATES
 from igpg_zoo.errors import ConfigError
@@ -83,9 +83,9 @@ def logme(F: np.ndarray, y: np.ndarray, iterations: int = 50) -> float:
 
 def score_features(F_fit, F_held, sample: UserSample, n_out: int, estimate: str, ridge: float) -> Scored:
     """The estimate from features of the fit and held-out parts (the ridge head is always fitted)."""
-    W = heads.ridge_solve(F_fit, sample.y_fit, n_out, ridge)
-    fit_acc = float((heads.predict(F_fit, W) == sample.y_fit).mean())
-    held_acc = float((heads.predict(F_held, W) == sample.y_held).mean())
+    W = ridge_solve(F_fit, sample.y_fit, n_out, ridge)
+    fit_acc = float((predict(F_fit, W) == sample.y_fit).mean())
+    held_acc = float((predict(F_held, W) == sample.y_held).mean())
     if estimate == "ridge":
         value = held_acc
     elif estimate == "knn":
@@ -98,16 +98,16 @@ def score_features(F_fit, F_held, sample: UserSample, n_out: int, estimate: str,
 def score_model(arch: str, weights: dict[str, torch.Tensor], sample: UserSample, estimate: str,
                 ridge: float) -> Scored:
     """Build ``arch`` with ``weights`` (batch norm re-estimated on the fit part) and score it."""
-    module = heads.build(arch, dict(weights), sample.x_fit)
-    F_fit = heads.features(module, arch, sample.x_fit)
-    F_held = heads.features(module, arch, sample.x_held)
-    n_out = heads._outputs(arch, sample.input_shape) or sample.n_classes
+    module = build(arch, dict(weights), sample.x_fit)
+    F_fit = features(module, arch, sample.x_fit)
+    F_held = features(module, arch, sample.x_held)
+    n_out = output_count(arch, sample.input_shape) or sample.n_classes
     return score_features(F_fit, F_held, sample, n_out, estimate, ridge)
 
 
 def weights_for_user(arch: str, weights: dict[str, torch.Tensor], sample: UserSample, scored: Scored
                      ) -> dict[str, torch.Tensor]:
     """The weights handed out: batch norm re-estimated and the head fitted on the fit part."""
-    module = heads.build(arch, dict(weights), sample.x_fit)
-    heads.set_head(module, arch, scored.W)
+    module = build(arch, dict(weights), sample.x_fit)
+    set_head(module, arch, scored.W)
     return {k: v.detach().clone() for k, v in module.state_dict().items()}

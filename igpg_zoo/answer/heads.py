@@ -23,7 +23,7 @@ SWITCHED_OFF = -1e4  # bias of an output beyond the user's classes
 
 
 @lru_cache(maxsize=256)
-def _outputs(arch: str, input_shape: tuple[int, ...]) -> int | None:
+def output_count(arch: str, input_shape: tuple[int, ...]) -> int | None:
     """The output count of ``arch`` on inputs of ``input_shape``; None when they do not fit."""
     try:
         module = get_adapter(arch).build(arch).eval()
@@ -50,7 +50,7 @@ def _heads_only_differ(arch: str, other: str) -> bool:
 @lru_cache(maxsize=256)
 def target_arch(arch: str, input_shape: tuple[int, ...], n_classes: int) -> str | None:
     """The architecture a member of ``arch`` becomes for the data, or None when it cannot take it."""
-    outputs = _outputs(arch, input_shape)
+    outputs = output_count(arch, input_shape)
     if outputs is None:
         return None
     if outputs == n_classes:
@@ -62,7 +62,7 @@ def target_arch(arch: str, input_shape: tuple[int, ...], n_classes: int) -> str 
             other = get_adapter(other).canonical_arch(other)
         except ZooError:
             other = None
-        if other and _outputs(other, input_shape) == n_classes and _heads_only_differ(arch, other):
+        if other and output_count(other, input_shape) == n_classes and _heads_only_differ(arch, other):
             return other
     return arch if outputs > n_classes else None
 
