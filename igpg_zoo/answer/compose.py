@@ -155,6 +155,25 @@ def _draws(zoo, archs, sample, text, s: AnswerSettings, prior_id, retrieved) -> 
     return out, notes
 
 
+def _generation(zoo, text, arch, sample, retrieved, s: AnswerSettings, prior_id, seconds: dict
+                ) -> tuple[list[Candidate], list[str], list[str]]:
+    """Scored draws (none in retrieve mode, or without data in auto mode), notes, and the covered archs."""
+    covered = gen.covered_archs(zoo, prior_id) if s.mode != "retrieve" else []
+    archs = _generate_for(zoo, arch, sample, retrieved, s, covered) if s.mode != "retrieve" else []
+    if s.mode == "generate" and not archs:
+        raise GeneratorError("no trained generator covers an architecture for this query; train one "
+                             "(igpg-zoo train) or use --mode retrieve")
+    if archs and (sample is not None or s.mode == "generate"):
+        t0 = time.perf_counter()
+        generated, notes = _draws(zoo, archs, sample, text, s, prior_id, retrieved)
+        seconds["generate"] = time.perf_counter() - t0
+        return generated, notes, covered
+    if s.mode == "auto" and sample is not None:
+        return [], ["no trained generator in the registry: only stored members were compared" if not covered else
+                    "the generator covers no architecture of this query: only stored members were compared"], covered
+    return [], [], covered
+
+
 def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), filters: dict | None = None,
            settings: AnswerSettings = AnswerSettings(), out: Path | None = None, fmt: str = "safetensors",
            overwrite: bool = False, record: bool = True, label: str = "label", prior_id: int | None = None
@@ -176,18 +195,8 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
                        for c in cands.retrieve(zoo, text, filters, arch, sample, s.all_members, s.max_scored)],
                       sample is not None)
     seconds["retrieve"] = time.perf_counter() - clock["start"] - seconds["data"]
-    generated, notes, covered = [], [], gen.covered_archs(zoo, prior_id) if s.mode != "retrieve" else []
-    archs = _generate_for(zoo, arch, sample, retrieved, s, covered) if s.mode != "retrieve" else []
-    if s.mode == "generate" and not archs:
-        raise GeneratorError("no trained generator covers an architecture for this query; train one "
-                             "(igpg-zoo train) or use --mode retrieve")
-    if archs and (sample is not None or s.mode == "generate"):
-        t0 = time.perf_counter()
-        generated, notes = _draws(zoo, archs, sample, text, s, prior_id, retrieved)
-        seconds["generate"] = time.perf_counter() - t0
-        retrieved = _rank(retrieved, sample is not None)
-    elif s.mode == "auto" and sample is not None and not covered:
-        notes.append("no trained generator in the registry: only stored members were compared")
+    generated, notes, covered = _generation(zoo, text, arch, sample, retrieved, s, prior_id, seconds)
+    retrieved = _rank(retrieved, sample is not None)  # replicas of members joined the retrieved
     decision = decide(retrieved, _rank(generated, sample is not None), s.mode, sample is not None,
                       seconds.get("generate"))
     used = next((c.draw.get("prior_artifact_id") for c in [*generated, *retrieved] if c.draw), None)
