@@ -230,3 +230,19 @@ def test_select_static_orders(cli, plain, user_npz, order, key):
     assert r.exit_code == 0, r.stderr
     values = [row[key] for row in json.loads(r.stdout)["rows"]]
     assert values == sorted(values, reverse=True)
+
+
+def test_library_answer_hands_out_what_it_scored(zoo_root, user_npz):
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.answer import AnswerSettings
+    from igpg_zoo.answer.heads import build
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo(str(zoo_root / "plain.db")) as zoo:
+        a = zoo.answer(data=user_npz, settings=AnswerSettings(mode="retrieve"), record=False)
+    c = a.decision.chosen
+    assert all(torch.equal(a.weights[k], v) for k, v in a.weights_of(c).items())
+    module = build(c.arch, a.weights)
+    with torch.no_grad():
+        held = (module(torch.as_tensor(a.sample.x_held)).argmax(1).numpy() == a.sample.y_held).mean()
+    assert held == pytest.approx(c.held_accuracy) and get_adapter(c.arch).supports(c.arch)

@@ -15,6 +15,10 @@ Library API (the CLI's ``query`` and ``select`` are thin layers over it)::
         a.weights                  # the chosen start (state dict for a.decision.chosen.arch; head fitted
                                    # on the sample's fit part when data was given)
         a.retrieved, a.generated   # scored candidates, best first; a.proposals (no --arch), a.id
+        a.baselines                # [random init of the chosen arch, scored the same way] (with data)
+        a.weights_of(a.generated[0])  # any candidate's start as it would be handed out
+        a.sample                   # UserSample: x_fit / y_fit (heads fitted), x_held / y_held (scored),
+                                   # .dataset (the loaded data, test split untouched), .fingerprint
         a.to_dict()                # what ``query --json`` prints (``decision`` included)
 
         s = zoo.select("mine.npz", arch=(), filters=None, settings=SelectSettings(k=10))

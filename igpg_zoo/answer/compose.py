@@ -37,6 +37,11 @@ class Answer:
     id: int | None = None  # the recorded answer
     out: str | None = None
     weights: dict | None = field(default=None, repr=False)  # the chosen start, head fitted to the data
+    sample: UserSample | None = field(default=None, repr=False)
+
+    def weights_of(self, c: Candidate) -> dict:
+        """The start ``c`` would hand out (``c.arch``): head fitted on the fit part when there is data."""
+        return _handed_out(c, self.sample)
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -201,7 +206,8 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
                       seconds.get("generate"))
     used = next((c.draw.get("prior_artifact_id") for c in [*generated, *retrieved] if c.draw), None)
     inputs = _inputs(text, arch, filters, s, prior_id if prior_id is not None else used, label, sample)
-    result = Answer(decision, retrieved, _rank(generated, sample is not None), inputs, notes=notes, seconds=seconds)
+    result = Answer(decision, retrieved, _rank(generated, sample is not None), inputs, notes=notes, seconds=seconds,
+                    sample=sample)
     if sample is not None and not arch:
         result.proposals = propose(zoo, sample, covered or gen.covered_archs(zoo, prior_id))
     if sample is not None:
