@@ -173,6 +173,9 @@ def test_auto_compares_both_and_the_recorded_answer_reproduces(cli, with_generat
 
 def test_reproducing_with_other_data_is_refused(cli, plain, user_npz, tmp_path):
     a = json.loads(cli("query", "--data", user_npz, *plain, "--json").stdout)
+    listed = json.loads(cli("answers", *plain, "--json").stdout)
+    assert listed[0]["id"] == a["answer_id"] and listed[0]["decision"]["chosen"] == a["decision"]["chosen"]
+    assert listed[0]["inputs"]["data"]["fingerprint"] == a["inputs"]["data"]["fingerprint"]
     x, y = _digits([4, 6, 9], 200)
     np.savez(tmp_path / "other.npz", x=x, y=y)
     r = cli("answers", str(a["answer_id"]), "--reproduce", "--data", tmp_path / "other.npz", *plain)
