@@ -13,6 +13,7 @@ import typer
 
 from igpg_zoo.cli import (
     adapter_cmds,
+    answer_cmds,
     artifact_cmds,
     export_cmds,
     generator_cmds,
@@ -30,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
+for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
     module.register(app)
 
 
