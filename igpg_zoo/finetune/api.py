@@ -63,11 +63,11 @@ class FinetuneResult:
 
 def finetune(zoo, request: FinetuneRequest, progress: RunProgress | None = None) -> FinetuneResult:
     """Fine-tune from the request's start (and the starts to compare) on the request's data."""
-    from igpg_zoo.finetune import data as data_mod
+    from igpg_zoo.finetune.data import load, split as split_data
 
     request.check()
     cfg = request.config
-    split = data_mod.split(data_mod.load(request.data, request.label), cfg.val_fraction, cfg.seed)
+    split = split_data(load(request.data, request.label), cfg.val_fraction, cfg.seed)
     starts = _starts(zoo, request, split)
     runs = [_run(label, start, split, cfg, not request.compare, progress) for label, start in starts]
     comparison = None
@@ -86,7 +86,7 @@ def finetune(zoo, request: FinetuneRequest, progress: RunProgress | None = None)
 
 def _starts(zoo, request: FinetuneRequest, split) -> list[tuple[str, Any]]:
     """(label, Start) of the named start, then of each start to compare; all found before any training."""
-    from igpg_zoo.finetune import starts
+    import igpg_zoo.finetune.starts as starts
 
     cfg, kind = request.config, request.start_kind
     if kind == "record":
