@@ -53,14 +53,19 @@ def schedule(n_train: int, cfg: FinetuneConfig) -> tuple[int, int, int]:
 
 
 def train(arch: str, weights: dict[str, torch.Tensor], split: Split, cfg: FinetuneConfig, early_stop: bool = True,
-          progress: Progress | None = None) -> Trained:
-    """Fine-tune ``weights`` of ``arch`` on ``split``'s training part; returns the best held-out state."""
+          progress: Progress | None = None, on_eval: Callable[[int, torch.nn.Module], None] | None = None) -> Trained:
+    """Fine-tune ``weights`` of ``arch`` on ``split``'s training part; returns the best held-out state.
+
+    ``on_eval(step, module)`` is called at every evaluation (step 0 included), e.g. to score other data there.
+    """
     module = seeded_module(arch, cfg.seed)
     module.load_state_dict(weights, strict=True)
     per_epoch, total, every = schedule(len(split.y_train), cfg)
     patience_evals = cfg.patience * max(1, per_epoch // every)
     curve = Curve([0], [accuracy(module, split.x_val, split.y_val)], [None])
     best = (curve.val_acc[0], 0, _state(module))
+    if on_eval is not None:
+        on_eval(0, module)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, since_best, losses = 0, 0, []
@@ -80,6 +85,8 @@ def train(arch: str, weights: dict[str, torch.Tensor], split: Split, cfg: Finetu
                 val = accuracy(module, split.x_val, split.y_val)
                 curve.steps.append(step), curve.val_acc.append(val), curve.loss.append(sum(losses) / len(losses))
                 losses = []
+                if on_eval is not None:
+                    on_eval(step, module)
                 if val > best[0]:
                     best, since_best = (val, step, _state(module)), 0
                 else:
