@@ -24,7 +24,7 @@ def register_finetuned(zoo, arch: str, weights: dict[str, torch.Tensor], dataset
     data_name = f"user:{dataset.name}" if dataset.info.source == "user" else dataset.name
     metrics = (Metric("acc", float(test_acc), f"{data_name}:test"),
                Metric("val_acc", float(val_acc), f"{data_name}:heldout"))
-    emb = tuple(float(v) for v in embed_dataset(dataset))
+    emb = tuple(float(v) for v in embed_dataset(dataset, text_embedder=zoo.embedder))
     meta = CheckpointMeta(arch=arch, task=dataset.info.description, dataset=data_name, metrics=metrics,
                           tags=("finetuned", f"start:{lineage['start']['kind']}"), source=SOURCE,
                           name=name or f"{data_name}/{arch}/finetuned-from-{lineage['start']['kind']}",

@@ -99,7 +99,7 @@ def candidates(zoo, split: Split, body: str | None = None) -> list:
             key = (r.dataset, r.arch)
             if key not in best or (r.metric("acc") or 0) > (best[key].metric("acc") or 0):
                 best[key] = r
-    target = embed_dataset(split.dataset)
+    target = embed_dataset(split.dataset, text_embedder=zoo.embedder)
 
     def similarity(rec) -> float:
         vec = zoo.dataset_embedding(rec.id)
@@ -131,8 +131,9 @@ def generate(zoo, arch: str, split: Split, draws: int, seed: int) -> Start:
     except NotFound:
         raise NothingToReturn("the registry holds no trained generator; run 'igpg-zoo train' first or start "
                               "from a record") from None
-    results = gen.generate(target, task=ds.info.description, data=ds, data_embedding=embed_dataset(ds), n=draws,
-                           seed=seed, head="fit", dataset_name=ds.name)
+    emb = embed_dataset(ds, text_embedder=zoo.embedder)
+    results = gen.generate(target, task=ds.info.description, data=ds, data_embedding=emb, n=draws, seed=seed,
+                           head="fit", dataset_name=ds.name)
     best = results[0]
     nb = best.neighbour or {}
     return Start("generated", target, best.weights, None,
