@@ -57,7 +57,8 @@ def run(quick: bool) -> dict:
         if len(rows) >= 10:
             for key in taus:
                 taus[key].append(_tau(rows, key))
-        latency.append(case["latency"])
+        if "latency" in case:
+            latency.append(case["latency"])
     summary, facts = _summary(regrets, taus, latency, data, quick)
     details = (__doc__.split("\n\n")[1].replace("\n", " ") + "\n\n" + "\n".join(lines[:32]) + "\n\n" + facts)
     return {"summary": summary, "details": details, "data": {"cells": data, "regrets": regrets, "taus": taus}}
