@@ -182,3 +182,15 @@ def test_generated_start_uses_the_trained_generator(zoo_dir):
     assert [r.label for r in result.runs] == ["generated", "random"]  # the named start is not run twice
     assert rec.parent_id is None and rec.extra["finetune"]["start"]["kind"] == "generated"
     assert rec.extra["finetune"]["start"]["prior_artifact_id"] is not None and rec.arch == "mlp-i64-h16-o3"
+
+
+def test_too_little_memory_is_refused_before_training(zoo_dir, monkeypatch):
+    from igpg_zoo.errors import DatasetError
+    from igpg_zoo.finetune import data, finetune
+    from igpg_zoo.zoo import open_zoo
+
+    monkeypatch.setattr(data, "available_bytes", lambda: 1024)
+    with open_zoo() as zoo, pytest.raises(DatasetError, match="GiB are free"):
+        finetune(zoo, _request(zoo_dir, record_id=1))
+    with open_zoo() as zoo:
+        assert len(zoo.list()) == 3

@@ -69,6 +69,7 @@ def finetune(zoo, request: FinetuneRequest, progress: RunProgress | None = None)
     cfg = request.config
     split = split_data(load(request.data, request.label), cfg.val_fraction, cfg.seed)
     starts = _starts(zoo, request, split)
+    _check_memory(split, starts)
     runs = [_run(label, start, split, cfg, not request.compare, progress) for label, start in starts]
     comparison = None
     if len(runs) > 1:
@@ -107,6 +108,14 @@ def _starts(zoo, request: FinetuneRequest, split) -> list[tuple[str, Any]]:
         else:
             out.append((name, starts.generate(zoo, primary.arch, split, cfg.draws, cfg.seed)))
     return out
+
+
+def _check_memory(split, starts) -> None:
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.finetune.data import check_memory
+
+    n_params = max(sum(p.numel() for p in get_adapter(s.arch).build(s.arch).parameters()) for _, s in starts)
+    check_memory(split.dataset, n_params, len(starts))
 
 
 def _run(label: str, start, split, cfg: FinetuneConfig, early_stop: bool, progress: RunProgress | None) -> Run:

@@ -8,6 +8,7 @@ the end. Every start of one request sees the same parts.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,24 @@ def fingerprint(ds: Dataset) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def available_bytes() -> int | None:
+    """Physical memory free now (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(ds: Dataset, n_params: int, runs: int) -> None:
+    """Refuse before any work when the data's tensors and the runs' weights, gradients and Adam moments
+    (4 float32 copies each) clearly exceed the free memory."""
+    need = 2 * sum(np.asarray(a).size * 4 for a in (ds.x_train, ds.x_test)) + runs * 4 * 4 * n_params
+    free = available_bytes()
+    if free is not None and need > free:
+        raise DatasetError(f"fine-tuning needs about {need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB are free; "
+                           "use a smaller sample, a smaller architecture or fewer --compare starts")
 
 
 def split(ds: Dataset, val_fraction: float, seed: int) -> Split:
