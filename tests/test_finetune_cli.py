@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -14,22 +15,36 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ARCH = "mlp-i64-h16-o5"
 
 
-@pytest.fixture
-def one_zoo(cli, tmp_path):
+@pytest.fixture(scope="module")
+def _built(tmp_path_factory):
     """A registry with one MLP trained one epoch on 5 digit classes, and a 3-class user .npz."""
-    from igpg_zoo.adapters import get_adapter
-    from igpg_zoo.data import load_dataset
-    from igpg_zoo.records import CheckpointMeta
-    from igpg_zoo.zoo import open_zoo
-    from igpg_zoo.zoobuild.trainer import fit, init_module
+    root = tmp_path_factory.mktemp("ftcli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
+        mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.data import load_dataset
+        from igpg_zoo.records import CheckpointMeta
+        from igpg_zoo.zoo import open_zoo
+        from igpg_zoo.zoobuild.trainer import fit, init_module
 
-    ds = load_dataset("digits[classes=0-4][n=200]")
-    m = fit(init_module(get_adapter(ARCH).build(ARCH), 0), ds.x_train, ds.y_train, epochs=1)
-    with open_zoo() as zoo:
-        zoo.add_weights({k: v.detach().clone() for k, v in m.state_dict().items()},
-                        CheckpointMeta(arch=ARCH, task=ds.info.description, dataset=ds.name, kind="trained"))
-    user = load_dataset("digits[classes=1,2,6][n=150]")
-    np.savez(tmp_path / "user.npz", x=np.asarray(user.x_train)[:, 0], y=np.asarray(user.y_train))
+        ds = load_dataset("digits[classes=0-4][n=200]")
+        m = fit(init_module(get_adapter(ARCH).build(ARCH), 0), ds.x_train, ds.y_train, epochs=1)
+        (root / "zoo").mkdir()
+        with open_zoo(str(root / "zoo" / "registry.db"), embedder="hash") as zoo:
+            zoo.add_weights({k: v.detach().clone() for k, v in m.state_dict().items()},
+                            CheckpointMeta(arch=ARCH, task=ds.info.description, dataset=ds.name, kind="trained"))
+        user = load_dataset("digits[classes=1,2,6][n=150]")
+        np.savez(root / "user.npz", x=np.asarray(user.x_train)[:, 0], y=np.asarray(user.y_train))
+    return root
+
+
+@pytest.fixture
+def one_zoo(_built, tmp_path, monkeypatch):
+    """A private copy of the registry (commands may write to it) in the working folder."""
+    shutil.copytree(_built / "zoo", tmp_path / "zoo")
+    shutil.copy(_built / "user.npz", tmp_path / "user.npz")
+    monkeypatch.setenv("IGPG_ZOO_REGISTRY", str(tmp_path / "zoo" / "registry.db"))
     return tmp_path
 
 
