@@ -37,7 +37,7 @@ QUICK_CASES = ("digits[classes=4,6,9]", "digits[classes=1,2,3,4][rot=270]",
 SIZES = {False: {"n_train": 500, "n_test": 1000, "epochs": 10, "budget": 30, "pool": 12, "archs": 3},
          True: {"n_train": 300, "n_test": 400, "epochs": 4, "budget": 15, "pool": 10, "archs": 2}}
 SEED = 0
-VERSION = 1  # bump when the cell computation changes
+VERSION = 2  # bump when the cell computation changes
 
 
 def registry() -> Path:
@@ -177,7 +177,8 @@ def cells(quick: bool) -> dict:
         cache = HERE / "scratch" / f"frontdoor-cells-{key}.json"
         if cache.exists():
             return json.loads(cache.read_text())
-        out = {"registry": str(path), "prior_artifact_id": prior, "sizes": sizes, "cases": {}}
+        out = {"zoo": f"demo preset, generator: igpg-zoo train {' '.join(DEMO_TRAIN)}", "prior_artifact_id": prior,
+               "sizes": sizes, "cases": {}}
         for task in cases:
             split = split_data(sample(task, sizes), 0.2, SEED)
             archs = archs_for(zoo, split, sizes["archs"])

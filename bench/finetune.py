@@ -51,5 +51,5 @@ def run(quick: bool) -> dict:
          "met": None, "command": cmd},
     ]
     details = (__doc__.split("\n\n")[1].replace("\n", " ") + "\n\n" + "\n".join(lines[:34]) +
-               f"\n\nSizes: {data['sizes']}; prior #{data['prior_artifact_id']}; a shared 2-core machine.")
+               f"\n\nSizes: {data['sizes']}; zoo: {data['zoo']}; a shared 2-core machine.")
     return {"summary": summary, "details": details, "data": {"rows": rows}}

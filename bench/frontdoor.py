@@ -93,7 +93,7 @@ def _summary(regrets, taus, latency, data, quick) -> tuple[list[dict], str]:
     rows.append({"measure": "latency of an answer for --data (in process, warm; median over cases): without / with "
                             "generation", "target": "<= 3 s / <= 10 s", "value": f"{ret:.2f} s / {both:.2f} s",
                  "met": ret <= 3 and both <= 10, "command": cmd})
-    facts = (f"Sizes: {data['sizes']}; zoo {data['registry']} (demo preset), prior #{data['prior_artifact_id']}. "
+    facts = (f"Sizes: {data['sizes']}; zoo: {data['zoo']}. "
              "Static baselines rank by stored test accuracy and by parameter count. Latency is measured inside "
              "one process with the models already loaded, on a shared 2-core machine.")
     return rows, facts
