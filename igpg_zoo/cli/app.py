@@ -16,6 +16,7 @@ from igpg_zoo.cli import (
     answer_cmds,
     artifact_cmds,
     export_cmds,
+    finetune_cmds,
     generator_cmds,
     registry_cmds,
     tokenizer_cmds,
@@ -31,7 +32,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
+for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, finetune_cmds,
+               export_cmds, artifact_cmds):
     module.register(app)
 
 
