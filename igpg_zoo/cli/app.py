@@ -17,6 +17,7 @@ from igpg_zoo.cli import (
     export_cmds,
     generator_cmds,
     registry_cmds,
+    serve_cmds,
     tokenizer_cmds,
     zoo_cmds,
 )
@@ -30,7 +31,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
+for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds,
+               serve_cmds):
     module.register(app)
 
 
