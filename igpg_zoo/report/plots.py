@@ -47,12 +47,14 @@ def _scatter_by(ax, xy: np.ndarray, labels: list[str], generated: np.ndarray, ti
     colours = colormaps["tab10"]
     groups = [(g, colours(i)) for i, g in enumerate(top)] + [(OTHER, (0.7, 0.7, 0.7, 1.0))]
     names = np.array([lbl if lbl in top else OTHER for lbl in labels])
+    size = float(np.clip(4000 / max(len(labels), 1), 6, 60))  # small zoos get larger points
     for group, colour in groups:
         mine = names == group
         if mine.any():
-            ax.scatter(*xy[mine & ~generated].T, s=9, color=colour, alpha=0.6, linewidths=0,
-                       label=group if len(group) <= 40 else group[:38] + "…")
-            ax.scatter(*xy[mine & generated].T, s=70, color=colour, marker="*", edgecolors="black", linewidths=0.6)
+            ax.scatter(*xy[mine & ~generated].T, s=size, color=colour, alpha=0.6, linewidths=0,
+                       label=_short(group, 40))
+            ax.scatter(*xy[mine & generated].T, s=4 * size + 40, color=colour, marker="*", edgecolors="black",
+                       linewidths=0.6)
     if generated.any():
         ax.scatter([], [], s=70, marker="*", color="white", edgecolors="black", label="generated (★)")
     ax.set_title(title)
@@ -84,15 +86,17 @@ def accuracy(zoo: Zoo) -> bytes:
     ax = fig.add_subplot()
     pos = np.arange(len(rows))
     trained = [r[1] if r[1] else [np.nan] for r in rows]
-    generated = [r[2] for r in rows]
     ax.boxplot(trained, positions=pos - 0.18, widths=0.3, patch_artist=True, manage_ticks=False,
                boxprops={"facecolor": "#9ecae1"}, medianprops={"color": "#08519c"})
-    ax.boxplot(generated, positions=pos + 0.18, widths=0.3, patch_artist=True, manage_ticks=False,
-               boxprops={"facecolor": "#fdae6b"}, medianprops={"color": "#a63603"})
+    jitter = np.random.default_rng(0)
+    for x, (_task, _trained, generated) in zip(pos, rows, strict=True):
+        ax.scatter(x + 0.18 + jitter.uniform(-0.06, 0.06, len(generated)), generated, s=36, marker="*",
+                   color="#e6550d", edgecolors="black", linewidths=0.4, zorder=3)
     ax.set_xticks(pos, [_short(r[0]) for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("acc")
-    ax.legend(handles=[_patch("#9ecae1", "trained / fine-tuned / imported"), _patch("#fdae6b", "generated")],
-              fontsize=8, loc="lower right")
+    ax.legend(handles=[_patch("#9ecae1", "trained / fine-tuned / imported"), _patch("#e6550d", "generated (★)")],
+              fontsize=8, loc="best")
     ax.set_title("Generated vs trained accuracy per task")
     return _svg(fig)
 

@@ -153,7 +153,7 @@ async function openCard(id) {
     metrics.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "metric"), el("th", {}, "value"), el("th", {}, "dataset"))), el("tbody", {}, metrics))
       : el("p", { class: "muted" }, "no metrics recorded"),
     el("h3", {}, "Lineage"), lineageTree(lin),
-    provenanceBlock(rec.provenance),
+    ...(provenanceBlock(rec.provenance) || []),
     el("h3", {}, "Export"),
     el("div", { class: "buttons" }, rec.export_formats.map((f) => el("a", { href: `/api/records/${rec.id}/export?format=${f}`, download: "" }, f)),
       el("button", { type: "button", onclick: () => removeRecord(rec.id) }, "remove…")));
