@@ -15,20 +15,17 @@ import typer
 
 from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
 from igpg_zoo.errors import ConfigError
+from igpg_zoo.server.settings import ServeConfig  # defaults only: a dataclass, nothing heavy
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _serve_defaults():
-    from igpg_zoo.server.settings import ServeConfig
-
-    return ServeConfig()
+_DEFAULTS = ServeConfig()
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on (default: this machine only)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="server processes (several need PostgreSQL or a quiet SQLite)")] = 1,
+    host: Annotated[str, typer.Option(help="address to listen on (default: this machine only)")] = _DEFAULTS.host,
+    port: Annotated[int, typer.Option(help="port to listen on")] = _DEFAULTS.port,
+    workers: Annotated[int, typer.Option(
+        help="server processes, each with its own warm registry (on SQLite, writes wait for each other)")] = _DEFAULTS.workers,
     registry: RegistryOpt = None, blobs: BlobsOpt = None,
 ) -> None:
     """Serve the registry: a JSON API (OpenAPI page at /docs) and a web page; writes need IGPG_ZOO_TOKEN."""
@@ -90,7 +87,7 @@ def report(
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of {out} does not exist; create it or choose another --out")
     with open_zoo(registry, blobs) as zoo:
-        text = render_report(zoo, _serve_defaults().map_points)
+        text = render_report(zoo, _DEFAULTS.map_points)
         count = zoo.store.count()
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -9,7 +9,8 @@ import base64
 import html
 from datetime import datetime, timezone
 
-from igpg_zoo.report import plots, views
+import igpg_zoo.report.plots as plots
+import igpg_zoo.report.views as views
 from igpg_zoo.report.catalog import facets
 from igpg_zoo.zoo import Zoo
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from igpg_zoo.report import views
+import igpg_zoo.report.views as views
 from igpg_zoo.zoo import Zoo
 
 NAMES = ("map", "accuracy", "novelty", "finetune")

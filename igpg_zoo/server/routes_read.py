@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path as PathParam, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
 from igpg_zoo.errors import ConfigError
@@ -42,13 +42,13 @@ def list_records(
     sort: Annotated[str | None, Query(max_length=128, description="metric name or id, name, created_at, n_params")] = None,
     asc: Annotated[bool, Query(description="smallest first")] = False,
     limit: Annotated[int, Query(ge=1, le=_DEFAULTS.max_list, description="at most this many")] = 100,
-) -> dict[str, Any]:
+) -> JSONResponse:
     zoo = state.zoo
     if sort is not None and not zoo.store.sort_is_known(sort):
         raise ConfigError(f"no record has a metric '{sort}'; sort by a metric the records have or by "
                           "id, name, created_at, n_params")
     records = zoo.list(**filters.as_kwargs(), sort=sort, descending=not asc, limit=min(limit, state.config.max_list))
-    return {"records": [record_json(r) for r in records], "count": len(records)}
+    return JSONResponse({"records": [record_json(r) for r in records], "count": len(records)})
 
 
 @router.get("/records/{record_id}", summary="One record (igpg-zoo show), with export formats and provenance")
@@ -80,11 +80,12 @@ def query(
     state: State, filters: Filters,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="what you are looking for, in words")],
     k: Annotated[int, Query(ge=1, le=_DEFAULTS.max_k, description="how many results")] = 10,
-) -> dict[str, Any]:
+) -> JSONResponse:
     with state.lock:
         state.fresh_index()
         hits = state.zoo.query(q, k=min(k, state.config.max_k), **filters.as_kwargs())
-    return {"query": q, "hits": [hit_json(h) for h in hits], "count": len(hits)}
+    # JSON values already: sent as they are, without FastAPI's encoder walking them again
+    return JSONResponse({"query": q, "hits": [hit_json(h) for h in hits], "count": len(hits)})
 
 
 @router.get("/artifacts", summary="Stored generator artifacts: tokenizers and priors (igpg-zoo artifacts)")
