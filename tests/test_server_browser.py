@@ -1,6 +1,6 @@
 """One end-to-end test in a real browser: ``igpg-zoo serve`` on a free loopback port, Debian's headless
 ``chromium`` driven by Playwright (its own browser builds are never downloaded), searching, opening a
-model card and saving a screenshot that must show the results.
+model card and saving a screenshot that must show the results; then the OpenAPI page.
 
 Set ``IGPG_ZOO_SCREENSHOT_DIR`` to keep the screenshot; ``IGPG_ZOO_CHROMIUM`` names another binary.
 """
@@ -106,6 +106,9 @@ def test_search_and_model_card_in_a_real_browser(tmp_path):
             page.wait_for_function("[...document.querySelectorAll('#charts img')].every(i => i.naturalWidth > 0)",
                                    timeout=60_000)
             shot = page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+            page.goto(base + "/docs")  # the OpenAPI page renders offline
+            page.wait_for_selector(".opblock", timeout=30_000)
+            operations = page.locator(".opblock-summary-path").all_inner_texts()
             browser.close()
     finally:
         server.terminate()
@@ -116,5 +119,6 @@ def test_search_and_model_card_in_a_real_browser(tmp_path):
     assert rows >= 3 and groups[0] == "handwritten digit recognition"
     assert title.startswith("#3 ") and "safetensors" in exports
     assert "Provenance (generated)" in card and "nearest member" in card and "null" not in card
+    assert "/api/query" in operations and "/api/records/{record_id}/export" in operations
     spread, colours = _not_blank(shot)
     assert spread > 0.05 and colours > 50, (spread, colours)

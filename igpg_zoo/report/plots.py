@@ -90,7 +90,7 @@ def accuracy(zoo: Zoo) -> bytes:
                boxprops={"facecolor": "#9ecae1"}, medianprops={"color": "#08519c"})
     jitter = np.random.default_rng(0)
     for x, (_task, _trained, generated) in zip(pos, rows, strict=True):
-        ax.scatter(x + 0.18 + jitter.uniform(-0.06, 0.06, len(generated)), generated, s=36, marker="*",
+        ax.scatter(x + 0.18 + jitter.uniform(-0.06, 0.06, len(generated)), generated, s=110, marker="*",
                    color="#e6550d", edgecolors="black", linewidths=0.4, zorder=3)
     ax.set_xticks(pos, [_short(r[0]) for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)

@@ -2,7 +2,7 @@
 
 The page (``static/``) is plain HTML, CSS and JavaScript shipped in the package; charts are SVG drawn
 by matplotlib on the server (``igpg_zoo.report.plots``), cached until the registry changes. The
-OpenAPI page is Swagger UI from the ``swagger-ui-bundle`` package's own files (no CDN).
+OpenAPI page is Swagger UI from the files the ``fastapi-offline`` package ships (no CDN).
 """
 
 from __future__ import annotations
@@ -67,19 +67,21 @@ def mount(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         if swagger is None:  # the serve extra is not fully installed: link the schema itself
-            return HTMLResponse('<p>The interactive API page needs the swagger-ui-bundle package '
+            return HTMLResponse('<p>The interactive API page needs the fastapi-offline package '
                                 '(pip install "igpg-zoo[serve]"); the schema is at <a href="/openapi.json">'
                                 '/openapi.json</a>.</p>')
         return get_swagger_ui_html(openapi_url="/openapi.json", title="igpg-zoo API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_favicon_url="/docs-assets/favicon.png")
 
 
 def _swagger_folder() -> Path | None:
-    try:
-        import swagger_ui_bundle
-    except ImportError:
+    """Swagger UI's files as the fastapi-offline package ships them (only its files are used)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
         return None
-    folder = Path(swagger_ui_bundle.swagger_ui_path)
+    folder = Path(spec.origin).parent / "static"
     return folder if (folder / "swagger-ui-bundle.js").is_file() else None
