@@ -41,3 +41,10 @@ def version(zoo: Zoo) -> tuple[int, int]:
     with zoo.store.db.session_scope() as session:
         count, top = session.execute(select(func.count(), func.max(CheckpointRow.id))).one()
     return int(count or 0), int(top or 0)
+
+
+def labels(zoo: Zoo) -> dict[int, tuple[str, str, str]]:
+    """id -> (task, arch, kind) of every record: what the zoo map colours and marks, in one query."""
+    with zoo.store.db.session_scope() as session:
+        rows = session.execute(select(CheckpointRow.id, CheckpointRow.task, CheckpointRow.arch, CheckpointRow.kind))
+        return {int(i): (task, arch, kind) for i, task, arch, kind in rows}

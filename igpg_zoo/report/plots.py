@@ -17,6 +17,7 @@ from igpg_zoo.zoo import Zoo
 NAMES = ("map", "accuracy", "novelty", "finetune")
 TOP_GROUPS = 10  # groups coloured on the map; the rest are grey
 OTHER = "other"
+RASTER_ABOVE = 2000  # map points drawn as vectors up to this many
 
 
 def _figure(width: float, height: float):
@@ -48,11 +49,12 @@ def _scatter_by(ax, xy: np.ndarray, labels: list[str], generated: np.ndarray, ti
     groups = [(g, colours(i)) for i, g in enumerate(top)] + [(OTHER, (0.7, 0.7, 0.7, 1.0))]
     names = np.array([lbl if lbl in top else OTHER for lbl in labels])
     size = float(np.clip(4000 / max(len(labels), 1), 6, 60))  # small zoos get larger points
+    raster = len(labels) > RASTER_ABOVE  # many points: drawn as one embedded image, not one SVG element each
     for group, colour in groups:
         mine = names == group
         if mine.any():
             ax.scatter(*xy[mine & ~generated].T, s=size, color=colour, alpha=0.6, linewidths=0,
-                       label=_short(group, 40))
+                       label=_short(group, 40), rasterized=raster)
             ax.scatter(*xy[mine & generated].T, s=4 * size + 40, color=colour, marker="*", edgecolors="black",
                        linewidths=0.6)
     if generated.any():

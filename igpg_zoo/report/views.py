@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from igpg_zoo.records import Checkpoint
+from igpg_zoo.report.catalog import labels
 from igpg_zoo.zoo import Zoo
 
-GET_CHUNK = 2000
 NOT_GENERATED = ("trained", "finetuned", "imported")
 CURVE_KEYS = ("curve", "finetune", "finetuning", "fine_tune", "history")
 X_KEYS = ("epoch", "step", "steps", "x")
@@ -61,20 +61,15 @@ def zoo_map(zoo: Zoo, max_points: int, seed: int = 0) -> ZooMap | None:
     if total > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(total, size=max_points, replace=False))
         ids, vectors = ids[keep], vectors[keep]
-    records = _get_many(zoo, [int(i) for i in ids])
+    known = labels(zoo)
+    rows = [known.get(int(i), ("", "", "")) for i in ids]  # a record removed meanwhile: unlabelled
     pca = PCA(n_components=2, random_state=seed)
     xy = pca.fit_transform(np.asarray(vectors, dtype=np.float64))
     ratio = pca.explained_variance_ratio_
-    return ZooMap(xy=xy, tasks=[r.task or "(no task)" for r in records], families=[family(r.arch) for r in records],
-                  generated=np.array([r.kind == "generated" for r in records]), total=total,
+    return ZooMap(xy=xy, tasks=[task or "(no task)" for task, _, _ in rows],
+                  families=[family(arch) for _, arch, _ in rows],
+                  generated=np.array([kind == "generated" for _, _, kind in rows]), total=total,
                   explained=(float(ratio[0]), float(ratio[1])))
-
-
-def _get_many(zoo: Zoo, ids: list[int]) -> list[Checkpoint]:
-    out: list[Checkpoint] = []
-    for start in range(0, len(ids), GET_CHUNK):
-        out.extend(zoo.get_many(ids[start:start + GET_CHUNK]))
-    return out
 
 
 def _acc(record: Checkpoint) -> float | None:
@@ -150,8 +145,3 @@ def _points(value: Any) -> tuple[list[float], list[float], str] | None:
     xs = [float(v[xkey]) for v in value] if xkey else list(range(1, len(value) + 1))
     return xs, [float(v[ykey]) for v in value], ykey
 
-
-def kind_counts(zoo: Zoo) -> dict[str, int]:
-    from igpg_zoo.report.catalog import facets
-
-    return {row["value"]: row["count"] for row in facets(zoo)["facets"]["kind"]}

@@ -25,7 +25,8 @@ PlotName = Literal["map", "accuracy", "novelty", "finetune"]
 
 
 @router.get("/")
-def index() -> FileResponse:
+def index(state: State) -> FileResponse:
+    state.preload_charts()
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 

@@ -30,6 +30,11 @@ def _stamp(path: Path) -> tuple:
     return tuple(out)
 
 
+def _import_plotting() -> None:
+    import matplotlib.figure  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+
+
 class ServerState:
     """The registry of one server process and what it keeps loaded."""
 
@@ -41,6 +46,7 @@ class ServerState:
         self._index_stamp: tuple | None = None
         self._generators: dict[int | None, Any] = {}
         self.plot_cache: dict[tuple, bytes] = {}
+        self._preloading: threading.Thread | None = None
 
     @classmethod
     def open(cls, registry: str | None = None, blobs: str | None = None, token: str | None = None,
@@ -65,6 +71,13 @@ class ServerState:
             if dim is not None:
                 self.zoo.search.synced(dim)
             self._index_stamp = _stamp(self.zoo.config.index_path)
+
+    def preload_charts(self) -> None:
+        """Import the plotting libraries (seconds) in the background, once: called when the page is opened,
+        so its charts come quicker; API-only use never pays for them."""
+        if self._preloading is None:
+            self._preloading = threading.Thread(target=_import_plotting, name="preload-charts", daemon=True)
+            self._preloading.start()
 
     def fresh_index(self) -> None:
         """Call under ``lock`` before a search: reopen the index when another process saved it."""
