@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path as PathParam, Query
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from igpg_zoo.errors import ConfigError
+from igpg_zoo.errors import ConfigError, NotFound
 from igpg_zoo.records import MAX_ID
 from igpg_zoo.report import catalog
 from igpg_zoo.server.deps import Filters, State
@@ -67,7 +67,7 @@ def lineage(state: State, record_id: RecordId) -> dict[str, Any]:
         seen.add(parent)
         try:
             up = zoo.get(parent)
-        except Exception:  # a parent removed meanwhile: the chain ends there
+        except NotFound:  # a parent removed meanwhile: the chain ends there
             break
         ancestors.append(brief(up))
         parent = up.parent_id

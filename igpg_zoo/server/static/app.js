@@ -132,6 +132,12 @@ async function removeRecord(id) {
   search();
 }
 
+function similarTo(rec) {
+  $("q").value = [rec.task, rec.dataset].filter(Boolean).join(" on ");
+  for (const id of ["f-task", "f-arch", "f-dataset", "f-kind", "f-where"]) $(id).value = "";
+  search();
+}
+
 async function openCard(id) {
   showError(null);
   let rec, lin;
@@ -156,6 +162,7 @@ async function openCard(id) {
     ...(provenanceBlock(rec.provenance) || []),
     el("h3", {}, "Export"),
     el("div", { class: "buttons" }, rec.export_formats.map((f) => el("a", { href: `/api/records/${rec.id}/export?format=${f}`, download: "" }, f)),
+      el("button", { type: "button", onclick: () => similarTo(rec) }, "similar records"),
       el("button", { type: "button", onclick: () => removeRecord(rec.id) }, "remove…")));
   card.hidden = false;
 }
