@@ -3,7 +3,7 @@
     python -m bench server            # 10k and 100k records (builds them once under bench/scratch/server/)
     python -m bench server --quick    # 2k records
 
-Method: a synthetic registry (``bench/registry_synthetic.py``: valid smallnet weights, varied tasks,
+Method: a synthetic registry (``bench/_registry_synthetic.py``: valid smallnet weights, varied tasks,
 datasets and architectures) is built with ``Zoo.add_many`` and the hash embedder (no model: the
 text embedder's own cost is measured by the registry benchmarks). ``igpg-zoo serve`` runs as its own
 process on a loopback port (one worker, SQLite, ``OMP_NUM_THREADS=1``); client threads in this
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import registry_synthetic as syn
+from bench import _registry_synthetic as syn
 
 TITLE = "Server (igpg-zoo serve)"
 HERE = Path(__file__).resolve().parent
