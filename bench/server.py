@@ -180,7 +180,8 @@ def _rows(entries: list[dict], quick: bool) -> list[dict]:
 
 
 def _details(entries: list[dict]) -> str:
-    lines = [__doc__.split("Method: ", 1)[1].strip().replace("\n", " "), "",
+    method = __doc__.split("Method: ", 1)[1].strip().replace("\n", " ")
+    lines = [method[0].upper() + method[1:], "",
              "The machine was shared with other work while measuring (load average in the table); client and "
              "server share its 2 cores.", "",
              "| records | clients | requests | p50 ms | p99 ms | max ms | req/s | in-process p50 / p99 ms | "
