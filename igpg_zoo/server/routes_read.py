@@ -83,7 +83,11 @@ def query(
 ) -> JSONResponse:
     with state.lock:
         state.fresh_index()
-        hits = state.zoo.query(q, k=min(k, state.config.max_k), **filters.as_kwargs())
+        try:
+            hits = state.zoo.query(q, k=min(k, state.config.max_k), **filters.as_kwargs())
+        except NotFound:  # another worker removed a hit and has not saved the index yet: check it now
+            state.fresh_index(force=True)
+            hits = state.zoo.query(q, k=min(k, state.config.max_k), **filters.as_kwargs())
     # JSON values already: sent as they are, without FastAPI's encoder walking them again
     return JSONResponse({"query": q, "hits": [hit_json(h) for h in hits], "count": len(hits)})
 

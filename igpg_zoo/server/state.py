@@ -79,10 +79,11 @@ class ServerState:
             self._preloading = threading.Thread(target=_import_plotting, name="preload-charts", daemon=True)
             self._preloading.start()
 
-    def fresh_index(self) -> None:
-        """Call under ``lock`` before a search: reopen the index when another process saved it."""
+    def fresh_index(self, force: bool = False) -> None:
+        """Call under ``lock`` before a search: reopen the index when another process saved it (or ``force``:
+        a search found a record another process removed before it saved the index)."""
         now = _stamp(self.zoo.config.index_path)
-        if self._index_stamp is not None and now != self._index_stamp:
+        if force or (self._index_stamp is not None and now != self._index_stamp):
             cfg = self.zoo.config
             self.zoo.search = SearchCache(self.zoo.store, cfg.index_path, cfg.approx_threshold)
         self._index_stamp = now
