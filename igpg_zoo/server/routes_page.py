@@ -8,7 +8,7 @@ OpenAPI page is Swagger UI from the files the ``fastapi-offline`` package ships 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -22,6 +22,7 @@ from igpg_zoo.server.deps import State
 STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter(include_in_schema=False)
 PlotName = Literal["map", "accuracy", "novelty", "finetune"]
+PLOTS = get_args(PlotName)
 
 
 @router.get("/")
@@ -52,6 +53,8 @@ def _plot(state, name: str) -> bytes:
 
     key = (name, catalog.version(state.zoo))
     if key not in state.plot_cache:
+        if len(state.plot_cache) >= 4 * len(PLOTS):  # charts of older registry states
+            state.plot_cache.clear()
         state.plot_cache[key] = draw(state.zoo, name, state.config.map_points)
     return state.plot_cache[key]
 

@@ -3,6 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 let token = null; // asked for once, kept in memory only, when a write is requested
+let writable = false; // the server takes writes (with its token)
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -163,13 +164,14 @@ async function openCard(id) {
     el("h3", {}, "Export"),
     el("div", { class: "buttons" }, rec.export_formats.map((f) => el("a", { href: `/api/records/${rec.id}/export?format=${f}`, download: "" }, f)),
       el("button", { type: "button", onclick: () => similarTo(rec) }, "similar records"),
-      el("button", { type: "button", onclick: () => removeRecord(rec.id) }, "remove…")));
+      writable ? el("button", { type: "button", onclick: () => removeRecord(rec.id) }, "remove…") : null));
   card.hidden = false;
 }
 
 async function loadFacets() {
   try {
     const s = await api("/api/summary");
+    writable = s.writable;
     $("status").textContent = `${s.records.toLocaleString()} records${s.writable ? "" : " · read-only"}`;
     for (const name of ["task", "arch", "dataset"]) {
       $(`l-${name}`).replaceChildren(...s.facets[name].map((f) => el("option", { value: f.value }, `${f.count}`)));
