@@ -50,7 +50,7 @@ async def add_record(
     meta = CheckpointMeta(arch=arch, task=task, dataset=dataset, name=name, license=license, source=source,
                           metrics=tuple(parse_metric(m) for m in metric), tags=tuple(tag), parent_id=parent_id,
                           kind=kind)
-    body = await _read_body(request, state.config.max_upload_bytes)
+    body = await read_body(request, state.config.max_upload_bytes)
     if isinstance(body, int):
         return error(413, f"the checkpoint is larger than this server takes ({state.config.max_upload_bytes:,} "
                           "bytes); add it with 'igpg-zoo add' on the registry's machine")
@@ -58,7 +58,7 @@ async def add_record(
     return {**record_json(result.checkpoint), "created": result.created}
 
 
-async def _read_body(request: Request, limit: int) -> bytes | int:
+async def read_body(request: Request, limit: int, allow_empty: bool = False) -> bytes | int:
     """The body, or its size so far once it passes ``limit`` (nothing more is read)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -69,7 +69,7 @@ async def _read_body(request: Request, limit: int) -> bytes | int:
         if size > limit:
             return size
         chunks.append(chunk)
-    if not size:
+    if not size and not allow_empty:
         raise CheckpointError("the request body is empty; send the .safetensors file as the body")
     return b"".join(chunks)
 
