@@ -31,9 +31,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds,
-               serve_cmds):
+for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
     module.register(app)
+serve_cmds.register(app)
 
 
 @app.command()
