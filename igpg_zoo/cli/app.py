@@ -19,6 +19,7 @@ from igpg_zoo.cli import (
     finetune_cmds,
     generator_cmds,
     registry_cmds,
+    serve_cmds,
     tokenizer_cmds,
     zoo_cmds,
 )
@@ -35,6 +36,7 @@ app = typer.Typer(
 for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, finetune_cmds,
                export_cmds, artifact_cmds):
     module.register(app)
+serve_cmds.register(app)
 
 
 @app.command()
