@@ -24,6 +24,7 @@ import numpy as np
 from igpg_zoo.config import ZooConfig, resolve_config
 from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, RegistryUnavailable, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
+from igpg_zoo.registry.answer_store import AnswerStore
 from igpg_zoo.registry.artifact_store import ArtifactStore
 from igpg_zoo.registry.blobs import BlobStore
 from igpg_zoo.registry.db import Database
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from igpg_zoo.search.embed import Embedder
 
 PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
+BULK_BATCH = 64  # models per transaction of a folder import (one blob flush and one commit each)
 
 
 class _Blob(NamedTuple):
@@ -73,6 +75,7 @@ class Zoo:
     def _bind(self, database: Database) -> None:
         self.store = CheckpointStore(database)
         self.artifacts = ArtifactStore(database)
+        self.answers = AnswerStore(database)
         self.search = SearchCache(self.store, self.config.index_path, self.config.approx_threshold)
         self._current = database
 
@@ -80,7 +83,7 @@ class Zoo:
         if self._database is None:  # first write to a new SQLite registry: create the file
             self._current.dispose()
             self._database = self._current = Database(self.config.url)
-            self.store.db = self.artifacts.db = self._database
+            self.store.db = self.artifacts.db = self.answers.db = self._database
 
     @property
     def blobs(self) -> BlobStore:
@@ -111,9 +114,10 @@ class Zoo:
         """Read a checkpoint file (safe loaders only), validate it strictly against ``meta.arch``, add it."""
         from igpg_zoo.adapters import get_adapter
         from igpg_zoo.registry import metadata
+        from igpg_zoo.registry.ingest import read_for_add
 
         meta = metadata.validate(meta)
-        weights = get_adapter(meta.arch).read_weights(Path(path))
+        weights = read_for_add(get_adapter(meta.arch), Path(path))
         return self.add_weights(weights, meta)
 
     def add_weights(self, weights: dict[str, torch.Tensor], meta: CheckpointMeta) -> AddResult:
@@ -315,6 +319,20 @@ class Zoo:
         if dim is None and not (self.config.index_path.exists()):
             return 0
         return self.search.rebuild(dim or self.embedder.dim)
+
+    # -- answers (igpg_zoo.answer) -------------------------------------------------------------
+
+    def answer(self, text: str | None = None, data=None, arch: Sequence[str] = (), **options: Any):
+        """Which weights to start from: retrieve, draw, score on ``data``, decide, record (igpg_zoo.answer)."""
+        from igpg_zoo.answer import answer
+
+        return answer(self, text, data, tuple(arch), **options)
+
+    def select(self, data, arch: Sequence[str] = (), **options: Any):
+        """Stored members ranked as starts for ``data``, with static baselines (igpg_zoo.answer)."""
+        from igpg_zoo.answer import select
+
+        return select(self, data, tuple(arch), **options)
 
     # -- generator artifacts -----------------------------------------------------------------
 

@@ -155,7 +155,7 @@ def _generate_options(config: Path | None) -> dict:
     return data
 
 
-def _target_data(dataset: str | None, data: Path | None, label: str = "label"):
+def _target_data(dataset: str | None, data: Path | None, label: str = "label", arch: str | None = None):
     """(name, Dataset, dataset embedding) of --dataset NAME or --data PATH (``label``: a .csv's label column)."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.embedding import dataset_embedding_for, embed_dataset
@@ -165,7 +165,7 @@ def _target_data(dataset: str | None, data: Path | None, label: str = "label"):
         raise ConfigError("give exactly one of --dataset NAME (built-in or generated task) or --data PATH")
     if dataset is not None:
         return dataset, load_dataset(dataset), dataset_embedding_for(dataset)
-    ds = load_user_data(data, label=label)
+    ds = load_user_data(data, label=label, arch=arch)
     return ds.name, ds, embed_dataset(ds)
 
 
@@ -209,7 +209,7 @@ def generate(
         from igpg_zoo.export.weights import check_out
 
         check_out(fmt, out, overwrite)  # before any sampling: --out can be written
-    req = _request(arch, task, n, seed, head, opts, _target_data(dataset, data, opts.get("label", "label")))
+    req = _request(arch, task, n, seed, head, opts, _target_data(dataset, data, opts.get("label", "label"), arch))
     with _zoo(registry, blobs) as zoo:
         results = Generator.load(zoo, opts.get("prior")).generate(req)
         best = results[0]

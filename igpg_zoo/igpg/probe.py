@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from igpg_zoo.adapters import get_adapter
+from igpg_zoo.adapters.validation import data_mismatch
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
 
@@ -28,6 +29,8 @@ def probe_split(data, n: int = PROBE, seed: int = 0) -> tuple[torch.Tensor, torc
 @torch.no_grad()
 def check_data_fits(arch: str, x: torch.Tensor, y: torch.Tensor) -> None:
     """Refuse data the architecture cannot take (input shape) or label (more classes than outputs)."""
+    if why := data_mismatch(get_adapter(arch), arch, tuple(x.shape[1:]), int(y.max()) + 1):
+        raise GeneratorError(why)  # what the arch string declares
     module = get_adapter(arch).build(arch).eval()
     try:
         logits = module(x[:2])  # (2, K)

@@ -1,7 +1,8 @@
 """The registry database: SQLAlchemy 2 tables, the engine, ``session_scope()`` and migrations.
 
-The schema is created and upgraded only by alembic (``registry/migrations``), run on open, so a
-registry written by this version opens with the next one. No business logic lives here; the
+The schema is created and upgraded only by alembic (``registry/migrations``), run on open when the
+stored revision is not the newest migration (one query; alembic is imported only then), so a registry
+written by this version opens with the next one. No business logic lives here; the
 ``CheckpointStore`` turns these rows into records and rows never leave it.
 """
 
@@ -139,6 +140,35 @@ class ArtifactRow(Base):
     )
 
 
+class AnswerRow(Base):
+    """One answer of ``query``: its inputs (with the data's fingerprint), candidates, estimates and decision."""
+
+    __tablename__ = "answers"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    data_fingerprint: Mapped[str] = mapped_column(String(64), index=True)  # "" without --data
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ScoreRow(Base):
+    """A transferability estimate of one checkpoint on one user sample (select's cache)."""
+
+    __tablename__ = "answer_scores"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    data_fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    estimate: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # the weights scored
+    value: Mapped[float] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # -- engine, sessions, migrations ------------------------------------------------------------
 
 
@@ -192,20 +222,37 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def head_revision() -> str:
+    """The newest migration, read from the file names in ``migrations/versions`` without alembic:
+    each file is named ``<revision>_<slug>.py`` and revisions sort in order (a test checks both)."""
+    names = [p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")]
+    return max(names, default="")
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, in one query; None for a database without one."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except (exc.OperationalError, exc.ProgrammingError) as err:
+        if "alembic_version" in str(err.orig if err.orig is not None else err):  # no such table: a new database
+            return None
+        raise
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def _upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest alembic revision (creates it on a fresh database)."""
+    """Bring the schema to the newest alembic revision (creates it on a fresh database).
+
+    The common case (already at the head) costs one query and never imports alembic."""
+    if _current_revision(engine) == head_revision():
+        return  # nothing to do, no write lock taken
     from alembic import command
     from alembic.config import Config
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    if current is not None and current == ScriptDirectory.from_config(cfg).get_current_head():
-        return  # the common case: nothing to do, no write lock taken
     with (engine.connect().execution_options(sqlite_immediate=True) as connection,
           _sqlite_foreign_keys_off(connection), connection.begin()):
         if engine.dialect.name == "postgresql":  # one migrator at a time per database
