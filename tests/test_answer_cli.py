@@ -63,6 +63,7 @@ def with_generator(zoo_root):
         mp.setenv("IGPG_ZOO_CACHE", str(zoo_root / "cache"))
         mp.setenv("IGPG_ZOO_PLUGINS", "none")
         from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+        from igpg_zoo.igpg.recipe import Recipe
         from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
         from igpg_zoo.igpg.vqvae import TokenizerConfig
         from igpg_zoo.zoo import open_zoo
@@ -78,8 +79,8 @@ def with_generator(zoo_root):
                                                           batch_size=32), seed=0, progress=False)
             tensors, config = tok.state()
             zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-            train_prior(zoo, {"n_layer": 1, "n_embd": 32, "n_head": 2}, PriorTrainConfig(steps=30, batch_size=8,
-                                                                                       warmup=5),
+            train_prior(zoo, Recipe(prior={"n_layer": 1, "n_embd": 32, "n_head": 2},
+                                    train=PriorTrainConfig(steps=30, batch_size=8, warmup=5)),
                         filters={"arch": (ARCH,)})
     return ["--registry", str(zoo_root / "gen.db"), "--blobs", str(zoo_root / "gen-blobs")]
 

@@ -163,6 +163,7 @@ def test_query_start_takes_the_best_hit_that_fits_the_data(zoo_dir):
 def test_generated_start_uses_the_trained_generator(zoo_dir):
     from igpg_zoo.finetune import finetune
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+    from igpg_zoo.igpg.recipe import Recipe
     from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
     from igpg_zoo.igpg.vqvae import TokenizerConfig
     from igpg_zoo.zoo import open_zoo
@@ -174,8 +175,8 @@ def test_generated_start_uses_the_trained_generator(zoo_dir):
                                seed=0, progress=False)
         tensors, config = tok.state()
         zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-        train_prior(zoo, {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 8, "window_context": 3},
-                    PriorTrainConfig(steps=5, batch_size=4, warmup=1))
+        train_prior(zoo, Recipe(prior={"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 8, "window_context": 3},
+                                train=PriorTrainConfig(steps=5, batch_size=4, warmup=1)))
         result = finetune(zoo, _request(zoo_dir, generated=True, compare=("generated", "random"),
                                         cfg={"draws": 2, "max_steps": 6}))
         rec = zoo.get(result.record.id)

@@ -31,6 +31,7 @@ def zoo_with_prior(tmp_path_factory):
         from igpg_zoo.adapters import get_adapter
         from igpg_zoo.data import load_dataset
         from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
+        from igpg_zoo.igpg.recipe import Recipe
         from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
         from igpg_zoo.igpg.vqvae import TokenizerConfig
         from igpg_zoo.records import CheckpointMeta, Metric
@@ -52,8 +53,8 @@ def zoo_with_prior(tmp_path_factory):
                                                           batch_size=32), seed=0, progress=False)
             tensors, config = tok.state()
             zoo.add_artifact("tokenizer", "tiny", tensors, config, {"snapshot": zoo.snapshot()})
-            train_prior(zoo, {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8, "window_context": 3},
-                        PriorTrainConfig(steps=20, batch_size=8, warmup=5))
+            train_prior(zoo, Recipe(prior={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 8, "window_context": 3},
+                                    train=PriorTrainConfig(steps=20, batch_size=8, warmup=5)))
     return root
 
 

@@ -36,7 +36,7 @@ def covered_archs(zoo, prior_id: int | None = None) -> list[str]:
 def draw(zoo, arch: str, sample: UserSample | None, task: str | None, n: int, seed: int,
          prior_id: int | None = None, cache: dict | None = None) -> list[Draw]:
     """``n`` draws for ``arch`` (best first by the generator's own ranking), with their novelty."""
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
 
     cache = cache if cache is not None else {}
     gen = cache.get("generator")
@@ -49,7 +49,7 @@ def draw(zoo, arch: str, sample: UserSample | None, task: str | None, n: int, se
         emb = cache.get(("embedding", sample.fingerprint))
         if emb is None:
             emb = cache[("embedding", sample.fingerprint)] = embed_dataset(sample.fit_dataset())
-    results = gen.generate(arch, task=task, data=None, data_embedding=emb, n=n, seed=seed, head="generated",
-                           dataset_name=sample.dataset.name if sample is not None else None, novel=False)
+    results = gen.generate(GenerateRequest(arch, task=task, data_embedding=emb, n=n, seed=seed, drop_copies=False,
+                                           dataset_name=sample.dataset.name if sample is not None else None))
     return [Draw(arch, g.weights, float(g.log_likelihood), dict(g.neighbour or {}), dict(g.provenance))
             for g in results]

@@ -122,7 +122,7 @@ def generate(zoo, arch: str, split: Split, draws: int, seed: int) -> Start:
     """The best of ``draws`` generated models for ``arch`` with the data's class count, each with its
     head fitted and scored on the training part (never the held-out part)."""
     from igpg_zoo.data.embedding import embed_dataset
-    from igpg_zoo.igpg.generate import Generator
+    from igpg_zoo.igpg.generate import GenerateRequest, Generator
 
     target = retarget(arch, split.n_classes)
     ds = split.train_part()
@@ -132,8 +132,8 @@ def generate(zoo, arch: str, split: Split, draws: int, seed: int) -> Start:
         raise NothingToReturn("the registry holds no trained generator; run 'igpg-zoo train' first or start "
                               "from a record") from None
     emb = embed_dataset(ds, text_embedder=zoo.embedder)
-    results = gen.generate(target, task=ds.info.description, data=ds, data_embedding=emb, n=draws, seed=seed,
-                           head="fit", dataset_name=ds.name)
+    results = gen.generate(GenerateRequest(target, task=ds.info.description, data=ds, data_embedding=emb, n=draws,
+                                           seed=seed, head="fit", dataset_name=ds.name))
     best = results[0]
     nb = best.neighbour or {}
     return Start("generated", target, best.weights, None,

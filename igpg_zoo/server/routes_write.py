@@ -93,7 +93,7 @@ def remove_record(state: State, record_id: RecordId) -> dict[str, Any]:
     return {"removed": record_json(record), "blob_kept": state.zoo.blobs.has(record.sha256)}
 
 
-class GenerateRequest(BaseModel):
+class GenerateBody(BaseModel):
     """What ``igpg-zoo generate`` takes, for a built-in dataset or generated task (no files)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -111,11 +111,11 @@ class GenerateRequest(BaseModel):
 
 @router.post("/generate", tags=["generate"],
              summary="Generate weights for an architecture and dataset; register=true needs the token")
-def generate(state: State, req: GenerateRequest, authorization: Annotated[str | None, Header()] = None
+def generate(state: State, req: GenerateBody, authorization: Annotated[str | None, Header()] = None
              ) -> dict[str, Any]:
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.embedding import dataset_embedding_for
-    from igpg_zoo.igpg.generate import register_generated
+    from igpg_zoo.igpg.generate import GenerateRequest, register_generated
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     if req.add_to_registry:
@@ -124,14 +124,14 @@ def generate(state: State, req: GenerateRequest, authorization: Annotated[str | 
     emb = dataset_embedding_for(req.dataset)
     task = req.task or ds.info.description
     settings = SamplingSettings(temperature=req.temperature, top_p=req.top_p)
+    request = GenerateRequest(req.arch, task=task, data=ds, data_embedding=emb, n=req.n, sampling=settings,
+                              seed=req.seed, dataset_name=req.dataset)
     with state.lock:  # one generation at a time: the generator's modules are shared
-        results = state.generator(req.prior).generate(
-            req.arch, task=task, data=ds, data_embedding=emb, n=req.n, settings=settings, seed=req.seed,
-            dataset_name=req.dataset)
+        results = state.generator(req.prior).generate(request)
         out: dict[str, Any] = {"results": [_sample(g, i) for i, g in enumerate(results)],
                                "provenance": results[0].provenance}
         if req.add_to_registry:
-            added = register_generated(state.zoo, results[0], task, req.dataset, ds, emb)
+            added = register_generated(state.zoo, results[0], request)
             state.after_write()
             out["registered_id"], out["registered_new"] = added.checkpoint.id, added.created
     return out
