@@ -98,8 +98,8 @@ def _write(path, kind: str) -> str:
     ("wrong-shape", 2, "does not take the data's inputs"),
     ("one-class", 2, "at least 2 classes"),
     ("empty", 2, "at least 2 classes"),
-    ("not-an-array-file", 2, "cannot read as .npz"),
-    ("pickle-inside", 2, "cannot read as .npz"),
+    ("not-an-array-file", 2, "not an .npz archive"),
+    ("pickle-inside", 2, "Python objects, which is not read"),
     ("nan-labels", 2, "NaN label"),
     ("class-of-one", 2, "one sample"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 from igpg_zoo.errors import CheckpointMismatch, ExportNotSupported
@@ -91,7 +93,8 @@ def data_mismatch(adapter: Adapter, arch: str, sample_shape: tuple[int, ...], n_
     declared = declared_input(adapter, arch)
     if declared is None:
         return None  # an adapter without an example input declares neither
-    if tuple(sample_shape) != declared:
+    flat_fits = len(declared) == 1 and math.prod(sample_shape) == declared[0]  # an MLP flattens its input
+    if tuple(sample_shape) != declared and not flat_fits:
         return (f"the data's inputs (shape {_dims(sample_shape)}) do not fit '{arch}', which declares input "
                 f"{_dims(declared)}; resize the data or pick an architecture declaring i{_dims(sample_shape)}")
     outputs = declared_outputs(adapter, arch)
