@@ -272,3 +272,11 @@ def test_a_draw_that_replicates_a_member_is_answered_as_that_member(zoo_root, us
     else:
         assert a.decision.choice == "generated" and a.decision.chosen.record is None
         assert "nearest member #%d" % member.id in a.decision.reason
+
+
+@pytest.mark.parametrize("command", ["select", "query"])
+def test_tables_show_dataset_names_with_brackets(cli, plain, user_npz, command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: no cell is folded
+    r = cli(command, "--data", user_npz, *plain, *(["--no-record"] if command == "query" else []))
+    assert r.exit_code == 0, r.stderr
+    assert "digits[classes=" in r.stdout  # not swallowed as rich markup
