@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from igpg_zoo.search.embed import Embedder
 
 PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
+BULK_BATCH = 64  # models per transaction of a folder import (one blob flush and one commit each)
 
 
 class _Blob(NamedTuple):
@@ -113,9 +114,10 @@ class Zoo:
         """Read a checkpoint file (safe loaders only), validate it strictly against ``meta.arch``, add it."""
         from igpg_zoo.adapters import get_adapter
         from igpg_zoo.registry import metadata
+        from igpg_zoo.registry.ingest import read_for_add
 
         meta = metadata.validate(meta)
-        weights = get_adapter(meta.arch).read_weights(Path(path))
+        weights = read_for_add(get_adapter(meta.arch), Path(path))
         return self.add_weights(weights, meta)
 
     def add_weights(self, weights: dict[str, torch.Tensor], meta: CheckpointMeta) -> AddResult:

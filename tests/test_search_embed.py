@@ -1,4 +1,5 @@
-"""Embedders: the hash embedder (deterministic, spelling-aware), get_embedder specs, the real MiniLM."""
+"""Embedders: the hash embedder (deterministic, spelling-aware), get_embedder specs, the real MiniLM
+run by onnxruntime (same vectors as sentence-transformers), and the cache of its ONNX file."""
 
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from igpg_zoo.search.embed import (
     bundled_model_path,
     get_embedder,
 )
+from igpg_zoo.search.onnx_embed import OnnxEmbedder
 
 DIGITS = "image classification of handwritten digits 8x8 smallnet cnn"
 IRIS = "tabular classification of iris flowers mlp"
@@ -66,8 +68,8 @@ def test_hash_batch_order_and_chunking_do_not_change_rows():
 @pytest.mark.parametrize("spec, cls, dim", [
     ("hash", HashEmbedder, 384),
     ("hash:64", HashEmbedder, 64),
-    (None, SentenceEmbedder, 384),
-    (BUNDLED_NAME, SentenceEmbedder, 384),
+    (None, OnnxEmbedder, 384),
+    (BUNDLED_NAME, OnnxEmbedder, 384),
 ])
 def test_get_embedder_specs(spec, cls, dim):
     e = get_embedder(spec)
@@ -92,12 +94,13 @@ def test_get_embedder_refuses_a_folder_that_is_not_a_model(tmp_path):
 
 def test_local_model_path_is_accepted():
     e = get_embedder(str(bundled_model_path()))
-    assert isinstance(e, SentenceEmbedder) and e.dim == 384
+    assert isinstance(e, OnnxEmbedder) and e.dim == 384 and e.name == bundled_model_path().name
 
 
 def test_choosing_the_embedder_imports_nothing_heavy():
     code = ("import sys; from igpg_zoo.search.embed import get_embedder; e = get_embedder(None); "
-            "assert e.dim == 384; print(sorted(m for m in ('torch', 'sentence_transformers', 'faiss') if m in sys.modules))")
+            "assert e.dim == 384; print(sorted(m for m in ('torch', 'sentence_transformers', 'faiss', 'onnxruntime') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -121,12 +124,45 @@ def test_minilm_rows_unit_deduplicated_and_batch_independent(minilm):
     np.testing.assert_array_equal(v[0], v[2])
     np.testing.assert_allclose(minilm.embed([IRIS])[0], v[1], atol=1e-5)
     assert minilm.embed([]).shape == (0, 384)
-    assert minilm.dim == minilm._load().get_embedding_dimension()
 
 
-def test_minilm_short_embeds_leave_the_torch_thread_count_as_it_was(minilm):
+@pytest.fixture(scope="module")
+def sentence_transformers_minilm():
+    """The same model through sentence-transformers itself, the reference the ONNX runtime must match."""
+    return SentenceEmbedder(bundled_model_path(), name=BUNDLED_NAME)
+
+
+REFERENCE_TEXTS = [
+    "small CNN for rotated handwritten digits",
+    "task: image classification; dataset: digits; smallnet cnn c8-c16 on 1x8x8 images, 10 classes",
+    "tabular classification of iris flowers mlp",
+    "",
+    "a",
+    "Ünïcödé, accents and 中文字符 and an emoji 🙂",
+    "punctuation!!! (brackets) [more] {and} 'quotes' \"double\" -- dashes; semi:colons",
+    "the quick brown fox jumps over the lazy dog " * 60,  # > 256 tokens: truncated like sentence-transformers
+    "   leading and trailing spaces   ",
+    "UPPER CASE TEXT IS LOWERED BY THE TOKENIZER",
+    "numbers 0.93 1e-4 12345678901234567890",
+    "sentiment analysis of movie reviews with a transformer",
+]
+
+
+def test_onnx_vectors_match_sentence_transformers(minilm, sentence_transformers_minilm):
+    """Existing registries keep their index: cosine >= 0.999 against sentence-transformers, text by
+    text, whether embedded alone or in one padded batch."""
+    reference = sentence_transformers_minilm.embed(REFERENCE_TEXTS)  # (n, 384)
+    batched = minilm.embed(REFERENCE_TEXTS)
+    alone = np.concatenate([minilm.embed([t]) for t in REFERENCE_TEXTS])
+    for got in (batched, alone):
+        assert got.shape == reference.shape and got.dtype == np.float32
+        assert np.min(np.sum(got * reference, axis=1)) >= 0.999
+    assert minilm.dim == sentence_transformers_minilm._load().get_embedding_dimension()
+
+
+def test_sentence_transformers_short_embeds_leave_the_torch_thread_count_as_it_was(sentence_transformers_minilm):
     import torch
 
     before = torch.get_num_threads()
-    minilm.embed(["one query"])
+    sentence_transformers_minilm.embed(["one query"])
     assert torch.get_num_threads() == before

