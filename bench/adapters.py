@@ -1,24 +1,21 @@
-"""Adapter costs per architecture: build time, the full contract test (incl. ONNX parity), native round trip.
+"""Adapters: the cost of each architecture's full contract test (build, layout -> flatten ->
+unflatten, strict load, native round trip, ONNX parity).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/adapters.py [--repeat 3]
-
-Writes bench/results/adapters.json. Times are medians over --repeat runs, after one warm-up run
-(the first timm call pays the ~6 s timm import, reported separately as import_s).
+``python -m bench adapters`` times each architecture below (median of 3 runs after one warm-up run;
+the first timm call pays the timm import, reported apart). ``--quick``: one run each, no resnet18.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+TITLE = "Adapters"
+COMMAND = "python -m bench adapters"
+ONNX_TOLERANCE = 1e-4
 ARCHS = [
     "mlp-i13-h32-o3",
     "mlp-i1x28x28-h128-h64-o10-gelu",
@@ -66,28 +63,43 @@ def measure(arch: str, repeat: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "adapters.json"))
-    args = parser.parse_args()
-    rows = []
-    for arch in ARCHS:
-        rows.append(measure(arch, args.repeat))
-        r = rows[-1]
-        print(f"{arch:55s} {r['n_params']:>10,} params  build {r['build_ms']:7.1f} ms  contract {r['contract_s']:6.2f} s"
-              f"  native {r['native_round_trip_s']:5.2f} s  {r['onnx']}")
-    import torch
+def _onnx_diff(text: str) -> float | None:
+    """The max abs diff in the contract test's ONNX detail ("... max abs diff 6.0e-08 ...")."""
+    import re
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/adapters.py --repeat " + str(args.repeat),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "note": "shared, loaded 2-core machine; compare rows, not absolute times",
-            "load_avg": os.getloadavg()}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    found = re.search(r"([0-9.]+e[-+][0-9]+)", text or "")
+    return float(found.group(1)) if found else None
 
 
-if __name__ == "__main__":
-    main()
+def _onnx_cell(row: dict) -> str:
+    diff = _onnx_diff(row["onnx"])
+    return f"{diff:.1e}" if diff is not None else (", ".join(row["skipped"]) or "–")
+
+
+def summary(data: dict) -> list[dict]:
+    rows = data["rows"]
+    diffs = [d for d in (_onnx_diff(r["onnx"]) for r in rows) if d is not None]
+    slowest = max(rows, key=lambda r: r["contract_s"])
+    return [{"measure": f"ONNX parity, worst of {len(rows)} architectures (smallnet, timm)",
+             "target": "≤ 1e-4", "value": f"{max(diffs):.1e}" if diffs else "–",
+             "met": bool(diffs) and max(diffs) <= ONNX_TOLERANCE, "command": COMMAND},
+            {"measure": "full contract test, slowest architecture", "target": "–",
+             "value": f"{slowest['contract_s']:.1f} s ({slowest['arch'].split('?')[0]}, {slowest['n_params']:,} params)",
+             "met": None, "command": COMMAND}]
+
+
+def details(data: dict) -> str:
+    rows = data["rows"]
+    lines = ["| arch | params | build ms | contract s | native round trip s | ONNX max abs diff |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| `{r['arch']}` | {r['n_params']:,} | {r['build_ms']} | {r['contract_s']:.2f} "
+                     f"| {r['native_round_trip_s']:.2f} | {_onnx_cell(r)} |")
+    return "\n".join(lines)
+
+
+def run(quick: bool) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    archs = [a for a in ARCHS if not (quick and "resnet18" in a)]
+    rows = [measure(arch, 1 if quick else 3) for arch in archs]
+    data = {"rows": rows}
+    return {"summary": summary(data), "details": details(data), "data": data}

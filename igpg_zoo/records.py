@@ -142,3 +142,18 @@ class CheckpointMeta:
 class AddResult:
     checkpoint: Checkpoint
     created: bool  # False when the same weights + identity already existed (idempotent add)
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    """An answer of ``query`` as stored: inputs (with the data's fingerprint), candidates, decision."""
+
+    id: int
+    created_at: str
+    data_fingerprint: str  # "" when the answer had no data
+    inputs: dict[str, Any]
+    candidates: list[Any]
+    decision: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

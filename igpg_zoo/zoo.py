@@ -24,6 +24,7 @@ import numpy as np
 from igpg_zoo.config import ZooConfig, resolve_config
 from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, RegistryUnavailable, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
+from igpg_zoo.registry.answer_store import AnswerStore
 from igpg_zoo.registry.artifact_store import ArtifactStore
 from igpg_zoo.registry.blobs import BlobStore
 from igpg_zoo.registry.db import Database
@@ -74,6 +75,7 @@ class Zoo:
     def _bind(self, database: Database) -> None:
         self.store = CheckpointStore(database)
         self.artifacts = ArtifactStore(database)
+        self.answers = AnswerStore(database)
         self.search = SearchCache(self.store, self.config.index_path, self.config.approx_threshold)
         self._current = database
 
@@ -81,7 +83,7 @@ class Zoo:
         if self._database is None:  # first write to a new SQLite registry: create the file
             self._current.dispose()
             self._database = self._current = Database(self.config.url)
-            self.store.db = self.artifacts.db = self._database
+            self.store.db = self.artifacts.db = self.answers.db = self._database
 
     @property
     def blobs(self) -> BlobStore:
@@ -317,6 +319,20 @@ class Zoo:
         if dim is None and not (self.config.index_path.exists()):
             return 0
         return self.search.rebuild(dim or self.embedder.dim)
+
+    # -- answers (igpg_zoo.answer) -------------------------------------------------------------
+
+    def answer(self, text: str | None = None, data=None, arch: Sequence[str] = (), **options: Any):
+        """Which weights to start from: retrieve, draw, score on ``data``, decide, record (igpg_zoo.answer)."""
+        from igpg_zoo.answer import answer
+
+        return answer(self, text, data, tuple(arch), **options)
+
+    def select(self, data, arch: Sequence[str] = (), **options: Any):
+        """Stored members ranked as starts for ``data``, with static baselines (igpg_zoo.answer)."""
+        from igpg_zoo.answer import select
+
+        return select(self, data, tuple(arch), **options)
 
     # -- generator artifacts -----------------------------------------------------------------
 

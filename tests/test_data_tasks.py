@@ -25,7 +25,7 @@ def test_canonical_names(name, canonical):
 
 @pytest.mark.parametrize("name, message", [
     ("cifar10", "unknown dataset 'cifar10'"),
-    ("digits[colour=red]", r"unknown dataset option \[colour\]"),
+    ("digits[color=red]", r"unknown dataset option \[color\]"),
     ("digits[classes=3]", "at least 2 classes"),
     ("digits[classes=3,12]", r"0\.\.9"),
     ("iris[classes=0,3]", r"0\.\.2"),

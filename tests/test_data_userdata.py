@@ -93,14 +93,15 @@ def _bad_cases(tmp):
         (_npz(tmp / "one.npz", x=np.zeros((4, 2)), y=np.zeros(4)), "at least 2 classes"),
         (_npz(tmp / "single.npz", x=np.zeros((5, 2)), y=np.array([0, 0, 0, 0, 1])), "has one sample"),
         (_npz(tmp / "shape.npz", x=np.zeros((4, 2, 2, 2, 2)), y=np.array([0, 1, 0, 1])), "expected"),
-        (_csv(tmp / "bad.npz", "not a zip"), "cannot read as .npz"),
+        (_csv(tmp / "bad.npz", "not a zip"), r"not an \.npz archive \(no zip header\)"),
+        (_csv(tmp / "void.npz", ""), "void.npz: empty"),
         (_csv(tmp / "nolabel.csv", "a,b\n1,2\n"), "no label column 'label'; columns: a, b"),
         (_csv(tmp / "text.csv", "a,label\n1,x\nfoo,y\n"), "line 3, column 'a': 'foo' is not a number"),
         (_csv(tmp / "ragged.csv", "a,label\n1,x,3\n"), "line 2 has 3 fields"),
         (_csv(tmp / "empty.csv", "a,label\n"), "header row and at least one data row"),
         # malformed files the readers used to crash on, and data that holds no model input
         (_npy_named_npz(tmp / "array.npz"), "holds one .npy array, not named arrays x and y"),
-        (_cut(_npz(tmp / "cut.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))), "cannot read as .npz"),
+        (_cut(_npz(tmp / "cut.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))), r"not a readable \.npz archive"),
         (_bad_crc(_npz(tmp / "crc.npz", x=RNG.normal(size=(50, 8)), y=np.repeat([0, 1], 25))), "Bad CRC-32"),
         (_csv(tmp / "huge.csv", "a,label\n" + "1" * 200_000 + ",x\n"), "cannot read as UTF-8 .csv"),
         (_csv(tmp / "onlylabel.csv", "label\na\nb\na\nb\n"), r"samples have shape \(0,\), which holds no values"),
@@ -152,5 +153,60 @@ def test_bad_image_folders(tmp_path):
 def test_npz_is_never_unpickled(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, x=np.array([object(), object()], dtype=object), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match="cannot read as .npz"):
+    with pytest.raises(DatasetError, match="holds an array of Python objects, which is not read") as err:
         load_user_data(path)
+    assert "allow_pickle" not in str(err.value)
+
+
+def test_a_text_file_named_npz_never_suggests_unpickling(tmp_path):
+    path = _csv(tmp_path / "notes.npz", "x,y\n1,2\n")
+    with pytest.raises(DatasetError) as err:
+        load_user_data(path)
+    assert "not an .npz archive" in str(err.value) and "pickle" not in str(err.value)
+
+
+CNN8 = "cnn-i1x8x8-c4k3-o4"
+
+
+def _arch_cases(tmp):
+    """(path, arch, words of the one-line refusal or None where the data fits)."""
+    four = np.repeat(np.arange(4), 5)
+    return [
+        (_npz(tmp / "big.npz", x=RNG.integers(0, 256, (20, 16, 16), dtype=np.uint8), y=four), CNN8,
+         r"shape 1x16x16\) do not fit 'cnn-i1x8x8-c4k3-o4', which declares input 1x8x8"),
+        (_npz(tmp / "rgb.npz", x=RNG.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), y=four), CNN8,
+         r"shape 3x8x8\) do not fit"),
+        (_npz(tmp / "forty.npz", x=RNG.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.arange(40)), CNN8,
+         "40 labels for the 4 outputs"),
+        (_npz(tmp / "feat.npz", x=RNG.normal(size=(20, 5)), y=four), "mlp-i4-h8-o4", r"shape 5\) do not fit"),
+        (_csv(tmp / "wide.csv", "a,b,label\n" + "".join(f"{i},{i},{i % 5}\n" for i in range(20))), "mlp-i2-h8-o4",
+         "5 labels for the 4 outputs"),
+        (_images(tmp / "imgs", sizes=((8, 8), (8, 8))), "cnn-i1x8x8-c4k3-o2", None),
+        (_npz(tmp / "fits.npz", x=RNG.integers(0, 256, (20, 8, 8), dtype=np.uint8), y=four), CNN8, None),
+        (_npz(tmp / "fewer.npz", x=RNG.normal(size=(20, 4)), y=np.repeat([0, 1], 10)), "mlp-i4-h8-o4", None),
+    ]
+
+
+def test_data_must_match_what_the_architecture_declares(tmp_path):
+    for path, arch, words in _arch_cases(tmp_path):
+        if words is None:
+            assert load_user_data(path, arch=arch).info.n_classes <= 4, path
+            continue
+        with pytest.raises(DatasetError, match=words) as err:
+            load_user_data(path, arch=arch)
+        assert "\n" not in str(err.value), path
+
+
+@pytest.mark.parametrize("x,y,words", [
+    (RNG.integers(0, 256, (20, 16, 16), dtype=np.uint8), np.repeat(np.arange(4), 5), "which declares input 1x8x8"),
+    (RNG.integers(0, 256, (40, 8, 8), dtype=np.uint8), np.arange(40), "40 labels for the 4 outputs"),
+    (None, None, "not an .npz archive"),
+])
+def test_generate_refuses_bad_data_in_one_line_writing_nothing(cli, tmp_path, x, y, words):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, y=y) if x is not None else path.write_text("label,a\n0,1\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli("generate", "--arch", CNN8, "--data", path, "--out", tmp_path / "out.safetensors", "--register")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no weights, no registry

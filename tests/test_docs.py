@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,15 @@ def test_every_command_has_help(path, command):
 @pytest.mark.parametrize("name", sorted(n for n in ROOT.commands if n != "version"))
 def test_every_top_level_command_is_in_the_readme(name):
     assert f"igpg-zoo {name}" in README, f"README never shows 'igpg-zoo {name}'"
+
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+CITED = re.compile(r"(?<![\w/.-])((?:bench|docs|tests|igpg_zoo)/[\w/.\-]*\w\.(?:py|md|json))")
+RESULT_DOCS = ["BENCHMARKS.md", "docs/history.md", "docs/igpg-prior.md", "docs/igpg-tokenizer.md",
+               "bench/investigations/README.md"]
+
+
+@pytest.mark.parametrize("doc", RESULT_DOCS)
+def test_benchmark_docs_cite_only_files_in_the_repository(doc):
+    missing = sorted({path for path in CITED.findall((ROOT_DIR / doc).read_text()) if not (ROOT_DIR / path).exists()})
+    assert not missing, f"{doc} cites files that are not in the repository: {missing}"

@@ -62,13 +62,23 @@ def generated(tmp_path_factory):
         yield root, record, best.weights
 
 
-def _torch_outputs(weights: dict, x: torch.Tensor) -> np.ndarray:
+def _torch_outputs(weights: dict, x: torch.Tensor, estimate: bool = False) -> np.ndarray:
+    """Outputs of ``weights``; with ``estimate``, BatchNorm statistics first estimated on the task's
+    training split as an export of a record generated without data does (export.batchnorm)."""
     from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.export.batchnorm import estimate as estimate_on, training_sample
 
     module = get_adapter(ARCH).build(ARCH)
     module.load_state_dict(weights, strict=True)
+    if estimate:
+        estimate_on(module, training_sample(TASK))
     with torch.no_grad():
         return module.eval()(x).numpy()
+
+
+def test_the_record_was_generated_without_batchnorm_statistics(generated):
+    _, record, weights = generated
+    assert float(weights["bn1.running_mean"].abs().max()) == 0.0 and bool((weights["bn1.running_var"] == 1).all())
 
 
 def test_generated_record_exports_to_onnx_and_runs(generated, cli, tmp_path):
@@ -81,9 +91,13 @@ def test_generated_record_exports_to_onnx_and_runs(generated, cli, tmp_path):
     x = torch.randn(5, 1, 8, 8)
     session = ort.InferenceSession(str(tmp_path / "gen.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    assert np.isfinite(got).all() and np.abs(got - _torch_outputs(weights, x)).max() <= 1e-4
+    assert np.isfinite(got).all() and np.abs(got - _torch_outputs(weights, x, estimate=True)).max() <= 1e-4
+    assert np.abs(got - _torch_outputs(weights, x)).max() > 1e-3  # the statistics did change
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "gen.onnx")).metadata_props}
-    assert props["kind"] == "generated" and json.loads(props["provenance"]) == record.extra["provenance"]
+    provenance = json.loads(props["provenance"])
+    facts = provenance.pop("batchnorm")
+    assert props["kind"] == "generated" and provenance == record.extra["provenance"]
+    assert facts == {"layers": 1, "statistics": "estimated", "on": f"{TASK}:train", "samples": 430, "when": "export"}
 
 
 def test_generated_record_native_folder_re_imports(generated, cli, tmp_path):
@@ -94,8 +108,10 @@ def test_generated_record_native_folder_re_imports(generated, cli, tmp_path):
     result = cli("add", tmp_path / "folder", "--json", "--registry", tmp_path / "other.db")
     assert result.exit_code == 0, result.stderr
     added = json.loads(result.stdout)
-    assert added["arch"] == ARCH and added["sha256"] == record.sha256  # the same canonical tensors
-    assert added["kind"] == "generated" and added["extra"]["provenance"] == record.extra["provenance"]
+    assert added["arch"] == ARCH and added["sha256"] != record.sha256  # BatchNorm statistics estimated
+    provenance = dict(added["extra"]["provenance"])
+    assert provenance.pop("batchnorm")["on"] == f"{TASK}:train"
+    assert added["kind"] == "generated" and provenance == record.extra["provenance"]
     assert (added["task"], added["dataset"]) == (TASK, TASK)
 
 

@@ -67,38 +67,57 @@ def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path, write):
         assert zoo.get(first.id).name.endswith("!") and zoo.verify() == []
 
 
-@pytest.fixture
-def shared_folder():
-    """A folder outside pytest's private tmp tree that another user can enter (removed afterwards)."""
-    folder = tempfile.mkdtemp(prefix="igpg-zoo-ro-")
-    os.chmod(folder, 0o777)  # others may create the WAL files beside the registry
-    yield Path(folder)
-    shutil.rmtree(folder, ignore_errors=True)
+def _without_root_bypass() -> list[str]:
+    """A command prefix under which file modes bind this user: none for an ordinary user; for root,
+    ``setpriv`` dropping the capabilities that override file modes (the same user, so the
+    interpreter and the checkout stay readable wherever they live), or a skip where it cannot."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+    probe = Path(tempfile.mkdtemp(prefix="igpg-zoo-ro-probe-"))
+    try:
+        target = probe / "f"
+        target.write_text("")
+        target.chmod(0o444)
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: root writes read-only files")
+        tried = subprocess.run([*prefix, sys.executable, "-c", f"open({str(target)!r}, 'a')"], capture_output=True)
+        if tried.returncode == 0:
+            pytest.skip("running as root and cannot drop the capability to write read-only files")
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return prefix
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root writes read-only files")
-def test_a_read_only_registry_lists_and_refuses_writes_in_one_line(shared_folder, monkeypatch):
-    monkeypatch.setenv("IGPG_ZOO_REGISTRY", str(shared_folder / "registry.db"))
-    save_file(_weights(1), str(shared_folder / "m.safetensors"))
+def test_a_read_only_registry_lists_and_refuses_writes_in_one_line(tmp_path, monkeypatch):
+    # read-only by file modes; the CLI runs as a process those modes bind (see _without_root_bypass)
+    as_bound = _without_root_bypass()
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    monkeypatch.setenv("IGPG_ZOO_REGISTRY", str(folder / "registry.db"))
+    save_file(_weights(1), str(folder / "m.safetensors"))
     with open_zoo() as zoo:
         zoo.add_weights(_weights(1), CheckpointMeta(arch=MLP, dataset="iris"))
-    for path in shared_folder.rglob("*"):
+    for path in folder.rglob("*"):  # the folder itself stays writable: readers create the WAL files
         path.chmod(0o555 if path.is_dir() else 0o444)
-    as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    env = {**os.environ, "HOME": str(shared_folder), "IGPG_ZOO_CACHE": str(shared_folder / "cache")}
+    env = {**os.environ, "HOME": str(tmp_path), "IGPG_ZOO_CACHE": str(tmp_path / "cache")}
 
     def run(*args):
-        return subprocess.run([*as_other, sys.executable, "-m", "igpg_zoo", *args], capture_output=True,
-                              text=True, env=env, cwd=shared_folder)
+        return subprocess.run([*as_bound, sys.executable, "-m", "igpg_zoo", *args], capture_output=True,
+                              text=True, env=env, cwd=folder)
 
-    listed = run("list")
-    assert listed.returncode == 0 and "#1" in listed.stdout, listed.stderr
-    # the weights' blob is there already, so only the database refuses
-    for args in (("remove", "1"), ("add", "m.safetensors", "--arch", MLP, "--dataset", "wine")):
-        refused = run(*args)
-        lines = refused.stderr.strip().splitlines()
-        assert refused.returncode == 2 and len(lines) == 1 and "read-only" in lines[0], refused.stderr
-    assert "#1" in run("list").stdout and "wine" not in run("list").stdout
+    try:
+        listed = run("list")
+        assert listed.returncode == 0 and "#1" in listed.stdout, listed.stderr
+        # the weights' blob is there already, so only the database refuses
+        for args in (("remove", "1"), ("add", "m.safetensors", "--arch", MLP, "--dataset", "wine")):
+            refused = run(*args)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode == 2 and len(lines) == 1 and "read-only" in lines[0], refused.stderr
+        assert "#1" in run("list").stdout and "wine" not in run("list").stdout
+    finally:
+        for path in folder.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)  # pytest removes its tmp tree afterwards
 
 
 # -- blob use: an add and a remove of the same weights, interleaved at the worst moment ---------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from igpg_zoo.errors import CheckpointMismatch
+from igpg_zoo.errors import CheckpointMismatch, ExportNotSupported
 
 if TYPE_CHECKING:
     import torch
@@ -59,3 +59,43 @@ def _check_values(arch: str, expected: dict[str, torch.Tensor], weights: dict[st
     if bad:
         raise CheckpointMismatch(f"weights for '{arch}' hold NaN or infinite values in {_first(bad)}; "
                                  "add a checkpoint from before training diverged")
+
+
+def declared_input(adapter: Adapter, arch: str) -> tuple[int, ...] | None:
+    """The sample shape ``arch`` declares (from its adapter's example input), or None if it gives none."""
+    try:
+        return tuple(int(s) for s in adapter.example_input(arch).shape[1:])
+    except ExportNotSupported:
+        return None
+
+
+def declared_outputs(adapter: Adapter, arch: str) -> int:
+    """How many classes ``arch`` outputs (its module's last dimension on the example input)."""
+    import torch
+
+    with torch.no_grad():
+        return int(adapter.build(arch).eval()(adapter.example_input(arch)).shape[-1])
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def data_mismatch(adapter: Adapter, arch: str, sample_shape: tuple[int, ...], n_labels: int) -> str | None:
+    """Why data of ``sample_shape`` with labels ``0..n_labels-1`` cannot train or score ``arch`` (None: it can).
+
+    The data must match what the architecture string declares: the sample shape exactly (a CNN
+    with global pooling runs at any size, but its string names one) and no more labels than outputs.
+    Callers raise their own error class with the returned one-line reason.
+    """
+    declared = declared_input(adapter, arch)
+    if declared is None:
+        return None  # an adapter without an example input declares neither
+    if tuple(sample_shape) != declared:
+        return (f"the data's inputs (shape {_dims(sample_shape)}) do not fit '{arch}', which declares input "
+                f"{_dims(declared)}; resize the data or pick an architecture declaring i{_dims(sample_shape)}")
+    outputs = declared_outputs(adapter, arch)
+    if n_labels > outputs:
+        return (f"the data has {n_labels} labels for the {outputs} outputs of '{arch}' (labels up to "
+                f"{n_labels - 1}); pick an architecture with {n_labels} outputs or relabel the data")
+    return None

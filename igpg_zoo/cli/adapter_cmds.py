@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from igpg_zoo.cli.options import JsonOpt
+from igpg_zoo.cli.tables import print_table
 
 COLUMNS = ("name", "distribution", "version", "state", "formats", "message")
 
@@ -31,13 +32,6 @@ def _rows() -> list[dict[str, str]]:
          "target": i.target}
         for i in list_adapters()
     ]
-
-
-def _table(rows: list[dict[str, str]]) -> str:
-    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in COLUMNS}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
-    return "\n".join(lines)
 
 
 def _arch_info(arch: str) -> dict:
@@ -105,7 +99,7 @@ def adapters(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(_table(rows))
+    print_table([[r[c] for c in COLUMNS] for r in rows], [c.upper() for c in COLUMNS])
     failed = [r["name"] for r in rows if r["state"] == "failed"]
     if failed:
         typer.echo(f"{len(failed)} adapter(s) failed to load: {', '.join(failed)}; "

@@ -13,10 +13,13 @@ import typer
 
 from igpg_zoo.cli import (
     adapter_cmds,
+    answer_cmds,
     artifact_cmds,
     export_cmds,
+    finetune_cmds,
     generator_cmds,
     registry_cmds,
+    serve_cmds,
     tokenizer_cmds,
     zoo_cmds,
 )
@@ -30,8 +33,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (registry_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, export_cmds, artifact_cmds):
+for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, finetune_cmds,
+               export_cmds, artifact_cmds):
     module.register(app)
+serve_cmds.register(app)
 
 
 @app.command()
@@ -43,7 +48,13 @@ def version() -> None:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {_printable(message)}\n"
+
+
+def _printable(message) -> str:
+    """``message`` on one line: characters that break or control a terminal line (a user's input echoed
+    back: carriage returns, record separators, escapes) are shown escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(message))
 
 
 def main() -> None:
@@ -57,13 +68,14 @@ def main() -> None:
     except ZooError as exc:
         if os.environ.get("IGPG_ZOO_DEBUG") == "1":
             raise
-        typer.echo(f"error: {exc} (set IGPG_ZOO_DEBUG=1 for the traceback)", err=True)
+        typer.echo(f"error: {_printable(exc)} (set IGPG_ZOO_DEBUG=1 for the traceback)", err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:  # a path the user named cannot be read or written (permissions, a file for a folder)
         if os.environ.get("IGPG_ZOO_DEBUG") == "1":
             raise
         where = f" {exc.filename}" if exc.filename else ""
-        typer.echo(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions", err=True)
+        typer.echo(_printable(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions"),
+                   err=True)
         sys.exit(1)
     except typer.Abort:
         typer.echo("aborted", err=True)

@@ -276,7 +276,7 @@ def _prior_note(info: dict) -> str:
     return f" ({info['seconds']} s, loss {info['final_loss']:.3f})"
 
 
-def _target_data(dataset: str | None, data: Path | None, label: str = "label"):
+def _target_data(dataset: str | None, data: Path | None, label: str = "label", arch: str | None = None):
     """(name, Dataset, dataset embedding) of --dataset NAME or --data PATH (``label``: a .csv's label column)."""
     from igpg_zoo.data import load_dataset
     from igpg_zoo.data.embedding import dataset_embedding_for, embed_dataset
@@ -286,7 +286,7 @@ def _target_data(dataset: str | None, data: Path | None, label: str = "label"):
         raise ConfigError("give exactly one of --dataset NAME (built-in or generated task) or --data PATH")
     if dataset is not None:
         return dataset, load_dataset(dataset), dataset_embedding_for(dataset)
-    ds = load_user_data(data, label=label)
+    ds = load_user_data(data, label=label, arch=arch)
     return ds.name, ds, embed_dataset(ds)
 
 
@@ -357,7 +357,7 @@ def generate(
         from igpg_zoo.export.weights import check_out
 
         check_out(fmt, out, overwrite)  # before any sampling: --out can be written
-    name, ds, emb = _target_data(dataset, data, label)
+    name, ds, emb = _target_data(dataset, data, label, arch)
     task = task or ds.info.description  # what zoo build records as a record's task text
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     with _zoo(registry, blobs) as zoo:

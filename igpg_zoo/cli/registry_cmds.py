@@ -1,4 +1,4 @@
-"""Registry commands: add, list, show, query, remove, verify, reindex.
+"""Registry commands: add, list, show, remove, verify, reindex (``query`` lives in answer_cmds).
 
 Nothing heavy is imported at module level: ``list`` and ``--help`` never load torch,
 sentence-transformers or faiss. Each command parses, calls the Zoo, and prints.
@@ -284,40 +284,6 @@ def show(
         typer.echo(f"{'extra':<9}{_shown(key)} = {json.dumps(value)}")
 
 
-def query(
-    text: Annotated[str, typer.Argument(help="what you are looking for, in words")],
-    k: Annotated[int, typer.Option("-k", "--top", help="how many results")] = 10,
-    arch: ArchFilter = None, dataset: DatasetFilter = None, task: TaskFilter = None, kind: KindFilter = None,
-    tag: TagFilter = None, where: WhereFilter = None,
-    registry: RegistryOpt = None, blobs: BlobsOpt = None, json_out: JsonOpt = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="export the best hit to PATH")] = None,
-    fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="with --out: onnx | timm | native | safetensors (default)")] = None,
-    overwrite: OverwriteOpt = False,
-) -> None:
-    """Find the checkpoints most similar to TEXT (semantic search), within the filters."""
-    from igpg_zoo.errors import ConfigError
-
-    _check_kinds(kind)
-    if fmt is not None and out is None:
-        raise ConfigError(f"--format {fmt} exports the best hit and needs --out PATH; add --out or drop --format")
-    with _zoo(registry, blobs) as zoo:
-        hits = zoo.query(text, k=k, arch=arch or (), dataset=dataset or (), task=task or (), where=where or (),
-                         kind=kind or (), tags=tag or ())
-        report = _export_best(zoo, hits, fmt or "safetensors", out, overwrite) if out is not None else None
-    if json_out:
-        _echo_json([{"score": round(h.score, 6), **_record_json(h.checkpoint)} for h in hits])
-        return
-    if report is not None:
-        typer.echo(f"exported #{hits[0].checkpoint.id}: {report.summary()}", err=True)
-    if not hits:
-        typer.echo("nothing matches")
-        return
-    _table([[f"{h.score:.3f}", f"#{h.checkpoint.id}", h.checkpoint.kind, h.checkpoint.name, h.checkpoint.arch,
-             h.checkpoint.task, h.checkpoint.dataset, _metrics_text(h.checkpoint)] for h in hits],
-           ["score", "id", "kind", "name", "arch", "task", "dataset", "metrics"])
-
-
 def _export_best(zoo, hits, fmt: str, out: Path, overwrite: bool):
     """Export the best hit (retrieved weights, recorded as such) through the export module."""
     from igpg_zoo.errors import NothingToReturn
@@ -387,7 +353,6 @@ def register(app: typer.Typer) -> None:
     app.command()(add)
     app.command("list")(list_)
     app.command()(show)
-    app.command()(query)
     app.command()(remove)
     app.command()(verify)
     app.command()(reindex)

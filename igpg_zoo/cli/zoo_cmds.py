@@ -6,11 +6,14 @@ Nothing heavy at import time: torch, sklearn and the training code load inside t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from igpg_zoo.cli.options import BlobsOpt, JsonOpt, RegistryOpt
+from igpg_zoo.cli.tables import print_table
+from igpg_zoo.errors import ZooError
 
 zoo_app = typer.Typer(name="zoo", help="Build a model zoo offline: train presets of small models and register them.",
                       no_args_is_help=True)
@@ -18,7 +21,7 @@ zoo_app = typer.Typer(name="zoo", help="Build a model zoo offline: train presets
 
 @zoo_app.command("build")
 def build(
-    preset: Annotated[str, typer.Option("--preset", help="tiny (seconds) | demo (minutes) | full (benchmarks)")] = "demo",
+    preset: Annotated[str, typer.Option("--preset", help="tiny (seconds) | demo (minutes) | full (benchmarks) | timm (timm models, 3x32x32)")] = "demo",
     seed: Annotated[int, typer.Option("--seed", help="build seed: same seed, same weights")] = 0,
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
@@ -68,15 +71,21 @@ def datasets(
     show: Annotated[Optional[str], typer.Argument(help="a dataset or task name to describe, e.g. 'digits[classes=3,5,8]'")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="describe your own data: .npz, .csv or image folder")] = None,
     label: Annotated[str, typer.Option("--label", help="label column of a .csv")] = "label",
+    out: Annotated[Optional[str], typer.Option("--out", help="write the described task's splits to this .npz "
+                                               "(arrays x, y, x_test, y_test), the format --data reads")] = None,
 ) -> None:
     """List the built-in datasets (and whether each is available here), or describe one task or your data."""
     from igpg_zoo.data import SOURCES, is_available
 
+    if out and not show:
+        raise ZooError("--out needs a task to write, e.g. igpg-zoo datasets 'digits[classes=4,6,9][rot=90]' --out my.npz")
     if show or data:
         from igpg_zoo.data import load_dataset
         from igpg_zoo.data.userdata import load_user_data
 
         ds = load_user_data(data, label=label) if data else load_dataset(show)
+        if out:
+            _write_npz(ds, Path(out))
         row = {"name": ds.name, "modality": ds.info.modality, "input_shape": list(ds.info.input_shape),
                "n_classes": ds.info.n_classes, "classes": list(ds.class_names), "train": len(ds.y_train),
                "test": len(ds.y_test), "description": ds.info.description, "source": ds.info.source}
@@ -91,13 +100,34 @@ def datasets(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'name':<14} {'modality':<9} {'shape':<10} {'classes':>7}  available  description")
-    for r in rows:
-        shape = "x".join(map(str, r["input_shape"]))
-        avail = "yes" if r["available"] else "no (apt-get install dataset-fashion-mnist)"
-        typer.echo(f"{r['name']:<14} {r['modality']:<9} {shape:<10} {r['n_classes']:>7}  {avail:<9}  {r['description']}")
+    print_table([[r["name"], r["modality"], "x".join(map(str, r["input_shape"])), r["n_classes"],
+                  "yes" if r["available"] else "no (apt-get install dataset-fashion-mnist)", r["description"]]
+                 for r in rows], ["name", "modality", "shape", "classes", "available", "description"], right=["classes"])
     typer.echo("generated tasks: NAME[classes=..][perm=..][rot=..][flip][invert][noise=..][size=..][n=..] "
                "(docs/datasets.md)")
+
+
+def _write_npz(ds, out: Path) -> None:
+    """Write a task's splits where --data can read them; refuse to replace a file, write atomically."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    if out.suffix != ".npz":
+        raise ZooError(f"--out {out}: name a .npz file")
+    if out.exists():
+        raise ZooError(f"--out {out} exists; remove it or name another file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, x=ds.x_train, y=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    typer.echo(f"wrote {out} ({len(ds.y_train)} training + {len(ds.y_test)} test samples)", err=True)
 
 
 def register(app: typer.Typer) -> None:

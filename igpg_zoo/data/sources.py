@@ -1,8 +1,9 @@
-"""The base datasets: scikit-learn's bundled sets, Fashion-MNIST (Debian package), MNIST-1D.
+"""The base datasets: scikit-learn's bundled sets, Fashion-MNIST (Debian package), MNIST-1D, shapes.
 
 Everything is offline. Fashion-MNIST is read from the files of Debian's ``dataset-fashion-mnist``
 package; MNIST-1D is generated with ``mnist1d.data.make_dataset`` (never its downloader) and the
-arrays are cached under :func:`igpg_zoo.data.dataset.cache_dir`.
+arrays are cached under :func:`igpg_zoo.data.dataset.cache_dir`. ``shapes`` (32x32 colour images
+of six shapes) is drawn procedurally (:mod:`igpg_zoo.data.procedural`) in about a second.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from igpg_zoo.data.dataset import Dataset, as_arrays, cache_dir, standardize, stratified_split
+from igpg_zoo.data.procedural import SHAPE_CLASSES
 from igpg_zoo.errors import DatasetError
 from igpg_zoo.records import DatasetInfo
 
@@ -154,6 +156,20 @@ def _load_mnist1d() -> Dataset:
                    *as_arrays(seq(arrays["x_test"]), arrays["y_test"]), SOURCES["mnist1d"].class_names)
 
 
+# -- procedural colour shapes -------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _load_shapes() -> Dataset:
+    from igpg_zoo.data.procedural import SHAPES_PER_CLASS, SHAPES_SEED, make_shapes
+
+    n_train, n_test = SHAPES_PER_CLASS
+    x_train, y_train = make_shapes(n_train, SHAPES_SEED)
+    x_test, y_test = make_shapes(n_test, SHAPES_SEED + 1)
+    return Dataset(SOURCES["shapes"].info, *as_arrays(x_train, y_train), *as_arrays(x_test, y_test),
+                   SOURCES["shapes"].class_names)
+
+
 # -- the catalog ---------------------------------------------------------------------------
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
@@ -171,6 +187,11 @@ SOURCES: dict[str, Source] = {
         DatasetInfo("mnist1d", "sequence", (1, 40), 10,
                     "1-D signals of length 40 encoding digits 0-9 (5000 sequences)", "mnist1d make_dataset"),
         DIGIT_NAMES, "classify MNIST-1D signals of digits {classes}", _load_mnist1d),
+    "shapes": Source(
+        DatasetInfo("shapes", "image", (3, 32, 32), 6,
+                    "32x32 colour images of 6 procedural shapes in random colours (7200 images)", "igpg-zoo procedural"),
+        SHAPE_CLASSES,
+        "classify 32x32 colour images of shapes: {classes}", _load_shapes),
     "iris": Source(
         DatasetInfo("iris", "tabular", (4,), 3, "4 measurements of iris flowers of 3 species (150 samples)",
                     "scikit-learn"),

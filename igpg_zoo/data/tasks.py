@@ -11,9 +11,14 @@ Grammar (docs/datasets.md)::
     invert                         images: 1 - x; sequences and tables: -x
     noise=SIGMA                    add Gaussian noise (seeded by the name), 0 < SIGMA <= 5
     size=S                         resize images to SxS (bilinear)
+    rgb                            one-channel images -> three identical channels
+    colour=SEED                    one-channel images -> three channels: light strokes on a darker
+                                   background, one colour pair per SEED, a little jitter per image
     n=COUNT                        keep COUNT training samples (stratified); the test split is unchanged
+    ntest=COUNT                    keep COUNT test samples (stratified)
 
-e.g. ``digits[classes=3,5,8]``, ``digits[rot=90]``, ``fashion_mnist[classes=0-4][n=2000]``.
+e.g. ``digits[classes=3,5,8]``, ``digits[rot=90]``, ``fashion_mnist[classes=0-4][n=2000]``,
+``fashion_mnist[n=2000][ntest=1000][size=32][colour=1]`` (3x32x32, for timm models).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from igpg_zoo.errors import DatasetError
 SPLITS = ("train", "test")
 _NAME = re.compile(r"^([a-z][a-z0-9_]*)((?:\[[^\[\]]*\])*)$")
 _OPTION = re.compile(r"\[([a-z]+)(?:=([^\[\]]*))?\]")
-_FLAGS = ("flip", "invert")
-_KEYS = ("classes", "perm", "rot", "flip", "invert", "noise", "size", "n")
+_FLAGS = ("flip", "invert", "rgb")
+_KEYS = ("classes", "perm", "rot", "flip", "invert", "noise", "size", "rgb", "colour", "n", "ntest")
+_TO_RGB = ("rgb", "colour")  # options that turn one-channel images into three channels
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,19 @@ def _parse_classes(value: str, n_classes: int) -> list[int]:
     return sorted(out)
 
 
-def _canonical_option(key: str, value: str | None, modality: str, n_classes: int) -> tuple[str, str]:
+def _check_channels(key: str, modality: str, channels: int) -> None:
+    if key in _TO_RGB and modality != "image":
+        raise DatasetError(f"option [{key}] applies to image datasets only")
+    if key in _TO_RGB and channels != 1:
+        raise DatasetError(f"option [{key}] turns one-channel images into three; these images already have "
+                           f"{channels} channels, so leave it out")
+
+
+def _canonical_option(key: str, value: str | None, modality: str, n_classes: int,
+                      channels: int = 1) -> tuple[str, str]:
     if key not in _KEYS:
         raise DatasetError(f"unknown dataset option [{key}]; known: {', '.join(_KEYS)} (see docs/datasets.md)")
+    _check_channels(key, modality, channels)
     if key in _FLAGS:
         if value:
             raise DatasetError(f"option [{key}] takes no value")
@@ -102,7 +118,8 @@ def _canonical_option(key: str, value: str | None, modality: str, n_classes: int
         if not 0 < sigma <= 5:
             raise DatasetError(f"option [noise={value}] needs a number in (0, 5]")
         return key, f"{sigma:g}"
-    limits = {"perm": (0, 2**31 - 1), "size": (4, 64), "n": (2, 10**7)}[key]
+    limits = {"perm": (0, 2**31 - 1), "colour": (0, 2**31 - 1), "size": (4, 64), "n": (2, 10**7),
+              "ntest": (2, 10**7)}[key]
     return key, str(_int(key, value, *limits))
 
 
@@ -114,11 +131,14 @@ def parse_task(name: str) -> TaskSpec:
         raise DatasetError(f"cannot parse dataset name '{name}'; expected e.g. digits or digits[classes=3,5,8]")
     source = get_source(m.group(1))
     n_classes = source.info.n_classes
+    channels = source.info.input_shape[0] if source.info.modality == "image" else 0
     options = []
     for key, value in _OPTION.findall(m.group(2)):
-        opt = _canonical_option(key, value, source.info.modality, n_classes)
+        opt = _canonical_option(key, value, source.info.modality, n_classes, channels)
         if opt[0] == "classes":
             n_classes = len(opt[1].split(","))
+        if opt[0] in _TO_RGB:
+            channels = 3
         options.append(opt)
     return TaskSpec(source.info.name, tuple(options), n_classes)
 
@@ -178,8 +198,26 @@ def _apply(ds: Dataset, key: str, value: str, seed: int) -> Dataset:
     if key == "size":
         s = int(value)
         return _map_x(ds, lambda x, _: _resize(x, s), input_shape=(ds.info.input_shape[0], s, s))
+    if key in _TO_RGB:
+        return _to_rgb(ds, key, value, seed)
+    if key == "ntest":
+        keep = stratified_subsample(ds.y_test, int(value), seed)
+        return replace(ds, x_test=ds.x_test[keep], y_test=ds.y_test[keep])
     keep = stratified_subsample(ds.y_train, int(value), seed)  # key == "n"
     return replace(ds, x_train=ds.x_train[keep], y_train=ds.y_train[keep])
+
+
+def _to_rgb(ds: Dataset, key: str, value: str, seed: int) -> Dataset:
+    """``rgb``: the one channel three times; ``colour``: the palette of SEED, jittered per image."""
+    shape = (3, *ds.info.input_shape[1:])
+    if key == "rgb":
+        return _map_x(ds, lambda x, _: np.repeat(x, 3, axis=1), input_shape=shape)
+    from igpg_zoo.data.procedural import COLOUR_JITTER, colourise, set_palette
+
+    palette = set_palette(int(value))  # the same colours for every task with this SEED, in both splits
+    rngs = {s: np.random.default_rng([seed, i]) for i, s in enumerate(("train", "test"))}
+    return _map_x(ds, lambda x, s: colourise(np.clip(x, 0.0, 1.0), rngs[s], palette, COLOUR_JITTER),
+                  input_shape=shape)
 
 
 # -- descriptions and loading ----------------------------------------------------------------
@@ -199,7 +237,10 @@ def _modifier(key: str, value: str, modality: str) -> str:
         "invert": "with inverted intensities" if image else "with negated values",
         "noise": f"with added Gaussian noise (sigma {value})",
         "size": f"resized to {value}x{value} pixels",
+        "rgb": "as 3-channel RGB",
+        "colour": f"coloured with stroke and background palette {value}",
         "n": f"trained on {value} samples",
+        "ntest": f"tested on {value} samples",
     }.get(key, "")
 
 

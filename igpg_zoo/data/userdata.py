@@ -68,15 +68,29 @@ def _check_x(x: np.ndarray, n: int, where: str) -> np.ndarray:
     return x
 
 
+def _check_fits(arch: str | None, sample_shape: tuple[int, ...], n_labels: int, where: str) -> None:
+    """Refuse data that does not match what ``arch`` declares (input shape, output count)."""
+    if arch is None:
+        return
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.adapters.validation import data_mismatch
+
+    why = data_mismatch(get_adapter(arch), arch, sample_shape, n_labels)
+    if why:
+        raise DatasetError(f"{where}: {why}")
+
+
 def build_dataset(x, y, name: str, where: str, seed: int = 0, test_fraction: float = 0.2,
-                  test: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
-    """A :class:`Dataset` from raw arrays (validates, scales, splits)."""
+                  test: tuple[np.ndarray, np.ndarray] | None = None, arch: str | None = None) -> Dataset:
+    """A :class:`Dataset` from raw arrays (validates, scales, splits); with ``arch``, refuses data
+    that does not match what the architecture declares before anything else is judged."""
     y = np.asarray(y)
     codes, class_names = _labels(y, where)
     modality, x = _modality(np.asarray(x), where)
     if x.ndim and 0 in x.shape[1:]:
         raise DatasetError(f"{where}: samples have shape {x.shape[1:]}, which holds no values; "
                            "give at least one feature (a .csv needs a column besides the label)")
+    _check_fits(arch, tuple(int(s) for s in x.shape[1:]), len(class_names), where)
     scale = _image_scale(x)
     x = _check_x(x, len(codes), where)
     if test is None:
@@ -103,8 +117,26 @@ def build_dataset(x, y, name: str, where: str, seed: int = 0, test_fraction: flo
     return Dataset(info, *as_arrays(x_train, y_train), *as_arrays(x_test, y_test), class_names)
 
 
-def _load_npz(path: Path, seed: int) -> Dataset:
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (an empty one starts with its end record)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_magic(path: Path, hint: str) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(6)
+    except OSError as exc:
+        raise DatasetError(f"{path.name}: cannot read ({exc.strerror or exc}); {hint}") from None
+
+
+def _load_npz(path: Path, seed: int, arch: str | None = None) -> Dataset:
     hint = "save with np.savez(path, x=..., y=...)"
+    magic = _read_magic(path, hint)
+    if magic.startswith(_NPY_MAGIC):
+        raise DatasetError(f"{path.name}: holds one .npy array, not named arrays x and y; {hint}")
+    if not magic.startswith(_ZIP_MAGIC):
+        kind = "empty" if not magic else "not an .npz archive (no zip header)"
+        raise DatasetError(f"{path.name}: {kind}; {hint}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -112,15 +144,16 @@ def _load_npz(path: Path, seed: int) -> Dataset:
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, bad CRC, pickled
-        raise DatasetError(f"{path.name}: cannot read as .npz ({exc}); {hint}") from None
+        why = "holds an array of Python objects, which is not read" if "pickle" in str(exc) else str(exc)
+        raise DatasetError(f"{path.name}: not a readable .npz archive ({why}); {hint}") from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DatasetError(f"{path.name}: missing array(s) {', '.join(missing)}; found {', '.join(arrays) or 'none'}")
     test = (arrays["x_test"], arrays["y_test"]) if {"x_test", "y_test"} <= arrays.keys() else None
-    return build_dataset(arrays["x"], arrays["y"], path.stem, path.name, seed, test=test)
+    return build_dataset(arrays["x"], arrays["y"], path.stem, path.name, seed, test=test, arch=arch)
 
 
-def _load_csv(path: Path, label: str, seed: int) -> Dataset:
+def _load_csv(path: Path, label: str, seed: int, arch: str | None = None) -> Dataset:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
             reader = csv.reader(fh)
@@ -145,10 +178,10 @@ def _load_csv(path: Path, label: str, seed: int) -> Dataset:
                 x[n, j] = float(row[i])
             except ValueError:
                 raise DatasetError(f"{path.name}: line {r}, column '{header[i]}': '{row[i]}' is not a number") from None
-    return build_dataset(x, np.array(y), path.stem, path.name, seed)
+    return build_dataset(x, np.array(y), path.stem, path.name, seed, arch=arch)
 
 
-def _load_image_folder(path: Path, seed: int) -> Dataset:
+def _load_image_folder(path: Path, seed: int, arch: str | None = None) -> Dataset:
     try:
         from PIL import Image
     except ImportError:
@@ -171,18 +204,19 @@ def _load_image_folder(path: Path, seed: int) -> Dataset:
                 raise DatasetError(f"{path.name}: cannot read image {cls.name}/{f.name} ({exc})") from None
             labels.append(cls.name)
     x = np.stack(images)  # (N, H, W) or (N, H, W, 3)
-    return build_dataset(x, np.array(labels), path.name, path.name, seed)
+    return build_dataset(x, np.array(labels), path.name, path.name, seed, arch=arch)
 
 
-def load_user_data(path: str | Path, label: str = "label", seed: int = 0) -> Dataset:
-    """Load a user's labelled data from ``.npz``, ``.csv`` or an image folder (see module doc)."""
+def load_user_data(path: str | Path, label: str = "label", seed: int = 0, arch: str | None = None) -> Dataset:
+    """Load a user's labelled data from ``.npz``, ``.csv`` or an image folder (see module doc); with
+    ``arch``, the data must match the input shape and output count the architecture declares."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _load_image_folder(path, seed)
+        return _load_image_folder(path, seed, arch)
     if path.suffix.lower() == ".npz":
-        return _load_npz(path, seed)
+        return _load_npz(path, seed, arch)
     if path.suffix.lower() == ".csv":
-        return _load_csv(path, label, seed)
+        return _load_csv(path, label, seed, arch)
     raise DatasetError(f"{path.name}: unsupported data file; use .npz (x, y), .csv (with a label column) or a folder")

@@ -33,17 +33,34 @@ def record_meta(ck: Checkpoint) -> dict[str, Any]:
     return meta
 
 
+def _calibration(ck: Checkpoint, weights: dict):
+    """Data for a generated record whose BatchNorm statistics were never estimated (export.batchnorm)."""
+    from igpg_zoo.adapters import get_adapter
+    from igpg_zoo.export.batchnorm import calibration_for_record
+
+    if ck.kind != "generated":
+        return None
+    module = get_adapter(ck.arch).build(ck.arch)
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError:
+        return None  # export_weights reports the mismatch in one line
+    return calibration_for_record(ck, module)
+
+
 def export_record(zoo, id: int, fmt: str, out: Path, atol: float = DEFAULT_ATOL, *,
                   exporter: str = "auto", overwrite: bool = False) -> ExportReport:
     """Export record ``id`` of ``zoo`` to ``out`` and store the facts as ``extra["export_<fmt>"]``.
 
     The facts: parity figure, tolerance, how it was measured, and for ONNX the opset and exporter.
+    A generated record whose BatchNorm statistics were never estimated gets them estimated on its
+    dataset's training split first (``export.batchnorm``; the facts under ``batchnorm``).
     The record is only updated after the export passed its check.
     """
     ck = zoo.get(id)
     weights = zoo.load_weights(id)
     report = export_weights(ck.arch, weights, fmt, Path(out), record_meta(ck), atol, exporter=exporter,
-                            overwrite=overwrite)
+                            overwrite=overwrite, calibration=_calibration(ck, weights))
     facts = report.facts()
     facts["exported_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     zoo.update_extra(id, **{f"export_{fmt}": facts})

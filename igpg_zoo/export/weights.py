@@ -22,7 +22,7 @@ at ``out`` when a check fails.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from igpg_zoo.adapters.base import Adapter
+    from igpg_zoo.export.batchnorm import Calibration
 
 FORMATS = ("onnx", "timm", "native", "safetensors")
 FILE_SUFFIX = {"onnx": ".onnx", "safetensors": ".safetensors"}
@@ -51,6 +52,7 @@ class ExportReport:
     check: str  # how max_abs_diff was measured
     opset: int | None = None  # onnx only
     exporter: str | None = None  # onnx only: "legacy" | "dynamo"
+    batchnorm: dict[str, Any] | None = None  # statistics re-estimated before export (export.batchnorm)
 
     def summary(self) -> str:
         """One line for the CLI: where it went and the parity figure."""
@@ -64,6 +66,8 @@ class ExportReport:
                  "check": self.check, "seconds": round(self.seconds, 4)}
         if self.opset is not None:
             facts.update(opset=self.opset, exporter=self.exporter)
+        if self.batchnorm is not None:
+            facts["batchnorm"] = self.batchnorm
         return facts
 
 
@@ -89,13 +93,16 @@ def check_supported(adapter: Adapter, arch: str, fmt: str) -> None:
 
 def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: Path,
                    meta: dict[str, Any] | None = None, atol: float = DEFAULT_ATOL, *,
-                   exporter: str = "auto", overwrite: bool = False) -> ExportReport:
+                   exporter: str = "auto", overwrite: bool = False,
+                   calibration: Calibration | None = None) -> ExportReport:
     """Write ``weights`` of ``arch`` to ``out`` in format ``fmt`` and check the result.
 
     ``out``: for onnx / safetensors a file (a path without that suffix is taken as a folder and
     gets ``model.onnx`` / ``model.safetensors``); for native / timm a folder that must not exist
     or be empty; an existing file is only replaced with ``overwrite``. ``meta`` (JSON-ready) goes into the folder or file (``kind: generated`` is added
-    when it holds a generator's provenance). Raises ExportNotSupported,
+    when it holds a generator's provenance). With ``calibration`` (``export.batchnorm``), BatchNorm
+    statistics are re-estimated on its inputs first and the facts recorded in the provenance
+    (``provenance["batchnorm"]``) and ``ExportReport.batchnorm``. Raises ExportNotSupported,
     CheckpointMismatch (weights do not fit ``arch``) or ExportParityError (figure > ``atol``).
     """
     from igpg_zoo.adapters import get_adapter
@@ -106,11 +113,29 @@ def export_weights(arch: str, weights: dict[str, torch.Tensor], fmt: str, out: P
     target = check_out(fmt, out, overwrite)  # before any work: --out can be written
     module = _module_with(adapter, arch, weights)
     meta = _labelled({"arch": arch, **(meta or {})})
+    weights, meta, bn_facts = _calibrate(module, weights, meta, calibration)
     if fmt == "onnx":
-        return _export_onnx(adapter, arch, module, target, meta, atol, exporter, overwrite)
-    if fmt == "safetensors":
-        return _export_single_file(adapter, arch, module, weights, target, meta, atol, overwrite)
-    return _export_folder(adapter, arch, module, weights, fmt, target, meta, atol)
+        report = _export_onnx(adapter, arch, module, target, meta, atol, exporter, overwrite)
+    elif fmt == "safetensors":
+        report = _export_single_file(adapter, arch, module, weights, target, meta, atol, overwrite)
+    else:
+        report = _export_folder(adapter, arch, module, weights, fmt, target, meta, atol)
+    return replace(report, batchnorm=bn_facts) if bn_facts else report
+
+
+def _calibrate(module: nn.Module, weights: dict, meta: dict, calibration: Calibration | None):
+    """Re-estimate ``module``'s BatchNorm statistics on ``calibration`` (when given and it has any):
+    ``(weights, meta, facts)`` with the facts in ``meta["provenance"]["batchnorm"]``."""
+    if calibration is None:
+        return weights, meta, None
+    from igpg_zoo.export.batchnorm import calibrated
+
+    done = calibrated(module, calibration)
+    if done is None:
+        return weights, meta, None
+    weights, facts = done
+    provenance = {**(meta.get("provenance") or {}), "batchnorm": facts}
+    return weights, {**meta, "provenance": provenance}, facts
 
 
 def check_out(fmt: str, out: Path, overwrite: bool = False) -> Path:

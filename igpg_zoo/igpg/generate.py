@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from igpg_zoo.adapters import get_adapter
+from igpg_zoo.adapters.validation import data_mismatch
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.conditioning import Conditioner
 from igpg_zoo.igpg.member_quality import requested_level
@@ -76,6 +77,8 @@ def probe_split(data, n: int = PROBE, seed: int = 0):
 @torch.no_grad()
 def check_data_fits(arch: str, x: torch.Tensor, y: torch.Tensor) -> None:
     """Refuse data the architecture cannot take (input shape) or label (more classes than outputs)."""
+    if why := data_mismatch(get_adapter(arch), arch, tuple(x.shape[1:]), int(y.max()) + 1):
+        raise GeneratorError(why)
     module = get_adapter(arch).build(arch).eval()
     try:
         logits = module(x[:2])  # (2, K)

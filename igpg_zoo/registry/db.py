@@ -140,6 +140,35 @@ class ArtifactRow(Base):
     )
 
 
+class AnswerRow(Base):
+    """One answer of ``query``: its inputs (with the data's fingerprint), candidates, estimates and decision."""
+
+    __tablename__ = "answers"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    data_fingerprint: Mapped[str] = mapped_column(String(64), index=True)  # "" without --data
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ScoreRow(Base):
+    """A transferability estimate of one checkpoint on one user sample (select's cache)."""
+
+    __tablename__ = "answer_scores"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    data_fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    estimate: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # the weights scored
+    value: Mapped[float] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # -- engine, sessions, migrations ------------------------------------------------------------
 
 

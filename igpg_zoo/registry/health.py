@@ -10,12 +10,12 @@ Temporaries younger than ``STALE_TEMPORARY_S`` may belong to a write still runni
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from igpg_zoo.zoo import Zoo
+#: An open ``igpg_zoo.zoo.Zoo`` (its store, blobs and index); not imported here, the facade imports this module.
+Zoo = Any
 
 STALE_TEMPORARY_S = 600.0
 

@@ -87,11 +87,13 @@ def read_manifest(manifest: Path, folder: Path) -> list[ManifestEntry]:
         data = yaml.safe_load(Path(manifest).read_text(encoding="utf-8"))
     except OSError as err:
         raise InvalidMetadata(f"cannot read manifest {manifest}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise InvalidMetadata(f"manifest {manifest} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError:
         raise InvalidMetadata(f"manifest {manifest} is not valid YAML; fix the file") from None
     defaults: dict[str, Any] = {}
     if isinstance(data, Mapping):
-        unknown = sorted(set(data) - {"defaults", "models"})
+        unknown = sorted(str(k) for k in set(data) - {"defaults", "models"})  # YAML keys may be numbers
         if unknown or "models" not in data:
             raise InvalidMetadata(f"manifest {manifest} needs a 'models:' list (and optionally 'defaults:'); "
                                   f"unknown key(s): {', '.join(unknown) or '-'}")

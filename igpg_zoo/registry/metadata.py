@@ -181,9 +181,12 @@ def read_yaml_fields(path, origin: str | None = None) -> dict[str, Any]:
 
     origin = origin or str(path)
     try:
-        data = yaml.safe_load(open(path, encoding="utf-8").read())
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh.read())
     except OSError as err:
         raise InvalidMetadata(f"cannot read metadata file {origin}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise InvalidMetadata(f"{origin} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -52,7 +52,7 @@ def train_run(run: Run, start: dict[str, torch.Tensor] | None = None) -> list[Tr
     """Train ``run`` (from ``start`` for a fine-tuned member) and return its kept checkpoints."""
     ds = load_dataset(run.task)
     adapter = get_adapter(run.arch)
-    module = init_module(adapter.build(run.arch), run.seed)
+    module = init_module(seeded_build(adapter, run.arch, run.seed), run.seed)
     if start is not None:
         own = module.state_dict()
         head = set(adapter.head_names(run.arch)) if run.task != run.base.task else set()
@@ -69,6 +69,14 @@ def train_run(run: Run, start: dict[str, torch.Tensor] | None = None) -> list[Tr
     fit(module, ds.x_train, ds.y_train, epochs=run.epochs, lr=run.variant.lr, batch_size=run.variant.batch_size,
         seed=run.seed, on_epoch=keep)
     return kept
+
+
+def seeded_build(adapter, arch: str, seed: int) -> torch.nn.Module:
+    """``adapter.build(arch)`` with the global torch RNG seeded, so tensors a module initialises itself
+    and ``init_module`` does not reset (a ViT's position embedding) are the same every build."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return adapter.build(arch)
 
 
 def checkpoint_meta(run: Run, t: Trained, parent_id: int | None, embedding: np.ndarray | None) -> CheckpointMeta:
@@ -110,6 +118,7 @@ def build_zoo(zoo, preset: str, seed: int = 0, on_run: Callable[[Run, str], None
     spec = get_preset(preset)
     runs = plan_runs(spec, seed)
     _require_sources(runs)
+    _require_adapters(runs)
     report = BuildReport(preset, seed, runs=len(runs))
     start_time = time.perf_counter()
     done = _registered(zoo, preset)
@@ -142,6 +151,13 @@ def _require_sources(runs: list[Run]) -> None:
     for base in sorted({parse_task(r.task).base for r in runs}):
         if not is_available(base):
             SOURCES[base].load()  # raises the DatasetError that says how to install it
+
+
+def _require_adapters(runs: list[Run]) -> None:
+    """Fail before training anything when an architecture the preset needs has no adapter (a plugin
+    that is not installed): the UnknownArchitecture says how to install it."""
+    for arch in sorted({r.arch for r in runs}):
+        get_adapter(arch)
 
 
 def _train_and_register(zoo, run: Run, done, report: BuildReport) -> dict[int, Checkpoint]:

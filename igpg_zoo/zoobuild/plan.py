@@ -62,7 +62,7 @@ def _family_runs(preset: Preset, family: Family, seed: int, holdout: set[str]) -
         base = None
         if family.finetuned:
             base = Run(preset.name, seed, base_task, template.format(k=_n_classes(base_task)), "base",
-                       Variant(0), family.base_epochs, family.keep, holdout=base_task in holdout)
+                       family.base, family.base_epochs, family.keep, holdout=base_task in holdout)
             bases.append(base)
         for task in map(canonical_name, family.tasks):
             arch = template.format(k=_n_classes(task))

@@ -34,6 +34,7 @@ class Family:
     finetuned: tuple[Variant, ...] = ()
     independent: tuple[Variant, ...] = (Variant(0),)
     keep: int = 3  # checkpoints per run: the last `keep` epochs
+    base: Variant = Variant(0)  # the base run's hyper-parameters
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,30 @@ FULL = Preset("full", (
             "fashion_mnist[classes=0,2,4,6][n=2000][size=14]"),
    about="for the generator benchmark; some tasks are tagged 'holdout'")
 
-PRESETS = {p.name: p for p in (TINY, DEMO, FULL)}
+#: 3x32x32 colour tasks for timm models at their usual 3-channel input, and a BatchNorm smallnet.
+#: Options that shrink a dataset come before the ones that transform every image (cheaper).
+TIMM_CONV_ARCHS = ("timm/test_resnet?num_classes={k}&img_size=32", "timm/test_efficientnet?num_classes={k}&img_size=32",
+                   "cnn-i3x32x32-c16k3-c32k3-c64k3-h512-h128-o{k}-bn")
+TIMM_VIT_ARCHS = ("timm/test_vit?num_classes={k}&img_size=32",)  # a ViT wants a smaller learning rate
+TIMM_TASKS = (
+    "digits[colour=1][size=32]", "digits[classes=0-4][colour=1][size=32]", "digits[classes=5-9][colour=2][size=32]",
+    "digits[rgb][size=32]", "shapes[n=1200][ntest=600]", "shapes[classes=0,1,2][n=900][ntest=300]",
+    "fashion_mnist[n=1200][ntest=600][colour=1][size=32]",
+    "fashion_mnist[classes=0-4][n=1200][ntest=500][colour=3][size=32]",
+    "digits[classes=3,5,8][colour=3][size=32]")
+TIMM_HOLDOUT = ("digits[classes=3,5,8][colour=3][size=32]",
+                "fashion_mnist[classes=0-4][n=1200][ntest=500][colour=3][size=32]")
+TIMM = Preset("timm", (
+    Family("digits[colour=1][size=32]", TIMM_CONV_ARCHS, TIMM_TASKS, base_epochs=6, finetune_epochs=3,
+           scratch_epochs=6, finetuned=(Variant(0, 1e-3),), independent=(Variant(100, 3e-3),), keep=2),
+    Family("digits[colour=1][size=32]", TIMM_VIT_ARCHS, TIMM_TASKS, base_epochs=6, finetune_epochs=3,
+           scratch_epochs=6, finetuned=(Variant(0, 2.5e-4),), independent=(Variant(100, 5e-4),), keep=2,
+           base=Variant(0, 5e-4)),  # at the default 1e-2 the ViT does not learn
+), holdout=TIMM_HOLDOUT,
+   about="timm test_resnet / test_efficientnet / test_vit and a BatchNorm CNN (100k-375k parameters) on 3x32x32 "
+         "colour tasks; needs the igpg-zoo-timm plugin and dataset-fashion-mnist")
+
+PRESETS = {p.name: p for p in (TINY, DEMO, FULL, TIMM)}
 
 
 def get_preset(name: str) -> Preset:

@@ -60,16 +60,18 @@ def fit(module: nn.Module, x, y, epochs: int | None = None, lr: float = 1e-2, ba
     total = steps if steps is not None else (epochs if epochs is not None else 10) * per_epoch
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    min_batch = 2 if _has_batchnorm(module) else 1  # BatchNorm cannot train on one sample
     module.train()
     step = 0
     while step < total:
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
             idx = order[i: i + batch_size]
-            loss = F.cross_entropy(module(xt[idx]), yt[idx])  # (B, K) logits vs (B,)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if len(idx) >= min_batch:  # a lone last sample is skipped, the step still counted
+                loss = F.cross_entropy(module(xt[idx]), yt[idx])  # (B, K) logits vs (B,)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             step += 1
             if step >= total:
                 break
@@ -78,6 +80,10 @@ def fit(module: nn.Module, x, y, epochs: int | None = None, lr: float = 1e-2, ba
             on_epoch(-(-step // per_epoch), module)
             module.train()
     return module.eval()
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 @torch.no_grad()

@@ -203,3 +203,38 @@ def test_the_folders_weights_file_carries_a_generated_label(tmp_path):
     assert json.loads(strings["provenance"]) == provenance
     assert file_label(out / "model.safetensors")["kind"] == "generated"
     timm.create_model(f"local-dir:{out}", pretrained=True)  # the extra metadata does not bother timm
+
+
+PRESET_ARCHS = [  # two of the timm zoo preset's architectures (presets.TIMM_*_ARCHS): with and without BatchNorm
+    "timm/test_resnet?num_classes=3&img_size=32",
+    "timm/test_vit?num_classes=3&img_size=32",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", PRESET_ARCHS)
+def test_preset_archs_end_to_end_add_tokenize_export(arch, tmp_path):
+    """A 3x32x32 timm model: registered, tokenized, decoded (fresh BatchNorm buffers), its statistics
+    estimated on a colour task's training split, exported to ONNX and checked against onnxruntime."""
+    from igpg_zoo.export import export_weights
+    from igpg_zoo.export.batchnorm import batchnorm_layers, training_sample
+    from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+    from igpg_zoo.records import CheckpointMeta
+    from igpg_zoo.zoo import open_zoo
+
+    task = "shapes[classes=0,1,2][n=60][ntest=30]"
+    torch.manual_seed(0)
+    weights = ADAPTER.build(arch).state_dict()
+    with open_zoo(str(tmp_path / "r.db"), embedder="hash") as zoo:
+        ck = zoo.add_weights(weights, CheckpointMeta(arch=arch, task="t", dataset=task)).checkpoint
+        stored = zoo.load_weights(ck.id)
+    cfg = TokenizerConfig(codebook_size=16, hidden=(32,), code_dim=8, steps=5, refine_steps=0, batch_size=64)
+    tok, _ = fit_tokenizer([(stored, ck.arch)], cfg, seed=0, progress=False)
+    tokens = tok.encode(stored, ck.arch)
+    assert tokens.numel() == tok.sequence_length(ck.arch) > 0
+    decoded = tok.decode(tokens, ck.arch)
+    report = export_weights(ck.arch, decoded, "onnx", tmp_path / "m.onnx", calibration=training_sample(task))
+    assert report.max_abs_diff <= report.atol
+    layers = len(batchnorm_layers(ADAPTER.build(arch)))
+    assert (report.batchnorm or {}).get("layers", 0) == layers  # test_vit has none, the CNNs do
