@@ -166,7 +166,7 @@ def _details(data: dict) -> str:
         lines.append(f"| `{label}` | {'–' if cpu is None else f'{cpu} s'} | {'–' if peak is None else f'{peak} MB'} | "
                      f"{row['cpu_s']:.2f} s | {row['peak_mb']:.0f} MB | {row['wall_s']:.2f} s |")
     help_row = next(r for r in data["rows"] if r["command"] == "--help")
-    lines += ["", f"`--help` runs the same code as before and took {help_row['cpu_s']:.2f} s CPU here against "
+    lines += ["", f"`--help` (start-up only, little changed) took {help_row['cpu_s']:.2f} s CPU here against "
                   f"{BEFORE['--help'][0]} s in the issue: read the CPU figures of this run with that load in mind."]
     if data.get("first_use"):
         f = data["first_use"]
