@@ -96,7 +96,7 @@ def datasets(
         shape = "x".join(map(str, r["input_shape"]))
         avail = "yes" if r["available"] else "no (apt-get install dataset-fashion-mnist)"
         typer.echo(f"{r['name']:<14} {r['modality']:<9} {shape:<10} {r['n_classes']:>7}  {avail:<9}  {r['description']}")
-    typer.echo("generated tasks: NAME[classes=..][perm=..][rot=..][flip][invert][noise=..][size=..][n=..] "
+    typer.echo("generated tasks: NAME[classes=..][perm=..][rot=..][flip][invert][noise=..][size=..][rgb][colour=..][n=..][ntest=..] "
                "(docs/datasets.md)")
 
 
