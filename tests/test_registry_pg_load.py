@@ -11,7 +11,7 @@ import pytest
 
 from bench._scale_load import run_load
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # processes that import torch: tens of seconds
 
 
 @pytest.mark.parametrize("writers, adds, shared, readers", [(3, 5, 2, 2)])

@@ -23,6 +23,7 @@ from igpg_zoo.registry.store import CheckpointStore
 
 OVERFETCH = 20  # a filtered search first takes this many times k of the best unfiltered hits
 MIN_CANDIDATES = 200
+AMONG_CHUNK = 2000  # candidate ids per SQL check
 PASSING_FILTERS = 32  # filters whose passing ids are kept ...
 PASSING_IDS = 4_000_000  # ... up to this many ids in all (32 MB)
 
@@ -138,9 +139,13 @@ class SearchCache:
         from igpg_zoo.registry.db import CheckpointRow
         from igpg_zoo.registry.filter_sql import where_filters
 
-        stmt = where_filters(select(CheckpointRow.id), filters, among)  # no ORDER BY: sorted here, cheaper
+        chunks = [None] if among is None else [among[i:i + AMONG_CHUNK] for i in range(0, len(among), AMONG_CHUNK)]
+        found: list[int] = []
         with self.store.db.session_scope() as session:
-            found = session.connection().execute(stmt).scalars().all()
+            connection = session.connection()
+            for chunk in chunks:  # each chunk may appear once per subquery: stay far below SQLite's 32,766 variables
+                stmt = where_filters(select(CheckpointRow.id), filters, chunk)  # no ORDER BY: sorted here, cheaper
+                found += connection.execute(stmt).scalars().all()
         return np.sort(np.asarray(found, dtype=np.int64))
 
     def rebuild(self, dim: int | None = None) -> int:
