@@ -8,7 +8,8 @@ sample (``N_TRAIN`` training samples) fine-tuned with every architecture of the 
 
 Starts come from ``igpg_zoo.finetune.starts`` (retrieval and generation in one module); the
 decision ``choose`` and the selection estimate stand in for the registry's own answer until it exists:
-each start's estimate is a fitted head's accuracy on the held-out part of the sample.
+each start's estimate is a fitted head's mean margin on the held-out part of the sample (its accuracy,
+alone or with the margin breaking ties, is reported beside it).
 Results are cached in bench/scratch per (zoo snapshot, prior, sizes), so both areas share one run.
 """
 
@@ -37,7 +38,7 @@ QUICK_CASES = ("digits[classes=4,6,9]", "digits[classes=1,2,3,4][rot=270]",
 SIZES = {False: {"n_train": 500, "n_test": 1000, "epochs": 10, "budget": 30, "pool": 12, "archs": 3},
          True: {"n_train": 300, "n_test": 400, "epochs": 4, "budget": 15, "pool": 10, "archs": 2}}
 SEED = 0
-VERSION = 2  # bump when the cell computation changes
+VERSION = 4  # bump when the cell computation changes
 
 
 def registry() -> Path:
@@ -77,10 +78,14 @@ def sample(task: str, sizes: dict):
     return Dataset(ds.info, ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], ds.class_names)
 
 
-def choose(estimates: dict[str, float]) -> str:
-    """The automatic decision: the start with the highest held-out estimate (ties: retrieved, generated, random)."""
+def choose(estimates: dict[str, dict], key: str = "margin") -> str:
+    """The automatic decision: the start whose fitted head has the largest mean margin on the held-out
+    part (``key="acc"``: accuracy, ties to retrieved, generated, random; ``"acc_margin"``: accuracy, ties by margin)."""
     order = ("retrieved", "generated", "random")
-    return max(order, key=lambda k: (estimates[k], -order.index(k)))
+    keys = {"margin": lambda k: (estimates[k]["margin"], -order.index(k)),
+            "acc": lambda k: (estimates[k]["acc"], -order.index(k)),
+            "acc_margin": lambda k: (estimates[k]["acc"], estimates[k]["margin"], -order.index(k))}
+    return max(order, key=keys[key])
 
 
 def run_start(arch: str, weights, split, cfg, marks: tuple[int, ...]) -> dict:
@@ -114,10 +119,12 @@ def _cell(zoo, split, arch: str, sizes: dict) -> dict:
     gen = starts.generate(zoo, arch, split, cfg.draws, SEED)
     t2 = time.perf_counter()
     found = {"retrieved": ret, "generated": gen, "random": starts.random_init(arch)}
-    estimates = {k: starts.score_on_heldout(s.arch, s.weights, split, SEED) for k, s in found.items()}
+    estimates = {k: starts.heldout_scores(s.arch, s.weights, split, SEED) for k, s in found.items()}
     runs = {k: run_start(s.arch, s.weights, split, cfg, marks) for k, s in found.items()}
     return {"arch": arch, "per_epoch": per_epoch, "total": total, "budget": sizes["budget"],
-            "estimates": estimates, "choice": choose(estimates), "runs": runs,
+            "estimates": estimates, "choice": choose(estimates), "choice_acc": choose(estimates, "acc"),
+            "choice_acc_margin": choose(estimates, "acc_margin"),
+            "runs": runs,
             "retrieved": {k: v for k, v in ret.facts.items()}, "generated": gen.facts,
             "seconds": {"retrieve": t1 - t0, "generate": t2 - t1}}
 
@@ -138,9 +145,10 @@ def _selection(zoo, split, sizes: dict) -> dict:
     for rec in chosen:
         w = zoo.load_weights(rec.id)
         run = run_start(rec.arch, w, split, cfg, (sizes["budget"],))
+        est = starts.heldout_scores(rec.arch, w, split, SEED)
         rows.append({"id": rec.id, "arch": rec.arch, "dataset": rec.dataset, "stored_acc": rec.metric("acc") or 0.0,
-                     "n_params": rec.n_params, "estimate": starts.score_on_heldout(rec.arch, w, split, SEED),
-                     "true": run["test_at"].get(str(sizes["budget"]))})
+                     "n_params": rec.n_params, "estimate": est["margin"], "acc": est["acc"],
+                     "acc_margin": est["acc"] + 1e-3 * est["margin"], "true": run["test_at"].get(str(sizes["budget"]))})
     return {"candidates": rows}
 
 

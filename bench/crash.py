@@ -251,6 +251,11 @@ def run(quick: bool) -> dict:
     finally:
         if started:
             stop_postgres(base_url, started)
+    return summarize(runs, quick)
+
+
+def summarize(runs: dict, quick: bool = False) -> dict:
+    """The benchmark result (summary rows, details, data) of the kill points ``runs`` holds per backend."""
     summary = []
     for backend in ("sqlite", "postgresql"):
         results = runs.get(backend)
@@ -276,6 +281,9 @@ def run(quick: bool) -> dict:
         "temporaries `verify --repair` leaves `verify` clean, no orphan blob, the index in step. Residue: "
         "an orphan blob, a leftover temporary or a stale index right after the kill (what `verify` reports and "
         "the re-run or `verify --repair` clears).", "", *table, "",
+        "" if quick else f"A full run draws 200 kill points per backend and stops drawing after {BUDGET_S:.0f} s of wall "
+        "time per backend (both backends side by side); on this shared machine the budget ended it at "
+        + ", ".join(f"{len(rs)} ({b})" for b, rs in runs.items()) + ".",
         "`train` and `generate --register` are not in this campaign yet. The machine was shared with other jobs.",
     ])
     return {"summary": summary, "details": details, "data": runs}

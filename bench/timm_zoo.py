@@ -36,6 +36,8 @@ PROBE = 512  # training samples for BatchNorm re-estimation (as igpg generate)
 #: tokenizer main-phase steps (the refine phase scales with them): 60 of the default 3,000, the budget a
 #: shared 2-core machine allows here; the default needs a quiet machine or a GPU
 TOKENIZER_STEPS, QUICK_STEPS = 60, 10
+#: decoded models of an early tokenizer give large logits: parity is checked at 1e-3 absolute (the figure is reported)
+EXPORT_ATOL = 1e-3
 TARGET_MEAN, TARGET_WORST = 0.5, 2.0  # pp, issue 25
 
 
@@ -58,7 +60,10 @@ def build(registry: Path) -> dict:
     if report.trained == report.runs:  # a full build in this call: its time is the figure
         report_file.write_text(json.dumps({"seconds": round(report.seconds, 1), "how": "python -m bench timm_zoo"}))
     if report_file.is_file():
-        facts["build_seconds"] = json.loads(report_file.read_text())["seconds"]
+        kept = json.loads(report_file.read_text())
+        facts["build_seconds"] = kept["seconds"]
+        if "vit_rebuild" in kept:  # the preset's ViT base once trained at lr 1e-2; its 10 runs were redone
+            facts["vit_rebuild_seconds"] = kept["vit_rebuild"]["seconds"]
     return facts
 
 
@@ -145,6 +150,7 @@ def round_trip(registry: Path, artifact_id: int, records: list, holdout: set[str
 
 def export_check(registry: Path, artifact_id: int, records: list) -> dict:
     """Per architecture family: a decoded model exported to ONNX with estimated statistics, and its parity."""
+    from igpg_zoo.errors import ZooError
     from igpg_zoo.export import export_weights
     from igpg_zoo.export.batchnorm import training_sample
     from igpg_zoo.igpg.tokenizer import Tokenizer
@@ -159,10 +165,14 @@ def export_check(registry: Path, artifact_id: int, records: list) -> dict:
                 continue
             seen.add(fam)
             decoded = tok.decode(tok.encode(zoo.load_weights(r.id), r.arch), r.arch)  # fresh BN buffers
-            rep = export_weights(r.arch, decoded, "onnx", Path(tmp) / f"{len(seen)}.onnx",
-                                 {"provenance": {"round_trip_of": r.id}},
-                                 calibration=training_sample(r.dataset, PROBE))
-            out[fam] = {"arch": r.arch, "max_abs_diff": rep.max_abs_diff, "opset": rep.opset,
+            try:
+                rep = export_weights(r.arch, decoded, "onnx", Path(tmp) / f"{len(seen)}.onnx",
+                                     {"provenance": {"round_trip_of": r.id}}, EXPORT_ATOL,
+                                     calibration=training_sample(r.dataset, PROBE))
+            except ZooError as exc:  # recorded, not fatal: the other figures stand
+                out[fam] = {"arch": r.arch, "error": str(exc)}
+                continue
+            out[fam] = {"arch": r.arch, "max_abs_diff": rep.max_abs_diff, "atol": rep.atol, "opset": rep.opset,
                         "batchnorm": rep.batchnorm, "seconds": round(rep.seconds, 2)}
     return out
 
@@ -182,6 +192,12 @@ def _by_arch(rows: list[dict]) -> dict:
                 "encode_decode_seconds": float(np.mean([x["seconds"] for x in v]))} for f, v in sorted(fams.items())}
 
 
+def render(data: dict) -> dict:
+    """Summary and details again from a result's ``data`` (after a change to the wording)."""
+    args = (data["build"], data["zoo"], data["tokenizer"], data["round_trip"], data["by_arch"], data["export"])
+    return {"summary": _summary(*args), "details": _details(*args), "data": data}
+
+
 def run(quick: bool) -> dict:
     import torch
 
@@ -199,6 +215,7 @@ def run(quick: bool) -> dict:
     present = {r.dataset for r in records}
     holdout = [h for h in (canonical_name(t) for t in get_preset(PRESET).holdout) if h in present]
     tok = train_tokenizer(registry, QUICK_STEPS if quick else TOKENIZER_STEPS, holdout)
+    (registry.parent / f"tokenizer-report{'-quick' if quick else ''}.json").write_text(json.dumps(tok))
     finals = [r for r in records if "final" in r.tags]  # every run's last checkpoint
     rt = round_trip(registry, tok["artifact_id"], finals[:8] if quick else finals, set(holdout))
     exports = export_check(registry, tok["artifact_id"], records)
@@ -215,6 +232,7 @@ def _summary(built, zoo, tok, rt, by_arch, exports) -> list[dict]:
     tokens = ", ".join(f"{f.split('/')[-1]} {v['tokens'][-1]:,}" for f, v in by_arch.items())
     row = lambda m, t, v, met: {"measure": m, "target": t, "value": v, "met": met, "command": cmd}  # noqa: E731
     big = [f for f, v in fams.items() if v["params"][1] >= 100_000]
+    ok = [e for e in exports.values() if "max_abs_diff" in e]
     sizes = ", ".join(f"{f.split('/')[-1]} {v['params'][1]:,}" for f, v in fams.items())
     return [
         row("timm preset: architectures >= 100k parameters, tasks, members",
@@ -235,8 +253,8 @@ def _summary(built, zoo, tok, rt, by_arch, exports) -> list[dict]:
         row("tokenizer stage: training time, peak memory (2 cores)", "stated",
             f"{tok['seconds'] / 60:.1f} min, {tok['peak_rss_mib']:,.0f} MiB peak RSS", None),
         row("decoded timm / BN models export to ONNX (statistics estimated first)", "every architecture",
-            f"{len(exports)} of {len(fams)}; max|diff| <= {max(e['max_abs_diff'] for e in exports.values()):.1e}",
-            len(exports) == len(fams)),
+            f"{len(ok)} of {len(fams)}; max|diff| <= {max([e['max_abs_diff'] for e in ok] or [float('nan')]):.1e} "
+            f"(atol {EXPORT_ATOL:g})", len(ok) == len(fams)),
     ]
 
 
@@ -262,12 +280,17 @@ def _details(built, zoo, tok, rt, by_arch, exports) -> str:
                      f"{a.get('mean_loss_pp', float('nan')):.2f} / {a.get('worst_loss_pp', float('nan')):.2f} | "
                      f"{a.get('mean_loss_pp_bn_estimated', float('nan')):.2f} / "
                      f"{a.get('worst_loss_pp_bn_estimated', float('nan')):.2f} | {e.get('max_abs_diff', float('nan')):.1e} |")
+    for fam, e in exports.items():
+        if "error" in e:
+            lines.append(f"ONNX export of `{fam}` failed: {e['error']}")
     held = [x for x in rt["rows"] if x["holdout"]]
     if held:
         import numpy as np
 
         lines += ["", f"Held-out tasks ({len(held)} records, never seen by the tokenizer): mean "
                       f"{np.mean([x['loss_pp'] for x in held]):.2f} pp, worst {np.max([x['loss_pp'] for x in held]):.2f} pp."]
-    lines += ["", f"Build: {built.get('build_seconds', float('nan')) / 60:.1f} min ({built['runs']} runs); tokenizer stage "
-                  f"{tok['seconds'] / 60:.1f} min, peak RSS {tok['peak_rss_mib']:,.0f} MiB."]
+    redo = (f" (the first full pass; its 10 ViT base and fine-tuned runs were then retrained at the fixed ViT "
+            f"base learning rate in {built['vit_rebuild_seconds'] / 60:.1f} min)" if "vit_rebuild_seconds" in built else "")
+    lines += ["", f"Build: {built.get('build_seconds', float('nan')) / 60:.1f} min for {built['runs']} runs{redo}; "
+                  f"tokenizer stage {tok['seconds'] / 60:.1f} min, peak RSS {tok['peak_rss_mib']:,.0f} MiB."]
     return "\n".join(lines)

@@ -250,3 +250,34 @@ def test_library_answer_hands_out_what_it_scored(zoo_root, user_npz):
     with torch.no_grad():
         held = (module(torch.as_tensor(a.sample.x_held)).argmax(1).numpy() == a.sample.y_held).mean()
     assert held == pytest.approx(c.held_accuracy) and get_adapter(c.arch).supports(c.arch)
+
+
+@pytest.mark.parametrize("distance, replica", [(0.0, True), (0.01, True), (0.5, False)])
+def test_a_draw_that_replicates_a_member_is_answered_as_that_member(zoo_root, user_npz, monkeypatch, distance,
+                                                                     replica):
+    import igpg_zoo.answer.generated as generated
+    from igpg_zoo.answer import AnswerSettings
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo(str(zoo_root / "plain.db")) as zoo:
+        member = zoo.list(arch=(ARCH,), task=(TASKS[1],))[0]
+        copy = zoo.load_weights(member.id)
+        near = {"id": member.id, "relative_distance": distance, "exact_copy_of": member.id if distance == 0 else None}
+        monkeypatch.setattr(generated, "covered_archs", lambda zoo, prior_id=None: [ARCH])
+        monkeypatch.setattr(generated, "draw", lambda *a, **k: [generated.Draw(ARCH, copy, -10.0, near, {})])
+        a = zoo.answer(data=user_npz, arch=(ARCH,), settings=AnswerSettings(mode="generate", n_generate=1),
+                       record=False)
+    if replica:
+        assert a.generated == [] and a.decision.choice == "retrieved" and a.decision.chosen.record.id == member.id
+        assert a.decision.chosen.draw["replica_of"] == member.id and "replicated a member" in a.decision.reason
+    else:
+        assert a.decision.choice == "generated" and a.decision.chosen.record is None
+        assert "nearest member #%d" % member.id in a.decision.reason
+
+
+@pytest.mark.parametrize("command", ["select", "query"])
+def test_tables_show_dataset_names_with_brackets(cli, plain, user_npz, command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: no cell is folded
+    r = cli(command, "--data", user_npz, *plain, *(["--no-record"] if command == "query" else []))
+    assert r.exit_code == 0, r.stderr
+    assert "digits[classes=" in r.stdout  # not swallowed as rich markup

@@ -91,13 +91,17 @@ def test_head_revision_is_alembics_head_and_files_are_named_by_revision():
 
 def test_a_registry_at_an_older_revision_is_still_upgraded(tmp_path):
     import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    registry_db.Database(url).dispose()
     engine = sa.create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(registry_db.MIGRATIONS))
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
-    registry_db.Database(url).dispose()  # 0001 -> head runs again (0002 is idempotent on SQLite)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")  # a registry written by the first version
+    registry_db.Database(url).dispose()
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == \
             registry_db.head_revision()

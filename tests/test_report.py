@@ -76,12 +76,15 @@ def _record(**extra) -> Checkpoint:
 
 
 @pytest.mark.parametrize("extra,want", [
+    ({"finetune": {"curve": {"steps": [0, 8, 16], "val_acc": [0.3, 0.7, 0.9], "loss": [None, 1.2, 0.4]}}},
+     ([0.0, 8.0, 16.0], [0.3, 0.7, 0.9], "val_acc")),  # as igpg-zoo finetune records it
     ({"curve": [0.5, 0.7, 0.9]}, ([1, 2, 3], [0.5, 0.7, 0.9], "value")),
     ({"curve": [{"epoch": 1, "val_acc": 0.6}, {"epoch": 3, "val_acc": 0.8}]}, ([1.0, 3.0], [0.6, 0.8], "val_acc")),
     ({"finetune": {"curve": [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0}]}}, ([10.0, 20.0], [2.0, 1.0], "loss")),
     ({"curve": [0.5]}, None),  # one point is no curve
     ({"curve": [{"epoch": 1}, {"epoch": 2}]}, None),  # no values
     ({"curve": "0.5,0.7"}, None),
+    ({"finetune": {"curve": {"steps": [0, 8], "val_acc": [0.3, None]}}}, None),
     ({}, None),
 ])
 def test_finetune_curves_are_read_where_recorded(extra, want):

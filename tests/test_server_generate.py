@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from igpg_zoo.server.app import create_app  # noqa: E402
 from igpg_zoo.server.state import ServerState  # noqa: E402
 
-ARCH = "mlp-i64-h8-o3"
+ARCH = "mlp-i1x8x8-h8-o3"  # declares the digit images' shape, as generate requires
 TASKS = ("digits[classes=0,1,2]", "digits[classes=3,4,5]")
 TOKEN = "generate-token"
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]

@@ -126,7 +126,10 @@ def _generate_for(zoo, patterns, sample, retrieved, s: AnswerSettings, covered: 
     else:
         seen = [c.record.arch for c in retrieved if c.record is not None]
         usable = sorted(usable, key=lambda a: seen.index(a) if a in seen else len(seen))
-    return usable[:s.generate_archs]
+    distinct: dict[str, str] = {}  # one source per architecture handed out (o3 and o10 both become o4)
+    for a in usable:
+        distinct.setdefault(fits(a), a)
+    return list(distinct.values())[:s.generate_archs]
 
 
 def _draws(zoo, archs, sample, text, s: AnswerSettings, prior_id, retrieved) -> tuple[list[Candidate], list[str]]:

@@ -49,7 +49,8 @@ def _with_data(r: Candidate | None, g: Candidate | None, n_draws: int, seconds: 
     if g is None or (r is not None and r.estimate >= g.estimate):
         other = (f" vs {_fmt(g.estimate)} for the best of {n_draws} generated{took}" if g is not None
                  else " (no generated draw to compare)")
-        return "retrieved", f"retrieved {r.label}: {_fmt(r.estimate)} on your held-out sample{other}"
+        copied = " (a generated draw replicated it)" if (r.draw or {}).get("replica_of") else ""
+        return "retrieved", f"retrieved {r.label}{copied}: {_fmt(r.estimate)} on your held-out sample{other}"
     other = f" vs {_fmt(r.estimate)} for retrieved {r.label}" if r is not None else ""
     return "generated", (f"generated {g.label} of {g.arch}: {_fmt(g.estimate)} on your held-out sample{other}{took}"
                          f"{_near(g)}")
@@ -60,6 +61,8 @@ def decide(retrieved: list[Candidate], generated: list[Candidate], mode: str, ha
     """``retrieved`` and ``generated`` best first; the decision under ``mode``."""
     r = retrieved[0] if retrieved else None
     g = generated[0] if generated else None
+    if mode == "generate" and g is None:  # every draw replicated a member: the best such member answers
+        r = next((c for c in retrieved if (c.draw or {}).get("replica_of")), r)
     if mode == "retrieve" or (mode == "auto" and not has_data) or (mode == "generate" and g is None):
         if r is None:
             raise NothingToReturn("nothing to answer with: no stored member fits the query; widen the filters, "

@@ -51,13 +51,18 @@ class Selection:
                 "ranks": self.ranks}
 
 
+def _acc(r: Ranked) -> float:
+    acc = r.record.metric("acc")
+    return acc if acc is not None else float("-inf")
+
+
 def _key(order: str):
+    """Best first; ties of the estimate go to the higher stored accuracy, then the lower id."""
     if order == "acc":
-        return lambda r: (-(r.record.metric("acc") if r.record.metric("acc") is not None else float("-inf")),
-                          r.record.id)
+        return lambda r: (-_acc(r), r.record.id)
     if order == "params":
         return lambda r: (-r.record.n_params, r.record.id)
-    return lambda r: (-r.estimate, r.record.id)
+    return lambda r: (-r.estimate, -_acc(r), r.record.id)
 
 
 def _score_all(zoo, members, sample: UserSample, s: SelectSettings, progress=None) -> tuple[list[Ranked], int]:

@@ -47,6 +47,13 @@ def _fmt(v) -> str:
     return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
+def _row(table, *cells: str) -> None:
+    """A table row of plain text: brackets in names (``digits[classes=2,5,8]``) are not rich markup."""
+    from rich.markup import escape
+
+    table.add_row(*(escape(c) for c in cells))
+
+
 def _answer_table(result, k: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -70,8 +77,8 @@ def _answer_table(result, k: int) -> None:
             note = f"nearest #{nearest['id']} at {100 * nearest.get('relative_distance', 0):.1f} %" if nearest else ""
         where = (_shown(r.dataset or r.task) if r is not None else
                  f"log-lik {draw['log_likelihood']:.1f}" if draw.get("log_likelihood") is not None else "-")
-        table.add_row(c.label, c.source, _shown(c.arch), where, _fmt(c.estimate),
-                      _fmt(r.metric("acc") if r is not None else None), f"{r.n_params:,}" if r is not None else "-", note)
+        _row(table, c.label, c.source, _shown(c.arch), where, _fmt(c.estimate),
+             _fmt(r.metric("acc") if r is not None else None), f"{r.n_params:,}" if r is not None else "-", note)
     Console().print(table)
 
 
@@ -169,9 +176,8 @@ def _select_table(sel) -> None:
         table.add_column(col, overflow="fold", no_wrap=col == "arch")
     for i, r in enumerate(sel.rows, 1):
         rec = r.record
-        table.add_row(str(i), f"#{rec.id}", _shown(r.arch), _shown(rec.dataset or rec.task), _fmt(r.estimate),
-                      str(rank["acc"][rec.id]), _fmt(rec.metric("acc")), str(rank["params"][rec.id]),
-                      f"{rec.n_params:,}")
+        _row(table, str(i), f"#{rec.id}", _shown(r.arch), _shown(rec.dataset or rec.task), _fmt(r.estimate),
+             str(rank["acc"][rec.id]), _fmt(rec.metric("acc")), str(rank["params"][rec.id]), f"{rec.n_params:,}")
     Console().print(table)
 
 

@@ -103,7 +103,8 @@ def datasets(
     print_table([[r["name"], r["modality"], "x".join(map(str, r["input_shape"])), r["n_classes"],
                   "yes" if r["available"] else "no (apt-get install dataset-fashion-mnist)", r["description"]]
                  for r in rows], ["name", "modality", "shape", "classes", "available", "description"], right=["classes"])
-    typer.echo("generated tasks: NAME[classes=..][perm=..][rot=..][flip][invert][noise=..][size=..][n=..] "
+    typer.echo("generated tasks: NAME[classes=..][perm=..][rot=..][flip][invert][noise=..][size=..][rgb][colour=..][n=..]"
+               "[ntest=..] "
                "(docs/datasets.md)")
 
 

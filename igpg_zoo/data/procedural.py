@@ -3,7 +3,8 @@
 ``make_shapes`` draws one filled shape per 32x32 image (six classes) at a random position and
 size, in a random light colour on a random darker background colour. ``colourise`` turns
 one-channel images into three-channel ones: strokes in one colour, the background in a darker one,
-either per image or one pair per set with a little per-image jitter (the ``[colour=SEED]`` option). Both are deterministic given their seed.
+either per image or one pair per set with a little per-image jitter (the ``[colour=SEED]``
+option). Both are deterministic given their seed.
 """
 
 from __future__ import annotations

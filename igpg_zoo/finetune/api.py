@@ -70,7 +70,7 @@ def finetune(zoo, request: FinetuneRequest, progress: RunProgress | None = None)
     split = split_data(load(request.data, request.label), cfg.val_fraction, cfg.seed)
     starts = _starts(zoo, request, split)
     _check_memory(split, starts)
-    runs = [_run(label, start, split, cfg, not request.compare, progress) for label, start in starts]
+    runs = [_run(label, start, split, cfg, len(starts) == 1, progress) for label, start in starts]
     comparison = None
     if len(runs) > 1:
         from igpg_zoo.finetune.compare import default_budgets, summarize

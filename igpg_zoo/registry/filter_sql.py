@@ -33,20 +33,29 @@ def _matches(column, values: Sequence[str]):
     return or_(*clauses)
 
 
-def where_filters(stmt, filters: Filters):
-    """``stmt`` (over CheckpointRow) narrowed to the records that pass ``filters``."""
+def where_filters(stmt, filters: Filters, among: Sequence[int] | None = None):
+    """``stmt`` (over CheckpointRow) narrowed to the records that pass ``filters``.
+
+    ``among``: only these ids; the tag and metric subqueries are narrowed to them too, so checking a
+    few hundred candidates reads a few hundred rows, not every row the filter passes.
+    """
     # uncorrelated IN (...) subqueries: each runs once on its index, not once per checkpoint row
+    among = None if among is None else [int(i) for i in among]
+    if among is not None:
+        stmt = stmt.where(CheckpointRow.id.in_(among))
     for column, values in ((CheckpointRow.arch, filters.arch), (CheckpointRow.dataset, filters.dataset),
                            (CheckpointRow.task, filters.task), (CheckpointRow.kind, filters.kind)):
         if values:
             stmt = stmt.where(_matches(column, values))
     if filters.tags:
-        tagged = select(TagRow.checkpoint_id).where(_matches(TagRow.tag, filters.tags))
-        stmt = stmt.where(CheckpointRow.id.in_(tagged))
+        tagged = [_matches(TagRow.tag, filters.tags)] + ([TagRow.checkpoint_id.in_(among)] if among is not None else [])
+        stmt = stmt.where(CheckpointRow.id.in_(select(TagRow.checkpoint_id).where(*tagged)))
     for cond in filters.where:
         clause = [MetricRow.name == cond.name, _OPS[cond.op](MetricRow.value, cond.value)]
         if cond.dataset is not None:
             clause.append(MetricRow.dataset == cond.dataset)
+        if among is not None:
+            clause.append(MetricRow.checkpoint_id.in_(among))
         stmt = stmt.where(CheckpointRow.id.in_(select(MetricRow.checkpoint_id).where(*clause)))
     return stmt
 

@@ -6,7 +6,8 @@
   other (trained, fine-tuned, imported) records.
 - ``novelty``: per generated record, its distance to the nearest zoo member (share of that member's
   norm) and whether it is an exact copy.
-- ``finetune_curves``: the curves fine-tuned records keep in their extra facts, where recorded.
+- ``finetune_curves``: the held-out curves fine-tuned records keep in their extra facts (``igpg-zoo
+  finetune`` writes ``extra["finetune"]["curve"]``), where recorded.
 """
 
 from __future__ import annotations
@@ -119,24 +120,40 @@ def finetune_curves(zoo: Zoo, limit: int = 24) -> list[Curve]:
 
 
 def _curve(record: Checkpoint) -> Curve | None:
-    """A curve from the record's extra facts: a list of numbers, or of {epoch|step, acc|loss...} maps,
-    under one of ``CURVE_KEYS`` (directly or one level down)."""
+    """A curve from the record's extra facts, under one of ``CURVE_KEYS`` (directly or one level down, as
+    ``igpg-zoo finetune`` keeps it in ``extra["finetune"]["curve"]``): columns ``{steps, val_acc, ...}``,
+    a list of numbers, or a list of ``{epoch|step, acc|loss ...}`` maps."""
     for key in CURVE_KEYS:
         value = record.extra.get(key)
-        if isinstance(value, dict):
-            value = next((value[k] for k in CURVE_KEYS if isinstance(value.get(k), list)), None)
+        if isinstance(value, dict) and _columns(value) is None:
+            value = next((value[k] for k in CURVE_KEYS if k in value), None)
         points = _points(value)
         if points is not None:
             return Curve(record.id, record.name, *points)
     return None
 
 
-def _points(value: Any) -> tuple[list[float], list[float], str] | None:
-    if not isinstance(value, list) or len(value) < 2:
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and len(value) >= 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+
+
+def _columns(value: dict) -> tuple[list[float], list[float], str] | None:
+    ykey = next((k for k in Y_KEYS if _numbers(value.get(k))), None)
+    if ykey is None:
         return None
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    ys = [float(v) for v in value[ykey]]
+    xkey = next((k for k in X_KEYS if _numbers(value.get(k)) and len(value[k]) == len(ys)), None)
+    xs = [float(v) for v in value[xkey]] if xkey else list(range(1, len(ys) + 1))
+    return xs, ys, ykey
+
+
+def _points(value: Any) -> tuple[list[float], list[float], str] | None:
+    if isinstance(value, dict):
+        return _columns(value)
+    if _numbers(value):
         return list(range(1, len(value) + 1)), [float(v) for v in value], "value"
-    if not all(isinstance(v, dict) for v in value):
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, dict) for v in value):
         return None
     ykey = next((k for k in Y_KEYS if all(isinstance(v.get(k), (int, float)) for v in value)), None)
     if ykey is None:

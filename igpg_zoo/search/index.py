@@ -12,6 +12,10 @@ The threshold counts vectors, not records, because vectors are what a search sca
 of 8k distinct texts search exactly in about a millisecond.
 HNSW cannot delete, so a group left without records becomes a tombstone (filtered out of every
 search) until tombstones exceed a quarter of the stored vectors, when the index is compacted.
+A filtered search (``allowed`` ids) is exact unless the filter is broad on an HNSW index: a few
+thousand allowed vectors are scored directly, up to ``EXACT_SCAN_LIMIT`` (and a quarter of the
+index) FAISS scans its stored vectors scoring only the allowed ones, and a broader filter searches
+the graph with an ID selector and a beam widened as the filter narrows.
 
 Nothing is read before the first call that needs it, and ``faiss`` is imported only then.
 Mutations are in memory until ``save()``, which writes the index's files atomically
@@ -36,7 +40,12 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 256  # recall@10 0.985 on 8k distinct hash vectors (0.895 at 64), 0.3 ms a query
 
 BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many vectors score them directly (exact)
-MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses
+# On HNSW, a filter passing at most this many vectors, and at most EXACT_SCAN_SHARE of them, is searched
+# exactly: a scan of the stored vectors that scores only the allowed ones (a bitmap selector). A narrow
+# filter hides most of the graph, so an HNSW beam wide enough to find k allowed vectors costs more.
+EXACT_SCAN_LIMIT = 65_536
+EXACT_SCAN_SHARE = 0.25
+MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses (broad filters)
 COMPACT_FRACTION = 0.25  # compact an HNSW index when tombstones exceed this share of its vectors
 
 
@@ -80,6 +89,7 @@ class VectorIndex:
         self._members = None  # (order, sorted groups): ids of a group, cached
         self._row_of: np.ndarray | None = None  # id -> row, for dense ids, cached
         self._label_pos: np.ndarray | None = None  # group label -> position in FAISS storage, cached
+        self._stored: np.ndarray | None = None  # position in FAISS storage -> group label, cached
         self._by_digest: dict[bytes, int] | None = None  # vector digest -> group, built on first add
 
     # -- state ---------------------------------------------------------------------------------
@@ -129,7 +139,7 @@ class VectorIndex:
 
     def _forget(self) -> None:
         """Drop the caches derived from the table and the FAISS storage (after any change)."""
-        self._members = self._row_of = self._label_pos = None
+        self._members = self._row_of = self._label_pos = self._stored = None
 
     def _require(self):
         self._ensure_loaded()
@@ -296,6 +306,8 @@ class VectorIndex:
                 scores = np.einsum("gd,d->g", self._vectors_of(labels), q[0])  # (g,), no BLAS threads
                 ranked = ((int(labels[i]), float(scores[i])) for i in np.argsort(-scores, kind="stable"))
                 return self._expand(ranked, k, mask)
+            if self._kind == HNSW and len(labels) <= min(EXACT_SCAN_LIMIT, EXACT_SCAN_SHARE * n_groups):
+                return self._expand(self._scan(q, min(k, len(labels)), labels), k, mask)
             selector = faiss.IDSelectorBatch(labels)
             n_groups = len(labels)
         elif len(self._dead):
@@ -314,18 +326,46 @@ class VectorIndex:
         ranked = ((int(g), float(s)) for g, s in zip(labels[0], scores[0]) if g >= 0)
         return self._expand(ranked, k, mask)
 
+    def _scan(self, q: np.ndarray, k: int, labels: np.ndarray):
+        """Exact search of the HNSW index's stored vectors, scoring only these groups: (group, score) best first."""
+        import faiss
+
+        positions = self._positions(labels)
+        flat = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+        bits = np.zeros(self._index.ntotal, dtype=bool)
+        bits[positions] = True
+        packed = np.packbits(bits, bitorder="little")  # must outlive the search: FAISS reads it in place
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(packed)))
+        with _one_thread():
+            scores, found = flat.search(q, k, params=params)  # (1, k) storage positions
+        stored = self._stored_labels()
+        return ((int(stored[p]), float(s)) for p, s in zip(found[0], scores[0]) if p >= 0)
+
+    def _stored_labels(self) -> np.ndarray:
+        """The group label of each position in FAISS's storage."""
+        import faiss
+
+        if self._stored is None:
+            self._stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return self._stored
+
+    def _positions(self, labels: np.ndarray) -> np.ndarray:
+        """Positions in FAISS's storage of these group labels."""
+        if self._label_pos is None:
+            stored = self._stored_labels()
+            self._label_pos = np.full(int(stored.max(initial=-1)) + 1, -1, dtype=np.int64)
+            self._label_pos[stored] = np.arange(len(stored))
+        return self._label_pos[labels]
+
     def _vectors_of(self, labels: np.ndarray) -> np.ndarray:
         """The stored vectors of these groups, gathered from FAISS's own storage (no per-vector calls)."""
         import faiss
 
-        if self._label_pos is None:
-            stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            self._label_pos = np.full(int(stored.max(initial=-1)) + 1, -1, dtype=np.int64)
-            self._label_pos[stored] = np.arange(len(stored))
+        positions = self._positions(labels)
         inner = faiss.downcast_index(self._index.index)
         flat = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
         xb = faiss.rev_swig_ptr(flat.get_xb(), self._index.ntotal * self.dim).reshape(-1, self.dim)  # a view
-        return xb[self._label_pos[labels]]  # (g, dim), a copy
+        return xb[positions]  # (g, dim), a copy
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Row numbers of the given ids among the live ones (unknown ids dropped)."""

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from igpg_zoo.server import errors, routes_page, routes_read, routes_write
+from igpg_zoo.server import errors, routes_answer, routes_page, routes_read, routes_write
 from igpg_zoo.server.settings import TOKEN_ENV, ServeConfig
 from igpg_zoo.server.state import ServerState
 
@@ -39,6 +39,7 @@ def create_app(state: ServerState, warm: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(routes_read.router)
     app.include_router(routes_write.router)
+    app.include_router(routes_answer.router)
     routes_page.mount(app)
     return app
 

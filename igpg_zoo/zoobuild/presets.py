@@ -46,7 +46,8 @@ class Preset:
 
     @property
     def tasks(self) -> list[str]:
-        return [t for f in self.families for t in f.tasks]
+        """Every task once, in family order (families may share tasks: one per learning-rate group)."""
+        return list(dict.fromkeys(t for f in self.families for t in f.tasks))
 
 
 DIGITS_ARCHS = ("cnn-i1x8x8-c8k3-c16k3-o{k}", "cnn-i1x8x8-c16k3-c32k3-o{k}-gelu", "mlp-i64-h32-o{k}")

@@ -91,6 +91,33 @@ function renderResults(records, scored) {
   }
 }
 
+async function answer(event) {
+  event.preventDefault();
+  showError(null);
+  const p = new URLSearchParams();
+  const dataset = $("a-dataset").value.trim(), arch = $("a-arch").value.trim();
+  if (dataset) p.set("dataset", dataset);
+  if (arch) p.append("arch", arch);
+  p.set("mode", $("a-mode").value);
+  const file = $("a-file").files[0];
+  const out = $("answer-out");
+  out.replaceChildren(el("p", { class: "muted" }, "scoring the zoo on your data…"));
+  let result;
+  try {
+    result = await api(`/api/answer?${p}`, { method: "POST", body: file ? await file.arrayBuffer() : undefined,
+      headers: file ? { "Content-Type": "application/octet-stream" } : {} });
+  } catch (err) { out.replaceChildren(); showError(err); return; }
+  const rows = result.candidates.map((c) => el("tr", {},
+    el("td", {}, c.label), el("td", {}, c.source), el("td", {}, c.arch),
+    el("td", {}, c.id ? recLink(c.id) : "-"), el("td", {}, c.dataset || c.task || "-"),
+    el("td", {}, fmt(c.estimate)), el("td", {}, fmt(c.stored_acc))));
+  out.replaceChildren(
+    el("p", { class: "reason", id: "answer-reason" }, `${result.decision.choice}: ${result.decision.reason}`),
+    el("table", {}, el("thead", {}, el("tr", {}, ...["start", "from", "architecture", "record", "trained on",
+      "estimate", "stored acc"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
+    ...result.notes.map((n) => el("p", { class: "muted" }, `note: ${n}`)));
+}
+
 function recLink(id, text) {
   return el("a", { class: "rec", onclick: () => openCard(id) }, text || `#${id}`);
 }
@@ -189,6 +216,7 @@ function loadCharts() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("search").addEventListener("submit", search);
+  $("answer").addEventListener("submit", answer);
   loadFacets();
   loadCharts();
 });

@@ -19,6 +19,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    existing = set(sa.inspect(op.get_bind()).get_table_names())  # a re-run upgrade finds them made
+    if 'answers' not in existing:
+        _answers()
+    if 'answer_scores' not in existing:
+        _answer_scores()
+
+
+def _answers() -> None:
     op.create_table('answers',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('created_at', sa.String(length=32), nullable=False),
@@ -30,6 +38,9 @@ def upgrade() -> None:
     sqlite_autoincrement=True,
     )
     op.create_index('ix_answers_data_fingerprint', 'answers', ['data_fingerprint'])
+
+
+def _answer_scores() -> None:
     op.create_table('answer_scores',
     sa.Column('checkpoint_id', sa.Integer(), nullable=False),
     sa.Column('data_fingerprint', sa.String(length=64), nullable=False),
