@@ -292,7 +292,7 @@ def tiny_recipe(tmp_path):
     (tokenizer, prior, train, recipe) updated with the ones given; returns its path."""
     import yaml
 
-    base = {"tokenizer": {"steps": 10, "tokens_per_chunk": 2, "codebook_size": 32},
+    base = {"tokenizer": {"steps": 10, "refine_steps": 100, "tokens_per_chunk": 2, "codebook_size": 32},
             "prior": {"n_layer": 1, "n_embd": 32, "n_head": 1}, "train": {"steps": 4, "batch_size": 4}}
 
     def write(name: str = "tiny.yaml", **sections):
