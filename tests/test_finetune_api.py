@@ -160,6 +160,19 @@ def test_query_start_takes_the_best_hit_that_fits_the_data(zoo_dir):
     assert result.primary.start.kind == "query" and result.primary.start.parent_id in (1, 2, 3)
 
 
+def test_without_a_named_start_the_run_starts_from_the_answer_for_the_data(zoo_dir):
+    from igpg_zoo.finetune import finetune
+    from igpg_zoo.zoo import open_zoo
+
+    with open_zoo() as zoo:
+        result = finetune(zoo, _request(zoo_dir, register=False, compare=("random",)))
+        start = result.primary.start
+        assert start.kind == "answer" and start.facts["choice"] == "retrieved"  # no generator is trained here
+        assert start.parent_id in (1, 2, 3) and start.facts["record"] == start.parent_id
+        assert start.facts["reason"] and zoo.answers.list() == []  # asked, not recorded
+    assert [r.label for r in result.runs] == ["answer", "random"]
+
+
 def test_generated_start_uses_the_trained_generator(zoo_dir):
     from igpg_zoo.finetune import finetune
     from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior

@@ -112,8 +112,8 @@ def test_bad_data_is_one_line_and_writes_nothing(cli, one_zoo, kind, code, words
 
 
 @pytest.mark.parametrize("args,code,words", [
-    (("finetune", "--data", "user.npz"), 2, "exactly one start"),
-    (("finetune", "1", "--generated", "--data", "user.npz"), 2, "exactly one start"),
+    (("finetune", "1", "--generated", "--data", "user.npz"), 2, "at most one start"),
+    (("finetune", "1", "--query", "digits", "--data", "user.npz"), 2, "at most one start"),
     (("finetune", "1"), 2, "--data PATH"),
     (("finetune", "99", "--data", "user.npz"), 3, "no checkpoint"),
     (("finetune", "1", "--data", "missing.npz"), 2, "no such file"),

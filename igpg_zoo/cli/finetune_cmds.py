@@ -1,4 +1,5 @@
-"""``igpg-zoo finetune``: fine-tune from a record, a query's answer or a generated draw; a thin layer
+"""``igpg-zoo finetune``: fine-tune from the front door's answer for the data (the default), a record, a
+text query's hit or a generated draw; a thin layer
 over ``igpg_zoo.finetune.finetune``. Nothing heavy at module level; torch loads when the command runs.
 """
 
@@ -19,9 +20,9 @@ _D = FinetuneConfig()
 def finetune(
     id: Annotated[Optional[int], typer.Argument(help="record id to start from")] = None,
     data: Annotated[Optional[Path], typer.Option(help="your labelled data: .npz, .csv or image folder")] = None,
-    query: Annotated[Optional[str], typer.Option(help="start from the best answer to this text query")] = None,
+    query: Annotated[Optional[str], typer.Option(help="start from the best hit of this text query that takes the data")] = None,
     generated: Annotated[bool, typer.Option("--generated", help="start from the best of several generated draws")] = False,
-    arch: Annotated[Optional[str], typer.Option(help="architecture of a generated start (default: the best retrieved one's)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="architecture of the answer or generated start (default: proposed from the zoo)")] = None,
     compare: Annotated[Optional[str], typer.Option(
         help=f"also run these starts with the same schedule and print the curves side by side: "
              f"comma-separated from {', '.join(COMPARE_STARTS)}")] = None,
@@ -39,7 +40,7 @@ def finetune(
     register: Annotated[bool, typer.Option("--register/--no-register", help="add the result to the registry (kind finetuned)")] = True,
     registry: RegistryOpt = None, blobs: BlobsOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Fine-tune from record ID, a --query answer or a --generated draw on --data; register the result with its lineage."""
+    """Fine-tune on --data from the answer 'query --data' gives (or record ID, a --query hit, a --generated draw); register it with its lineage."""
     from igpg_zoo.errors import ConfigError
     from igpg_zoo.finetune import FinetuneRequest, finetune as run_finetune, parse_compare
     from igpg_zoo.zoo import open_zoo

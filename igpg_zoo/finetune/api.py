@@ -94,6 +94,8 @@ def _starts(zoo, request: FinetuneRequest, split) -> list[tuple[str, Any]]:
         primary = starts.from_record(zoo, request.record_id, split)
     elif kind == "query":
         primary = starts.from_query(zoo, request.query, split)
+    elif kind == "answer":
+        primary = starts.from_answer(zoo, split, request.arch, cfg.seed)
     else:
         arch = request.arch or starts.retrieve(zoo, split, seed=cfg.seed).arch
         primary = starts.generate(zoo, arch, split, cfg.draws, cfg.seed)

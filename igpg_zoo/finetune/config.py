@@ -15,8 +15,9 @@ from igpg_zoo.errors import ConfigError
 if TYPE_CHECKING:
     from igpg_zoo.data.dataset import Dataset
 
-#: where a run starts from: a stored record, a text query's best answer, a generated draw, random init
-START_KINDS = ("record", "query", "generated", "random")
+#: where a run starts from: the front door's answer for the data (the default), a stored record, a text
+#: query's best hit, a generated draw, random init
+START_KINDS = ("answer", "record", "query", "generated", "random")
 #: the other starts ``compare`` can run with the same schedule
 COMPARE_STARTS = ("random", "retrieved", "generated")
 #: head policies: "auto" keeps a stored head of the right size only when it beats a fitted one on the
@@ -70,13 +71,14 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class FinetuneRequest:
-    """What to fine-tune on what. Exactly one of ``record_id``, ``query``, ``generated`` names the start."""
+    """What to fine-tune on what. At most one of ``record_id``, ``query``, ``generated`` names the start;
+    with none, the run starts from the front door's answer for the data (``Zoo.answer``)."""
 
     data: str | Path | Dataset
     record_id: int | None = None
     query: str | None = None
     generated: bool = False
-    arch: str | None = None  # generated / random start: the architecture (default: the best retrieved one's)
+    arch: str | None = None  # answer / generated start: the architecture (default: proposed / best retrieved)
     compare: tuple[str, ...] = ()  # other starts from COMPARE_STARTS, same schedule
     config: FinetuneConfig = field(default_factory=FinetuneConfig)
     label: str = "label"  # a .csv's label column
@@ -87,9 +89,9 @@ class FinetuneRequest:
     def start_kind(self) -> str:
         given = [k for k, v in (("record", self.record_id is not None), ("query", self.query is not None),
                                 ("generated", self.generated)) if v]
-        if len(given) != 1:
-            raise ConfigError("name exactly one start: a record ID, --query TEXT or --generated")
-        return given[0]
+        if len(given) > 1:
+            raise ConfigError("name at most one start: a record ID, --query TEXT or --generated (none: the answer)")
+        return given[0] if given else "answer"
 
     def check(self) -> FinetuneRequest:
         kind = self.start_kind
@@ -101,8 +103,8 @@ class FinetuneRequest:
         if len(set(self.compare)) != len(self.compare):
             raise ConfigError("--compare names a start twice; name each once")
         if self.arch is not None and kind in ("record", "query"):
-            raise ConfigError("--arch chooses the architecture of a generated start; a record or a query's "
-                              "answer brings its own")
+            raise ConfigError("--arch chooses the architecture of an answer or a generated start; a record "
+                              "or a query's hit brings its own")
         self.config.check()
         return self
 

@@ -67,6 +67,20 @@ def from_query(zoo, text: str, split: Split) -> Start:
                           f"{tuple(split.x_train.shape[1:])}; try other words or name a record ID")
 
 
+def from_answer(zoo, split: Split, arch: str | None = None, seed: int = 0) -> Start:
+    """The front door's choice for the data's training part (retrieved or generated, head fitted there;
+    the held-out part is never shown to it)."""
+    from igpg_zoo.answer import AnswerSettings
+
+    answer = zoo.answer(data=split.train_part(), arch=(arch,) if arch else (), record=False,
+                        settings=AnswerSettings(seed=seed))
+    decision, chosen = answer.decision, answer.decision.chosen
+    record = chosen.record.id if chosen.record is not None else None
+    facts = {"choice": decision.choice, "reason": decision.reason, "estimate": chosen.estimate,
+             "record": record, "nearest": (chosen.draw or {}).get("nearest")}
+    return Start("answer", chosen.arch, answer.weights, record if decision.choice == "retrieved" else None, facts)
+
+
 def retrieve(zoo, split: Split, body: str | None = None, pool: int = POOL, seed: int = 0) -> Start:
     """The best stored start for the data (see the module doc); ``body``: only records of this
     architecture up to its class count."""
