@@ -79,26 +79,11 @@ def estimate(module: nn.Module, calibration: Calibration) -> dict[str, Any]:
 
 
 def _reestimate(module: nn.Module, batches: list) -> int:
-    """Reset and re-estimate every tracking BatchNorm layer as the exact mean over ``batches``. Only the
-    BatchNorm layers run in training mode (dropout and the like stay off); returns the number of layers."""
-    import torch
+    """Reset and re-estimate every tracking BatchNorm layer on ``batches`` (only those layers in training
+    mode); returns the number of layers."""
+    from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
 
-    bns = [module.get_submodule(name) for name in batchnorm_layers(module)]
-    saved = [m.momentum for m in bns]
-    module.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-        m.train()
-    try:
-        with torch.no_grad():
-            for x in batches:
-                module(x)
-    finally:
-        for m, momentum in zip(bns, saved):
-            m.momentum = momentum
-        module.eval()
-    return len(bns)
+    return recalibrate_batchnorm(module, batches)
 
 
 def calibrated(module: nn.Module, calibration: Calibration) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

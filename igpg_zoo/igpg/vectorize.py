@@ -271,21 +271,25 @@ def complete_state_dict(params: dict[str, torch.Tensor], arch: str) -> dict[str,
 
 @torch.no_grad()
 def recalibrate_batchnorm(module: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Re-estimate BatchNorm running statistics from data (cumulative average); returns the #layers reset.
-
-    The module is left in eval mode. Parameters are untouched.
+    """Re-estimate the running statistics of every tracking BatchNorm layer as the exact mean over
+    ``batches``; returns the number of layers. Only those layers run in training mode (dropout and
+    stochastic depth stay off); the module is left in eval mode and its parameters are untouched.
     """
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
         return 0
     saved = [m.momentum for m in bns]
+    module.eval()
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # exact cumulative mean over the batches given
-    module.train()
-    for x in batches:
-        module(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    module.eval()
+        m.train()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                module(x)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        module.eval()
     return len(bns)
