@@ -103,7 +103,8 @@ class SearchCache:
         The best unfiltered candidates (a few hundred ids) are checked against the filter; when
         fewer than k pass, the search runs within every id passing the filter. The first time a
         filter is seen the candidates are checked in SQL and its ids read only if needed; from the
-        second time on, its ids are read once and kept, and both steps run in memory.
+        second time on, its ids are read once and kept, both steps run in memory, and a filter
+        expected to pass fewer than 2k of the candidates goes straight to the search within its ids.
         """
         index = self._index
         if filters.empty:
@@ -113,6 +114,8 @@ class SearchCache:
             allowed = self._passing_ids(filters)
         total = len(index)
         fetch = min(total, max(MIN_CANDIDATES, OVERFETCH * k))
+        if allowed is not None and len(allowed) * fetch < 2 * k * total:  # a narrow filter: few candidates pass
+            return index.search(q, k, allowed) if len(allowed) else []
         candidates = index.search(q, fetch, None)
         ids = np.asarray([i for i, _ in candidates], dtype=np.int64)
         if allowed is None:
