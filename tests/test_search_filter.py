@@ -173,3 +173,23 @@ def test_candidates_are_checked_in_chunks_with_the_same_result(registry, monkeyp
         q = zoo.embedder.embed(["task 4 set4"])[0]
         ranked = exact(registry, q, kw)
         assert_exact_top(zoo.search.search(q, 25, filters), ranked, 25)
+
+
+@pytest.mark.parametrize("drop, warned", [("newest", False), ("oldest", True)])
+def test_an_index_merely_behind_the_database_is_rebuilt_without_a_warning(registry, tmp_path, drop, warned):
+    """Another process's add shows as an index lacking only newer records: rebuilt silently. Anything
+    else (an older record missing) is rebuilt with the warning."""
+    import warnings
+
+    folder, *_ = registry
+    with opened(registry, FLAT) as zoo:
+        zoo.search.path = tmp_path / "behind.faiss"
+        index = zoo.search.synced(zoo.store.dim())
+        ids = index.ids()
+        index.remove([int(ids[-1] if drop == "newest" else ids[0])])
+        index.save()
+    with opened(registry, FLAT) as zoo, warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        zoo.search.path = tmp_path / "behind.faiss"
+        assert len(zoo.search.synced(zoo.store.dim())) == N
+    assert any("out of step" in str(w.message) for w in shown) == warned
