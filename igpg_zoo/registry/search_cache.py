@@ -90,7 +90,8 @@ class SearchCache:
         if not self._checked:
             ids = self.store.embedded_ids()
             if not index.matches(ids):
-                if len(ids) and (self.path.exists() or self.path.with_name(self.path.name + ".json").exists()):
+                files = self.path.exists() or self.path.with_name(self.path.name + ".json").exists()
+                if len(ids) and files and not _behind(index, ids):
                     warnings.warn(f"search index {self.path} is out of step with the database; rebuilding it "
                                   f"from the {len(ids)} stored vectors", stacklevel=3)
                 self.rebuild(dim)
@@ -225,3 +226,13 @@ class SearchCache:
         extra, missing = np.setdiff1d(have, ids), np.setdiff1d(ids, have)
         return [f"search index {self.path} is out of step with the database ({len(missing)} record(s) missing "
                 f"from it, {len(extra)} unknown id(s) in it); run 'igpg-zoo reindex'"]
+
+
+def _behind(index, ids: np.ndarray) -> bool:
+    """Whether the index only lacks records newer than all it holds: what another process's add looks
+    like between its commit and its index update, so rebuilding needs no warning."""
+    if not index.valid:
+        return False
+    have = index.ids()
+    missing = np.setdiff1d(ids, have)
+    return bool(np.isin(have, ids).all()) and (len(have) == 0 or int(missing.min()) > int(have.max()))
