@@ -52,6 +52,9 @@ FOUND_AND_FIXED = [
      "file was left open (igpg_zoo/registry/metadata.py)"),
     ("manifests", "a manifest that is not UTF-8 ended in a traceback; one with a number and a text among its unknown "
      "top-level keys failed sorting them (TypeError traceback) (igpg_zoo/registry/manifest.py)"),
+    ("--data files for an arch", "found by the first full run: a .csv whose quoted header or cell holds a line "
+     "break put that break into the loader's error (the CLI escaped it; the loader now does: "
+     "igpg_zoo/data/userdata.py)"),
 ]
 
 

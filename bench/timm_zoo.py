@@ -106,8 +106,9 @@ def train_tokenizer(registry: Path, steps: int | None, holdout: list[str]) -> di
         raise RuntimeError(f"tokenizer training failed: {proc.stderr.strip().splitlines()[-1:]}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB, the largest child so far
     art = json.loads(proc.stdout.strip().splitlines()[-1])["tokenizer"]
+    shown = [os.path.relpath(c, HERE.parent) if c == str(registry) else c for c in cmd[3:]]  # repo-relative
     return {"artifact_id": art["id"], "seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
-            "command": " ".join(["igpg-zoo"] + cmd[3:])}
+            "command": " ".join(["igpg-zoo"] + shown)}
 
 
 def round_trip(registry: Path, artifact_id: int, records: list, holdout: set[str]) -> dict:

@@ -64,7 +64,9 @@ def test_inputs_the_campaign_found_are_refused_in_one_line(tmp_path, area, case)
     ("sidecar", (b"arch: \xff\xfe\n", True)),  # used to be a UnicodeDecodeError traceback
     ("manifest", b"models: [{path: m.pt}]\n\xff"),
     ("manifest", "1: a\nb: c\nmodels: []\n"),  # a number beside a text key used to fail sorting the unknown keys
+    ("data_for_arch", (".csv", b'"a\nb",c\n1,x\n')),  # a quoted header with a line break, echoed back
+    ("data_for_arch", (".csv", b'a,label\n"1\n2",x\n3,y\n')),  # a quoted cell with a line break
 ])
-def test_yaml_the_campaign_found_is_refused_in_one_line(tmp_path, area, case):
+def test_files_the_campaign_found_are_refused_in_one_line(tmp_path, area, case):
     outcome = TARGETS[area][0](tmp_path, case)
     assert outcome.exit_code == 2 and outcome.problem is None, outcome

@@ -153,6 +153,11 @@ def _load_npz(path: Path, seed: int, arch: str | None = None) -> Dataset:
     return build_dataset(arrays["x"], arrays["y"], path.stem, path.name, seed, test=test, arch=arch)
 
 
+def _shown(text: str) -> str:
+    """A cell of the user's file as one line (a quoted field may hold line breaks)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _load_csv(path: Path, label: str, seed: int, arch: str | None = None) -> Dataset:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
@@ -164,7 +169,8 @@ def _load_csv(path: Path, label: str, seed: int, arch: str | None = None) -> Dat
         raise DatasetError(f"{path.name}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0][1]]
     if label not in header:
-        raise DatasetError(f"{path.name}: no label column '{label}'; columns: {', '.join(header)} (pass --label NAME)")
+        columns = _shown(", ".join(header))
+        raise DatasetError(f"{path.name}: no label column '{_shown(label)}'; columns: {columns} (pass --label NAME)")
     li = header.index(label)
     feats = [i for i in range(len(header)) if i != li]
     x = np.empty((len(rows) - 1, len(feats)))
@@ -177,7 +183,8 @@ def _load_csv(path: Path, label: str, seed: int, arch: str | None = None) -> Dat
             try:
                 x[n, j] = float(row[i])
             except ValueError:
-                raise DatasetError(f"{path.name}: line {r}, column '{header[i]}': '{row[i]}' is not a number") from None
+                raise DatasetError(f"{path.name}: line {r}, column '{_shown(header[i])}': '{_shown(row[i])}' "
+                                   "is not a number") from None
     return build_dataset(x, np.array(y), path.stem, path.name, seed, arch=arch)
 
 

@@ -90,7 +90,8 @@ class SearchCache:
         if not self._checked:
             ids = self.store.embedded_ids()
             if not index.matches(ids):
-                if len(ids) and (self.path.exists() or self.path.with_name(self.path.name + ".json").exists()):
+                files = self.path.exists() or self.path.with_name(self.path.name + ".json").exists()
+                if len(ids) and files and not _behind(index, ids):
                     warnings.warn(f"search index {self.path} is out of step with the database; rebuilding it "
                                   f"from the {len(ids)} stored vectors", stacklevel=3)
                 self.rebuild(dim)
@@ -103,7 +104,8 @@ class SearchCache:
         The best unfiltered candidates (a few hundred ids) are checked against the filter; when
         fewer than k pass, the search runs within every id passing the filter. The first time a
         filter is seen the candidates are checked in SQL and its ids read only if needed; from the
-        second time on, its ids are read once and kept, and both steps run in memory.
+        second time on, its ids are read once and kept, both steps run in memory, and a filter
+        expected to pass fewer than 2k of the candidates goes straight to the search within its ids.
         """
         index = self._index
         if filters.empty:
@@ -113,6 +115,8 @@ class SearchCache:
             allowed = self._passing_ids(filters)
         total = len(index)
         fetch = min(total, max(MIN_CANDIDATES, OVERFETCH * k))
+        if allowed is not None and len(allowed) * fetch < 2 * k * total:  # a narrow filter: few candidates pass
+            return index.search(q, k, allowed) if len(allowed) else []
         candidates = index.search(q, fetch, None)
         ids = np.asarray([i for i, _ in candidates], dtype=np.int64)
         if allowed is None:
@@ -222,3 +226,13 @@ class SearchCache:
         extra, missing = np.setdiff1d(have, ids), np.setdiff1d(ids, have)
         return [f"search index {self.path} is out of step with the database ({len(missing)} record(s) missing "
                 f"from it, {len(extra)} unknown id(s) in it); run 'igpg-zoo reindex'"]
+
+
+def _behind(index, ids: np.ndarray) -> bool:
+    """Whether the index only lacks records newer than all it holds: what another process's add looks
+    like between its commit and its index update, so rebuilding needs no warning."""
+    if not index.valid:
+        return False
+    have = index.ids()
+    missing = np.setdiff1d(ids, have)
+    return bool(np.isin(have, ids).all()) and (len(have) == 0 or int(missing.min()) > int(have.max()))
