@@ -57,6 +57,7 @@ def test_a_row_names_the_machine_that_measured_it(bench_main, tmp_path):
 def test_benchmarks_md_is_the_report_of_the_results(bench_main):
     text = (ROOT / "BENCHMARKS.md").read_text()
     assert text == bench_main.report(bench_main.RESULTS), "BENCHMARKS.md is stale: run `python -m bench report`"
+    assert bench_main.DETAILS.read_text() == bench_main.details(bench_main.RESULTS), "run `python -m bench report`"
     lines = text.splitlines()
     assert len(lines) <= 300
     assert next(line for line in lines if line.startswith("|")) == bench_main.HEADER
