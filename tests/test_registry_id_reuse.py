@@ -59,7 +59,7 @@ def _remove_highest_then_add(zoo, table: str) -> tuple[list[int], int]:
 def _old_schema(tmp_path, monkeypatch):
     """Make open_zoo create and open registries at OLD_HEAD (the migrations as they were)."""
     old = tmp_path / "old-migrations"
-    shutil.copytree(CURRENT, old, ignore=shutil.ignore_patterns("__pycache__", "0002_*"))
+    shutil.copytree(CURRENT, old, ignore=shutil.ignore_patterns("__pycache__", "000[2-9]_*"))  # at 0001
     monkeypatch.setattr(registry_db, "MIGRATIONS", old)
     return old
 
@@ -97,7 +97,8 @@ def test_new_schemas_from_migrations_and_models_agree(tmp_path, table):
     from_models = _schema(engine)
     engine.dispose()
     assert "AUTOINCREMENT" in migrated[table] and "AUTOINCREMENT" in from_models[table]
-    others = set(from_models) - set(TABLES) - {"sqlite_sequence"}
+    assert "AUTOINCREMENT" in migrated["answers"] and "AUTOINCREMENT" in from_models["answers"]  # recorded answers too
+    others = set(from_models) - set(TABLES) - {"sqlite_sequence", "answers"}
     assert others and not any("AUTOINCREMENT" in from_models[t] + migrated[t] for t in others)
 
 
@@ -126,9 +127,10 @@ def test_an_old_registry_keeps_every_row_and_then_never_reuses_ids(tmp_path, mon
         assert (_add_checkpoint(zoo, 4), _add_artifact(zoo, 4)) == (4, 4)
 
 
-FAILING_REVISION = '''"""A migration after 0002 that fails (test only)."""
-revision = "0003"
-down_revision = "0002"
+HEAD = sorted(p.name[:4] for p in (CURRENT / "versions").glob("0*.py"))[-1]  # the newest revision
+FAILING_REVISION = f'''"""A migration after {HEAD} that fails (test only)."""
+revision = "9999"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -144,7 +146,7 @@ def downgrade() -> None:
 
 def _later_revision_fails(migrations, zoo) -> type[BaseException]:
     shutil.copytree(CURRENT, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    (migrations / "versions" / "0003_fails.py").write_text(FAILING_REVISION)
+    (migrations / "versions" / "9999_fails.py").write_text(FAILING_REVISION)
     return RuntimeError
 
 
