@@ -113,8 +113,9 @@ def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:
 
 
 def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
-    """What ``generate`` returns with ``drop_copies=True, min_distance=MIN_DISTANCE``: replays replaced by further draws; its best on
-    validation data, and its likeliest (the pick without data), each with its distance and noise baseline."""
+    """What ``generate`` returns with ``drop_copies=True, min_distance=MIN_DISTANCE``: replays replaced by
+    further draws; its best on validation data, and its likeliest (the pick without data), each with its
+    distance and noise baseline."""
     from igpg_zoo.errors import GeneratorError
 
     try:
@@ -254,8 +255,9 @@ def eval_swap(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     for task, other in pairs:
         ds = load_dataset(task)
         for arch in archs_for(task):
-            own = [_test_acc(arch, g.weights, ds) for g in _draws(gen, zoo, task, arch, n=3, seed=1, neighbours=False)]
-            swap = [_test_acc(arch, g.weights, ds) for g in _draws(gen, zoo, other, arch, n=3, seed=1, neighbours=False)]
+            own, swap = ([_test_acc(arch, g.weights, ds) for g in _draws(gen, zoo, cond, arch, n=3, seed=1,
+                                                                         neighbours=False)]
+                         for cond in (task, other))
             rows.append({"task": task, "condition_from": other, "arch": arch, "own": float(np.mean(own)),
                          "swapped": float(np.mean(swap))})
             log(f"swap {task} <- {other} {arch}: own {rows[-1]['own']:.3f} swapped {rows[-1]['swapped']:.3f}")
