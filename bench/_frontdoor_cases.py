@@ -28,7 +28,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REGISTRY_ENV = "IGPG_ZOO_BENCH_DEMO_REGISTRY"  # a demo zoo with a trained generator (built when missing)
 DEFAULT_REGISTRY = HERE / "scratch" / "frontdoor" / "registry.db"
-DEMO_TRAIN = ["--epochs", "10", "--tokenizer-steps", "300"]  # the generator recipe used when none is stored
+DEMO_TRAIN = ["--recipe", "fast"]  # the generator recipe used when none is stored (the demo's)
 HELD_OUT = ("digits[classes=2,5,8][rot=90]", "digits[classes=4,6,9]", "mnist1d[classes=3,5,8]")
 USER = ("digits[classes=1,2,3,4][rot=270]", "digits[classes=0,6,9][flip]",
         "fashion_mnist[classes=0,1,2,3][n=1500][size=8]", "fashion_mnist[classes=5,7,9][n=1500][size=8]",

@@ -11,6 +11,7 @@ import torch
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.data import load_dataset
 from igpg_zoo.igpg.generate import COPY_ROUNDS as NOVEL_ROUNDS
+from igpg_zoo.igpg.generate import GenerateRequest
 from igpg_zoo.igpg.generate import HEAT as NOVEL_HEAT
 from igpg_zoo.igpg.generate import MAX_HEAT as NOVEL_MAX_HEAT
 from igpg_zoo.igpg.heads import fit_head, reset_head
@@ -60,6 +61,13 @@ def _condition_args(zoo, task: str) -> dict:
     return {"task": load_dataset(task).info.description, "data_embedding": emb}
 
 
+def _draws(gen, zoo, task: str, arch: str, **request) -> list:
+    """``gen.generate`` for ``arch`` conditioned on ``task`` (``_condition_args``) with ``SETTINGS``; every
+    draw kept, copies included, unless the request says ``drop_copies=True``."""
+    request = {"sampling": SETTINGS, "drop_copies": False, **_condition_args(zoo, task), **request}
+    return gen.generate(GenerateRequest(arch, **request))
+
+
 def _random_acc(arch: str, ds, seeds=(0, 1, 2)) -> float:
     return statistics.mean(accuracy(init_module(get_adapter(arch).build(arch), s).eval(), ds.x_test, ds.y_test)
                            for s in seeds)
@@ -105,13 +113,13 @@ def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:
 
 
 def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
-    """What ``generate(novel=True, min_distance=MIN_DISTANCE)`` returns: replays replaced by further draws; its best on
-    validation data, and its likeliest (the pick without data), each with its distance and noise baseline."""
+    """What ``generate`` returns with ``drop_copies=True, min_distance=MIN_DISTANCE``: replays replaced by
+    further draws; its best on validation data, and its likeliest (the pick without data), each with its
+    distance and noise baseline."""
     from igpg_zoo.errors import GeneratorError
 
     try:
-        results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, novel=True, min_distance=MIN_DISTANCE,
-                               **_condition_args(zoo, task))
+        results = _draws(gen, zoo, task, arch, data=ds, n=n, seed=0, drop_copies=True, min_distance=MIN_DISTANCE)
     except GeneratorError:  # every draw was a replay: no novel output for this pair
         return {"novel_n": 0, "novel_rounds": None, "novel_best_of_n": None, "novel_likeliest": None, "novel_single": None,
                 "novel_likeliest_relative_distance": None, "novel_likeliest_noise_baseline": None, "novel_mean": None}
@@ -128,7 +136,7 @@ def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
 
 def _seen_pair(gen, zoo, task: str, arch: str, n: int) -> dict:
     ds = load_dataset(task)
-    results = gen.generate(arch, data=ds, n=n, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+    results = _draws(gen, zoo, task, arch, data=ds, n=n, seed=0)
     accs = {g.provenance["sample_index"]: _test_acc(arch, g.weights, ds) for g in results}
     recs = _members(zoo, task, arch)
     members = [r.metric("acc") for r in recs]
@@ -247,10 +255,9 @@ def eval_swap(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     for task, other in pairs:
         ds = load_dataset(task)
         for arch in archs_for(task):
-            own = [_test_acc(arch, g.weights, ds) for g in gen.generate(
-                arch, n=3, settings=SETTINGS, seed=1, novelty=False, **_condition_args(zoo, task))]
-            swap = [_test_acc(arch, g.weights, ds) for g in gen.generate(
-                arch, n=3, settings=SETTINGS, seed=1, novelty=False, **_condition_args(zoo, other))]
+            own, swap = ([_test_acc(arch, g.weights, ds) for g in _draws(gen, zoo, cond, arch, n=3, seed=1,
+                                                                         neighbours=False)]
+                         for cond in (task, other))
             rows.append({"task": task, "condition_from": other, "arch": arch, "own": float(np.mean(own)),
                          "swapped": float(np.mean(swap))})
             log(f"swap {task} <- {other} {arch}: own {rows[-1]['own']:.3f} swapped {rows[-1]['swapped']:.3f}")
@@ -304,7 +311,7 @@ def eval_heldout(gen, zoo, archs_for, holdout, quick: bool, log) -> dict:
     for task in holdout:
         ds = load_dataset(task)
         for arch in archs_for(task):
-            results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+            results = _draws(gen, zoo, task, arch, data=ds, n=5, seed=0)
             best = results[0]
             nb = _retrieved(zoo, arch, task, holdout)
             seed = 0
@@ -349,7 +356,7 @@ def eval_arch_variants(gen, zoo, variants, holdout, log) -> dict:
         for task in [t for t in seen_tasks(zoo, holdout, 10 ** 6) if t.split("[")[0] == family][:3]:
             ds = load_dataset(task)
             arch = _arch(template, task)
-            results = gen.generate(arch, data=ds, n=5, settings=SETTINGS, seed=0, **_condition_args(zoo, task))
+            results = _draws(gen, zoo, task, arch, data=ds, n=5, seed=0)
             accs = [_test_acc(arch, g.weights, ds) for g in results]
             rand = init_module(get_adapter(arch).build(arch), 0).state_dict()
             rows.append({"task": task, "arch": arch, "best_of_5": accs[0], "mean_of_5": float(np.mean(accs)),
@@ -371,7 +378,7 @@ def eval_temperature(gen, zoo, archs_for, holdout, quick: bool, log, temps=(0.5,
         for task in tasks:
             ds = load_dataset(task)
             for arch in archs_for(task):
-                res = gen.generate(arch, data=ds, n=5, settings=s, seed=0, **_condition_args(zoo, task))
+                res = _draws(gen, zoo, task, arch, data=ds, n=5, seed=0, sampling=s)
                 a = [_test_acc(arch, g.weights, ds) for g in res]
                 accs += a
                 best.append(a[0])

@@ -1,5 +1,5 @@
 """The generator benchmark's set-up (bench/generator.py): its zoo, the tokenizer, and a prior
-trained with a named recipe through `igpg-zoo train`.
+trained with a named recipe (igpg_zoo.igpg.recipe) by ``train_prior``, on the bench's tokenizer.
 
 Quick zoo: the digits family of the ``full`` preset, 8 of its tasks and its hold-out, 2
 architectures, fewer members. Full zoo: the whole ``full`` preset (918 checkpoints, 35
@@ -9,15 +9,10 @@ families, and architecture variants that are widths the preset never trains.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-RECIPES = {"default": [], "best": ["--recipe", "best"]}  # `igpg-zoo train` options of each recipe
 QUICK_EPOCHS = 20
 
 ARCHS = ("cnn-i1x8x8-c8k3-c16k3-o{k}", "mlp-i64-h32-o{k}", "cnn-i1x8x8-c16k3-c32k3-o{k}-gelu")
@@ -108,8 +103,11 @@ def tokenizer(zoo, steps: int, overrides: dict, holdout, log) -> dict:
 
 
 def train_recipe(registry: Path, tokenizer_id: int, holdout, recipe: str, quick: bool, log) -> dict:
-    """Train a prior with ``recipe`` through the CLI, as a user would (quick: fewer epochs); reuses
-    the prior of an earlier run with the same recipe and tokenizer."""
+    """Train a prior with the named ``recipe`` through ``train_prior`` (what `igpg-zoo train --recipe NAME`
+    runs; quick: fewer epochs) on tokenizer ``tokenizer_id``; reuses the prior of an earlier run with the
+    same recipe and tokenizer."""
+    from igpg_zoo.igpg.prior_train import train_prior
+    from igpg_zoo.igpg.recipe import get_recipe
     from igpg_zoo.zoo import open_zoo
 
     with open_zoo(str(registry)) as zoo:
@@ -117,21 +115,14 @@ def train_recipe(registry: Path, tokenizer_id: int, holdout, recipe: str, quick:
             bench = art.provenance.get("bench") or {}
             if bench.get("recipe") == recipe and bench.get("quick") == quick and art.config.get("tokenizer_id") == tokenizer_id:
                 return {"id": art.id, "reused": True, "recipe": recipe, **_prior_facts(art)}
-    options = RECIPES[recipe] + (["--epochs", str(QUICK_EPOCHS)] if quick else [])
-    command = [sys.executable, "-m", "igpg_zoo", "train", "--stage", "prior", "--tokenizer", str(tokenizer_id),
-               "--registry", str(registry), "--checkpoint", str(registry.parent / f"prior-{recipe}.pt"), "--json",
-               *[x for t in holdout for x in ("--holdout-task", t)], *options]
-    log("train: " + " ".join(command[2:]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(command, env=env, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"igpg-zoo train failed: {out.stderr.strip().splitlines()[-1:]}")
-    prior_id = json.loads(out.stdout.strip().splitlines()[-1])["prior"]["id"]
-    with open_zoo(str(registry)) as zoo:  # mark it, so that a rerun of the benchmark reuses it
-        art = zoo.get_artifact(prior_id, kind="prior")
+        resolved = get_recipe(recipe).with_overrides(epochs=QUICK_EPOCHS if quick else None)
+        log(f"train: recipe {recipe}, epochs {resolved.train.epochs}, tokenizer #{tokenizer_id}")
+        art = train_prior(zoo, resolved, holdout=list(holdout), tokenizer_id=tokenizer_id,
+                          ckpt=registry.parent / f"prior-{recipe}.pt")
+        # mark it, so that a rerun of the benchmark reuses it
         art = zoo.add_artifact("prior", art.name, zoo.load_artifact(art), art.config,
                                {**art.provenance, "bench": {"recipe": recipe, "quick": quick}}, parent_id=art.parent_id)
-        return {"id": art.id, "reused": False, "recipe": recipe, "options": options, **_prior_facts(art)}
+        return {"id": art.id, "reused": False, "recipe": recipe, "epochs": resolved.train.epochs, **_prior_facts(art)}
 
 
 def _prior_facts(art) -> dict:

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from igpg_zoo.igpg.generate import GenerateRequest
 from igpg_zoo.igpg.sampling import CachedDecoder, SamplingSettings, sample_tokens
 from igpg_zoo.igpg.vectorize import Layout
 
@@ -62,7 +63,8 @@ def eval_speed(gen, templates, settings: SamplingSettings, log, repeats: int = R
     one = _side_by_side(gen.prior, cond, length, n=1, repeats=repeats)
     five = _side_by_side(gen.prior, cond, length, n=5, repeats=repeats)  # best-of-5 samples its 5 sequences as one batch
     t0 = time.perf_counter()
-    gen.generate(largest, task="handwritten digits", n=1, settings=settings, novelty=False)
+    gen.generate(GenerateRequest(largest, task="handwritten digits", n=1, sampling=settings, drop_copies=False,
+                                 neighbours=False))
     full = time.perf_counter() - t0
     return {**_long_context_speed(gen.prior.cfg, repeats=repeats), "arch": largest, "tokens": length,
             "block_size": gen.prior.cfg.block_size, "repeats": repeats,

@@ -1,8 +1,8 @@
 """IGPG generator: the acceptance benchmark of a trained prior, for the default recipe and `best`.
 
 ``python -m bench generator`` builds the ``full`` zoo under bench/scratch/generator-full, trains the
-default tokenizer on its training tasks, then a prior per recipe through `igpg-zoo train`
-(``default``; ``best`` = `--recipe best`), and measures with `generate`'s default sampling
+default tokenizer on its training tasks, then a prior per recipe with ``train_prior`` (what
+`igpg-zoo train --recipe NAME` runs: ``default`` and ``best``), and measures with `generate`'s default sampling
 (temperature 1, top-p 0.9): 13 seen (task, architecture) pairs x 5 samples (best-of-5 picked on
 training data, the first draw as a single sample, exact token copies, what `generate` returns with
 copies dropped), the swap control (own vs another task's condition), held-out tasks fine-tuned from

@@ -92,13 +92,24 @@ def zoo_facts(registry: Path) -> tuple[dict, list]:
             "members": sum(1 for r in records if "member:base" not in r.tags)}, records
 
 
+def _tokenizer_recipe(folder: Path, steps: int) -> Path:
+    """A recipe YAML (JSON is YAML) setting the tokenizer's training steps as the default recipe's phases scaled."""
+    from igpg_zoo.igpg.vqvae import TokenizerConfig
+
+    base = TokenizerConfig()
+    path = folder / f"tokenizer-{steps}-steps.yaml"
+    path.write_text(json.dumps({"tokenizer": {"steps": steps,
+                                              "refine_steps": round(base.refine_steps * steps / max(base.steps, 1))}}))
+    return path
+
+
 def train_tokenizer(registry: Path, steps: int | None, holdout: list[str]) -> dict:
     """``igpg-zoo train --stage tokenizer`` in a child process: artifact id, seconds, peak RSS of the child."""
     cmd = [sys.executable, "-m", "igpg_zoo", "train", "--stage", "tokenizer", "--registry", str(registry), "--json"]
     for h in holdout:
         cmd += ["--holdout-task", h]
-    if steps:
-        cmd += ["--tokenizer-steps", str(steps)]
+    if steps:  # a recipe file: ``steps`` main-phase steps, the refine phase scaled by the same factor
+        cmd += ["--config", str(_tokenizer_recipe(registry.parent, steps))]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     seconds = time.perf_counter() - started

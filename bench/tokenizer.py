@@ -195,7 +195,7 @@ def details(data: dict) -> str:
     worst = sorted({r["worst_arch"] for r in data["runs"].values() if r.get("worst_arch")})
     lines += ["", (f"Worst model's architecture: {', '.join(f'`{a}`' for a in worst)}. " if worst else "")
               + "The misses over 2 pp are low-margin models whose accuracy moves by whole test images. "
-              "`--codebook-size 2048` meets the worst-case "
+              "A recipe with `tokenizer: {codebook_size: 2048}` meets the worst-case "
               "target on 3 of 3 seeds but leaves the default prior underfit, so 1,024 codes stay the default "
               "(docs/history.md).", "",
               f"BatchNorm statistics are not generated ({bn['arch']} on {bn['dataset']}, {len(bn['models'])} model(s), "
