@@ -68,11 +68,11 @@ def from_query(zoo, text: str, split: Split) -> Start:
 
 
 def from_answer(zoo, split: Split, arch: str | None = None, seed: int = 0) -> Start:
-    """The front door's choice for the data's training part (retrieved or generated, head fitted there;
-    the held-out part is never shown to it)."""
+    """The front door's choice for the data, made as ``query --data`` makes it (on the training split; the
+    test split that reports the fine-tuned accuracy is never shown to it), so both name the same start."""
     from igpg_zoo.answer import AnswerSettings
 
-    answer = zoo.answer(data=split.train_part(), arch=(arch,) if arch else (), record=False,
+    answer = zoo.answer(data=split.dataset, arch=(arch,) if arch else (), record=False,
                         settings=AnswerSettings(seed=seed))
     decision, chosen = answer.decision, answer.decision.chosen
     record = chosen.record.id if chosen.record is not None else None
