@@ -108,7 +108,7 @@ def _print(result) -> None:
         return
     cmp = result.comparison
     table = Table(title=f"same schedule from each start: target {cmp['target']:.3f} = "
-                        f"{cmp['target_fraction']:.0%} of {cmp['reference']}'s final held-out accuracy")
+                        f"{cmp['target_fraction'] * 100:g} percent of {cmp['reference']}'s final held-out accuracy")
     for col in ["start", "arch", "head", "steps to target", "speed-up", *[f"acc@{b}" for b in cmp["budgets"]], "test acc"]:
         table.add_column(col, overflow="fold")
     for r in result.runs:

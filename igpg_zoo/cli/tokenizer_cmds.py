@@ -81,7 +81,7 @@ def _print(report: dict[str, Any]) -> None:
     typer.echo(f"#{report['id']} [{report['arch']}] tokenizer artifact {report['tokenizer']}: "
                f"{report['sequence_length']} tokens (vocabulary {report['vocab_size']})")
     typer.echo(" ".join(str(t) for t in report["tokens"]))
-    typer.echo(f"weight MSE {report['weight_mse']:.3g}, relative error {report['relative_error']:.3%}")
+    typer.echo(f"weight MSE {report['weight_mse']:.3g}, relative error {report['relative_error']:.3g}")
     if "acc_before" in report:
         typer.echo(f"accuracy on {report['dataset']} (test): {report['acc_before']:.4f} -> {report['acc_after']:.4f} "
                    f"({report['acc_loss_pp']:+.2f} pp lost)")
