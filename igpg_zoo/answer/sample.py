@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igpg_zoo.data.dataset import Dataset, stratified_split, stratified_subsample
+from igpg_zoo.data.dataset import Dataset, fingerprint, stratified_split, stratified_subsample
 from igpg_zoo.errors import DatasetError
 
 
@@ -40,17 +40,6 @@ class UserSample:
                        self.dataset.class_names)
 
 
-def data_fingerprint(ds: Dataset) -> str:
-    """sha256 over the data's arrays, shapes and class names."""
-    h = hashlib.sha256()
-    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
-        arr = np.ascontiguousarray(a)
-        h.update(f"{arr.dtype}{arr.shape}".encode())
-        h.update(arr.tobytes())
-    h.update("\x1f".join(ds.class_names).encode())
-    return h.hexdigest()
-
-
 def split_sample(ds: Dataset, probe: int = 512, held_fraction: float = 0.3, seed: int = 0) -> UserSample:
     """At most ``probe`` stratified training samples, ``held_fraction`` of them held out for scoring."""
     if not 0.0 < held_fraction < 1.0:
@@ -65,5 +54,5 @@ def split_sample(ds: Dataset, probe: int = 512, held_fraction: float = 0.3, seed
     if len(fit) == 0 or len(held) == 0:
         raise DatasetError(f"{ds.name}: too few samples to hold some out for scoring ({len(keep)}); give more")
     x = np.asarray(ds.x_train)
-    digest = hashlib.sha256(f"{data_fingerprint(ds)}|{probe}|{held_fraction}|{seed}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{fingerprint(ds)}|{probe}|{held_fraction}|{seed}".encode()).hexdigest()
     return UserSample(ds, x[keep[fit]], y[keep[fit]], x[keep[held]], y[keep[held]], digest)

@@ -8,6 +8,7 @@ is int64 in ``0 .. n_classes - 1``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +88,15 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
 
 def as_arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def fingerprint(ds: Dataset) -> str:
+    """sha256 over a dataset's arrays (dtype, shape, bytes) and class names: what recorded answers,
+    cached scores and fine-tuning lineage name the data by."""
+    h = hashlib.sha256()
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        arr = np.ascontiguousarray(a)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    h.update("\x1f".join(ds.class_names).encode())
+    return h.hexdigest()

@@ -7,7 +7,6 @@ the end. Every start of one request sees the same parts.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from igpg_zoo.data.dataset import Dataset, stratified_split
+from igpg_zoo.data.dataset import Dataset, fingerprint, stratified_split
 from igpg_zoo.errors import DatasetError
 
 
@@ -50,16 +49,6 @@ def load(data: str | Path | Dataset, label: str = "label") -> Dataset:
     from igpg_zoo.data.userdata import load_user_data
 
     return load_user_data(data, label=label)
-
-
-def fingerprint(ds: Dataset) -> str:
-    """sha256 over the shapes, dtypes and bytes of the train and test arrays."""
-    h = hashlib.sha256()
-    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def available_bytes() -> int | None:
