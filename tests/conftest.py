@@ -304,3 +304,26 @@ def tiny_recipe(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def add_trained():
+    """``add_trained(zoo, arch, task, seed, epochs, embed=False, task_text=None) -> weights``: train one small
+    member on ``task`` and register it (test accuracy as ``acc``; ``embed``: with its dataset embedding)."""
+    def add(zoo, arch: str, task: str, seed: int, epochs: int, embed: bool = False, task_text: str | None = None):
+        from igpg_zoo.adapters import get_adapter
+        from igpg_zoo.data import load_dataset
+        from igpg_zoo.data.embedding import dataset_embedding_for
+        from igpg_zoo.records import CheckpointMeta, Metric
+        from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
+
+        ds = load_dataset(task)
+        m = fit(init_module(get_adapter(arch).build(arch), seed), ds.x_train, ds.y_train, epochs=epochs, seed=seed)
+        weights = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        zoo.add_weights(weights, CheckpointMeta(
+            arch=arch, task=task_text or task, dataset=task, kind="trained",
+            metrics=(Metric("acc", accuracy(m, ds.x_test, ds.y_test), task + ":test"),),
+            dataset_embedding=tuple(dataset_embedding_for(task).tolist()) if embed else None))
+        return weights
+
+    return add

@@ -17,29 +17,20 @@ USER_TASK = "digits[classes=1,2,6][rot=270][n=240]"  # in no zoo here: 3 classes
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, add_trained):
     """A registry of 3 trained MLPs with dataset embeddings, and the user's 3-class .npz."""
     root = tmp_path_factory.mktemp("ft")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
         mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
         mp.setenv("IGPG_ZOO_PLUGINS", "none")
-        from igpg_zoo.adapters import get_adapter
         from igpg_zoo.data import load_dataset
-        from igpg_zoo.data.embedding import dataset_embedding_for
-        from igpg_zoo.records import CheckpointMeta, Metric
         from igpg_zoo.zoo import open_zoo
-        from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
         (root / "zoo").mkdir()
         with open_zoo(str(root / "zoo" / "registry.db"), embedder="hash") as zoo:
             for task, seed in ((TASKS[0], 0), (TASKS[0], 1), (TASKS[1], 0)):
-                ds = load_dataset(task)
-                m = fit(init_module(get_adapter(ARCH5).build(ARCH5), seed), ds.x_train, ds.y_train, epochs=3, seed=seed)
-                zoo.add_weights({k: v.detach().clone() for k, v in m.state_dict().items()},
-                                CheckpointMeta(arch=ARCH5, task=ds.info.description, dataset=task, kind="trained",
-                                               metrics=(Metric("acc", accuracy(m, ds.x_test, ds.y_test), task + ":test"),),
-                                               dataset_embedding=tuple(dataset_embedding_for(task).tolist())))
+                add_trained(zoo, ARCH5, task, seed, epochs=3, embed=True, task_text=load_dataset(task).info.description)
         user = load_dataset(USER_TASK)
         np.savez(root / "user.npz", x=np.asarray(user.x_train)[:, 0], y=np.asarray(user.y_train))
     return root

@@ -23,30 +23,19 @@ pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, add_trained):
     """A client on a registry of 2 tasks x 2 seeds of ARCH (trained 2 epochs), writes with TOKEN."""
     root = tmp_path_factory.mktemp("serve-answer")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
         mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
         mp.setenv("IGPG_ZOO_PLUGINS", "none")
-        from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.data import load_dataset
-        from igpg_zoo.data.embedding import dataset_embedding_for
-        from igpg_zoo.records import CheckpointMeta, Metric
         from igpg_zoo.zoo import open_zoo
-        from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
         with open_zoo(str(root / "registry.db"), embedder="hash") as zoo:
             for task in TASKS:
-                ds = load_dataset(task)
                 for seed in (0, 1):
-                    m = fit(init_module(get_adapter(ARCH).build(ARCH), seed), ds.x_train, ds.y_train, epochs=2,
-                            seed=seed)
-                    zoo.add_weights({k: v.detach().clone() for k, v in m.state_dict().items()}, CheckpointMeta(
-                        arch=ARCH, task=task, dataset=task, kind="trained",
-                        metrics=(Metric("acc", accuracy(m, ds.x_test, ds.y_test), task + ":test"),),
-                        dataset_embedding=tuple(dataset_embedding_for(task).tolist())))
+                    add_trained(zoo, ARCH, task, seed, epochs=2, embed=True)
         state = ServerState.open(str(root / "registry.db"), token=TOKEN, embedder="hash")
         with TestClient(create_app(state)) as client:
             yield client, state

@@ -21,33 +21,24 @@ pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def zoo_with_prior(tmp_path_factory):
+def zoo_with_prior(tmp_path_factory, add_trained):
     """A registry of 4 trained models (2 epochs), a tiny tokenizer and a prior trained 20 steps."""
     root = tmp_path_factory.mktemp("serve-gen")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
         mp.setenv("IGPG_ZOO_CACHE", str(root / "cache"))
         mp.setenv("IGPG_ZOO_PLUGINS", "none")
-        from igpg_zoo.adapters import get_adapter
-        from igpg_zoo.data import load_dataset
         from igpg_zoo.igpg.prior_train import PriorTrainConfig, train_prior
         from igpg_zoo.igpg.recipe import Recipe
         from igpg_zoo.igpg.tokenizer_train import fit_tokenizer
         from igpg_zoo.igpg.vqvae import TokenizerConfig
-        from igpg_zoo.records import CheckpointMeta, Metric
         from igpg_zoo.zoo import open_zoo
-        from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
         with open_zoo(str(root / "registry.db"), embedder="hash") as zoo:
             items = []
             for task in TASKS:
-                ds = load_dataset(task)
                 for seed in range(2):
-                    m = fit(init_module(get_adapter(ARCH).build(ARCH), seed), ds.x_train, ds.y_train, epochs=2, seed=seed)
-                    w = {k: v.detach().clone() for k, v in m.state_dict().items()}
-                    zoo.add_weights(w, CheckpointMeta(arch=ARCH, task=task, dataset=task, kind="trained", metrics=(
-                        Metric("acc", accuracy(m, ds.x_test, ds.y_test), task + ":test"),)))
-                    items.append((w, ARCH))
+                    items.append((add_trained(zoo, ARCH, task, seed, epochs=2), ARCH))
             tok, _ = fit_tokenizer(items, TokenizerConfig(chunk_size=64, tokens_per_chunk=2, codebook_size=16,
                                                           hidden=(32,), code_dim=8, steps=40, refine_steps=0,
                                                           batch_size=32), seed=0, progress=False)
