@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 9 chunks of 64 -> 18 tokens
+ARCH = "mlp-i64-h8-o3"  # 547 parameters -> 10 chunks of 64 (layer by layer) -> 20 tokens
 TASKS = ("digits[classes=0,1,2]", "digits[classes=3,4,5]")
 
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A registry with 6 trained models, a tokenizer and a prior whose context (8) < 18 tokens."""
+    """A registry with 6 trained models, a tokenizer and a prior whose context (8) < 20 tokens."""
     root = tmp_path_factory.mktemp("gen")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IGPG_ZOO_EMBEDDER", "hash")
@@ -67,7 +67,8 @@ def test_prior_artifact_records_snapshot_holdout_and_tokenizer(trained):
     assert prior_art.provenance["holdout_tasks"] == [TASKS[1]]
     trained_on = {zoo.get(i).task for i in prior_art.provenance["snapshot"]["ids"]}
     assert trained_on == {TASKS[0]}  # task-disjoint: the held-out task never reached training
-    assert prior_art.config["prior"]["block_size"] == 8  # shorter than the 18-token model: windowed
+    assert prior_art.config["prior"]["block_size"] == 8  # shorter than the 20-token model: windowed
+    assert prior_art.config["prior"]["max_windows"] == 4  # the window table: the windows a 20-token model needs
     assert prior_art.config["recipe"]["name"] == "default" and prior_art.config["recipe"]["prior"]["n_layer"] == 1
     assert prior_art.config["recipe"]["train"]["steps"] == 30 and prior_art.config["recipe"]["prior"]["dropout"] == 0.1
 
@@ -254,7 +255,7 @@ def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
 
 def test_cli_generate_says_when_the_prior_never_saw_the_architecture_and_when_weights_were_registered(trained, cli):
     _, _, _, root = trained
-    unseen = "mlp-i64-h12-o3"  # a width the prior never trained on
+    unseen = "mlp-i64-h9-o3"  # a width the prior never trained on (22 tokens: within its 4 windows)
     args = ("generate", "--arch", unseen, "--dataset", TASKS[0], "-n", "1", "--registry", root / "registry.db")
     first = cli(*args, "--json")
     assert first.exit_code == 0, first.output
@@ -264,6 +265,19 @@ def test_cli_generate_says_when_the_prior_never_saw_the_architecture_and_when_we
     assert "registered before" not in text.output
     again = cli(*args, "--register")  # same seed, same weights: the record that exists
     assert again.exit_code == 0 and "registered before" in again.output
+
+
+@pytest.mark.parametrize("extra, words", [
+    ((), "window"),  # 28 tokens need 5 windows of 8: past the 4 the prior trained on
+    (("--out", "model.safetensors"), "window"),  # refused before anything is written
+])
+def test_cli_generate_refuses_a_model_longer_than_the_window_table(trained, cli, tmp_path, extra, words):
+    _, _, _, root = trained
+    result = cli("generate", "--arch", "mlp-i64-h12-o3", "--dataset", TASKS[0], "-n", "1",
+                 "--registry", root / "registry.db", *[str(tmp_path / e) if e.endswith(".safetensors") else e
+                                                      for e in extra])
+    assert result.exit_code == 1 and words in result.output and len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.safetensors"))
 
 
 def test_cli_generate_needs_exactly_one_data_source(cli):

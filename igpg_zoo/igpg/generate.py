@@ -28,12 +28,13 @@ import torch
 
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg import memory
 from igpg_zoo.igpg.conditioning import REQUESTS, Conditioner, requested_level
 from igpg_zoo.igpg.heads import HEADS, fit_head, reset_head
 from igpg_zoo.igpg.novelty import NeighbourIndex
 from igpg_zoo.igpg.prior import Prior, prior_from_artifact
 from igpg_zoo.igpg.probe import accuracy_on, build_loaded, check_data_fits, probe_split, split_accuracy
-from igpg_zoo.igpg.sampling import SamplingSettings, sample_tokens
+from igpg_zoo.igpg.sampling import SamplingSettings, check_windows, sample_tokens
 from igpg_zoo.igpg.tokenizer import Tokenizer
 
 COPY_ROUNDS = 8  # drop_copies: rounds of n samples drawn at most while replacing replays
@@ -60,6 +61,7 @@ class GenerateRequest:
     min_distance: float = 0.0  # drop_copies also drops samples nearer a member than this share of its norm
     quality: str | None = None  # a prior trained with standings: "top" (default) or "any"
     neighbours: bool = True  # report each sample's nearest zoo member
+    memory_gb: float | None = None  # memory sampling may use (igpg/memory.py); None: what the machine has free
 
     def __post_init__(self):
         if not 1 <= self.n <= MAX_SAMPLES:
@@ -71,6 +73,8 @@ class GenerateRequest:
             raise GeneratorError("head 'fit' solves the classifier on your data: give a dataset or data file")
         if not self.min_distance >= 0:
             raise GeneratorError(f"min_distance must be >= 0, got {self.min_distance}")
+        if self.memory_gb is not None and not self.memory_gb > 0:
+            raise GeneratorError(f"memory_gb must be > 0, got {self.memory_gb}")
         if self.quality is not None and self.quality not in REQUESTS:
             raise GeneratorError(f"unknown quality '{self.quality}'; use one of {', '.join(REQUESTS)}")
 
@@ -175,8 +179,18 @@ class Generator:
                                  "`igpg-zoo query`, or allow copies (--allow-copies)")
         return kept[:req.n]
 
+    def check_request(self, req: GenerateRequest) -> None:
+        """Refuse, before any sampling, a model longer than the prior's window table or a request whose
+        sampling would not fit in memory."""
+        length, tcfg = self.tokenizer.sequence_length(req.arch), self.tokenizer.config
+        check_windows(self.prior.cfg, length, f"'{req.arch}'",
+                      "train a prior on a zoo holding models this long (igpg-zoo train)")
+        memory.check(memory.prior_sampling(self.prior.cfg, req.n, length,
+                                           length // tcfg.tokens_per_chunk * tcfg.chunk_size), req.memory_gb)
+
     def generate(self, req: GenerateRequest) -> list[Generated]:
         """``req.n`` models for one condition, best first (see the module docstring)."""
+        self.check_request(req)
         x, y = probe_split(req.data) if req.data is not None else (None, None)
         if x is not None:
             check_data_fits(req.arch, x, y)

@@ -7,7 +7,8 @@ projected to the model width (method doc §5-6):
     data       dataset embedding (mean-pooled features + descriptor)    (data_dim)
     arch_text  sentence embedding of adapter.describe(arch)             (text_dim)
     arch_struct  structural features, adapter.structure(arch)           (struct_dim)
-    window     which window of a long model this is (Algorithm 1)       (index < max_windows)
+    window     which window of a long model this is (Algorithm 1)       (index < max_windows, a table sized
+               at training time from the data; sampling refuses a window past it)
     quality    the member's standing in its group (``quality_levels`` > 0 only; curation/standings.py)
 
 A missing condition (or one dropped in training, ``cond_dropout``) is replaced by a learned
@@ -36,7 +37,7 @@ COND_VECTORS = ("task", "data", "arch_text", "arch_struct")
 @dataclass
 class PriorConfig:
     vocab_size: int = 512
-    block_size: int = 256  # weight-token positions per window (the context, N_max)
+    block_size: int = 256  # weight-token positions per window (the context, N_max); train: at most the longest model
     n_layer: int = 3
     n_head: int = 4
     n_embd: int = 128
@@ -44,7 +45,7 @@ class PriorConfig:
     text_dim: int = 384
     data_dim: int = 0  # 0: no dataset condition
     struct_keys: list[str] = field(default_factory=list)  # adapter.structure() keys, in order
-    max_windows: int = 64
+    max_windows: int = 64  # rows of the window table; train sets it to the most windows a training model needs
     window_context: int | None = None  # tokens of the previous window that start the next (Algorithm 1);
     # None: a quarter of the context
     cond_dropout: float = 0.1  # per-condition probability of using the null vector in training
@@ -57,6 +58,7 @@ class PriorConfig:
             ("n_layer", self.n_layer, self.n_layer >= 1, ">= 1"),
             ("n_head", self.n_head, self.n_head >= 1 and self.n_embd % self.n_head == 0, "divides n_embd"),
             ("block_size", self.block_size, self.block_size >= 1, ">= 1"),
+            ("max_windows", self.max_windows, self.max_windows >= 1, ">= 1"),
             ("window_context", self.window_context, 0 <= self.window_context < self.block_size, "in 0..block_size-1"),
             ("dropout", self.dropout, 0 <= self.dropout < 1, "in [0, 1)"),
             ("cond_dropout", self.cond_dropout, 0 <= self.cond_dropout < 1, "in [0, 1)")) if not ok]
@@ -83,6 +85,15 @@ class PriorConfig:
         if not d["quality_levels"]:
             del d["quality_levels"]
         return d
+
+
+LEGACY_WINDOWS = 64  # the window table's fixed size before training sized it from the data
+
+
+def window_rows(rows: int, dim: int, std: float = 1.0) -> torch.Tensor:
+    """Initial window embeddings (rows, dim): drawn as a table of at least 64 rows (its old fixed size) and
+    cut, so a prior whose models need at most 64 windows initialises exactly as it did before."""
+    return torch.empty(max(rows, LEGACY_WINDOWS), dim).normal_(0.0, std)[:rows].clone()
 
 
 # Inside the blocks, layers are applied as functions of their parameters, and submodules through
@@ -184,7 +195,8 @@ class PrefixEncoder(nn.Module):
             name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.n_embd)) for name, d in dims.items() if d > 0
         })
         self.null = nn.Parameter(torch.zeros(len(COND_VECTORS), cfg.n_embd))
-        self.window = nn.Embedding(cfg.max_windows, cfg.n_embd)
+        self.window = nn.Embedding(cfg.max_windows, cfg.n_embd, _weight=window_rows(cfg.max_windows, cfg.n_embd))
+        self.window.is_window_table = True
         if cfg.quality_levels > 0:
             self.quality = nn.Embedding(cfg.quality_levels + 1, cfg.n_embd)  # row 0: unknown (the null)
 
@@ -206,7 +218,7 @@ class PrefixEncoder(nn.Module):
         window = cond.get("window")
         if window is None:
             window = torch.zeros(batch, dtype=torch.long, device=device)
-        slots.append(self.window(window.to(device).clamp(max=self.cfg.max_windows - 1)))
+        slots.append(self.window(window.to(device)))  # past the table: an IndexError (sampling refuses first)
         if self.cfg.quality_levels > 0:
             slots.append(self.quality(self._quality_levels(cond, batch, device)))
         return torch.stack(slots, dim=1)  # (B, P, C)
@@ -244,6 +256,9 @@ class Prior(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding) and getattr(m, "is_window_table", False):
+            with torch.no_grad():
+                m.weight.copy_(window_rows(m.num_embeddings, m.embedding_dim, std=0.02))
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -75,6 +75,18 @@ def _check_run(path: Path, state: dict, cfg: dict, run: dict | None, steps: int 
     if steps is not None and int(state["step"]) > steps:
         raise GeneratorError(f"checkpoint {path} is already at step {int(state['step'])}, past the {steps} asked "
                              f"for; ask for at least {int(state['step'])} steps or start without --resume")
+
+
+def adopt_window_table(path: Path, cfg):
+    """``cfg`` with the window table of the checkpoint at ``path`` when that is all they differ in and it is
+    large enough: checkpoints written before the table was sized from the data (64 rows) still resume."""
+    if not path.exists():
+        return cfg
+    saved = _read(path)["config"]
+    rows = saved.get("max_windows") if isinstance(saved, dict) else None
+    if isinstance(rows, int) and rows >= cfg.max_windows and {**saved, "max_windows": cfg.max_windows} == cfg.to_dict():
+        return replace(cfg, max_windows=rows)
+    return cfg
 
 
 def precheck(path: Path, cfg: dict, run: dict, steps: int | None, pending: tuple[str, ...] = ()) -> None:

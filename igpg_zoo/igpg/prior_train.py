@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 
-from igpg_zoo.igpg import distributed, prior_checkpoint
+from igpg_zoo.errors import ConfigError
+from igpg_zoo.igpg import distributed, memory, prior_checkpoint
 from igpg_zoo.igpg.prior import Prior, PriorConfig, artifact_name, prior_state
 from igpg_zoo.igpg.prior_dataset import TokenSet
 from igpg_zoo.igpg.recipe import PRIOR_KEYS, PriorTrainConfig, Recipe
+from igpg_zoo.igpg.sampling import check_windows, n_windows
 
 __all__ = ["FitResult", "PriorTrainConfig", "fit_prior", "resolve_steps", "train_prior"]
 
@@ -56,6 +58,9 @@ def fit_prior(prior: Prior, data: TokenSet, tcfg: PriorTrainConfig, ckpt: Path |
     prior is back on the CPU when this returns.
     """
     rank, world = distributed.rank_world()
+    check_windows(prior.cfg, max(len(t) for t in data.tokens), "the longest training model",
+                  "build the prior with a larger max_windows or block_size")
+    memory.check(memory.prior_training(prior.cfg, tcfg.batch_size), tcfg.memory_gb, device)
     tcfg = resolve_steps(tcfg, len(data), world)
     run = prior_checkpoint.run_identity(tcfg, data.ids, world, **(run or {}))
     with prior_checkpoint.writer_lock(Path(ckpt) if ckpt is not None and rank == 0 else None):
@@ -163,15 +168,22 @@ def _set_up(tokenizer, records: list, data: TokenSet, tcfg: PriorTrainConfig, cf
 
 
 def _prior_config(zoo, tokenizer, records: list, recipe: Recipe) -> PriorConfig:
-    """The recipe's prior shape with what the zoo decides: vocabulary, conditions, context."""
+    """The recipe's prior shape with what the zoo decides: vocabulary, conditions, the context (the longest
+    model, at most ``PriorConfig.block_size``: longer ones are cut into windows) and the window table (the
+    most windows a model needs)."""
     from igpg_zoo.igpg.conditioning import LEVELS, struct_keys_for
 
     archs = sorted({r.arch for r in records})
     longest = max(tokenizer.sequence_length(a) for a in archs)
-    block = min(recipe.prior.get("block_size") or longest, longest)
-    return recipe.prior_config(block_size=block, vocab_size=tokenizer.vocab_size, struct_keys=struct_keys_for(archs),
-                               data_dim=_data_dim(zoo, records), text_dim=int(zoo.embedder.dim),
-                               quality_levels=LEVELS if recipe.train.quality else 0)
+    block = min(recipe.prior.get("block_size") or PriorConfig.block_size, longest)
+    cfg = recipe.prior_config(block_size=block, vocab_size=tokenizer.vocab_size, struct_keys=struct_keys_for(archs),
+                              data_dim=_data_dim(zoo, records), text_dim=int(zoo.embedder.dim),
+                              quality_levels=LEVELS if recipe.train.quality else 0)
+    need = n_windows(cfg, longest)
+    if (recipe.prior.get("max_windows") or need) < need:
+        raise ConfigError(f"prior.max_windows {recipe.prior['max_windows']} is too few: the longest model "
+                          f"({longest:,} tokens) needs {need} windows of {block}; raise it or drop it from the recipe")
+    return replace(cfg, max_windows=recipe.prior.get("max_windows") or need)
 
 
 def train_prior(zoo, recipe: Recipe | None = None, holdout: list[str] = (), filters: dict | None = None,
@@ -190,6 +202,9 @@ def train_prior(zoo, recipe: Recipe | None = None, holdout: list[str] = (), filt
     tokenizer = Tokenizer.load(zoo, tokenizer_id)
     records = select_records(zoo, list(holdout), **(filters or {}))
     cfg = _prior_config(zoo, tokenizer, records, recipe)
+    if resume and ckpt is not None:
+        cfg = prior_checkpoint.adopt_window_table(Path(ckpt), cfg)
+    memory.check(memory.prior_training(cfg, recipe.train.batch_size), recipe.train.memory_gb, device)
     data = build_token_set(zoo, tokenizer, Conditioner(zoo.embedder, cfg.struct_keys, cfg.data_dim), records)
     data, tcfg, run, notes = _set_up(tokenizer, records, data, recipe.train, cfg, ckpt if resume else None,
                                      curation_progress)

@@ -40,6 +40,7 @@ class PriorTrainConfig:
     recombine_checks: int = 64  # curation: swaps checked per record at most (a seeded subset)
     quality: bool = False  # curation: condition on each member's standing in its group
     seed: int = 0
+    memory_gb: float | None = None  # memory the step may use (igpg/memory.py); None: what the device has free
     ckpt_every: int = 100
     log_every: int = 25
 
@@ -51,7 +52,8 @@ class PriorTrainConfig:
             ("recombine", self.recombine, math.isfinite(self.recombine) and self.recombine >= 0, ">= 0"),
             ("recombine_tol", self.recombine_tol, self.recombine_tol is None or (
                 math.isfinite(self.recombine_tol) and 0 <= self.recombine_tol <= 1), "in [0, 1]"),
-            ("recombine_checks", self.recombine_checks, self.recombine_checks >= 1, ">= 1")) if not ok]
+            ("recombine_checks", self.recombine_checks, self.recombine_checks >= 1, ">= 1"),
+            ("memory_gb", self.memory_gb, self.memory_gb is None or self.memory_gb > 0, "> 0")) if not ok]
         if self.epochs is None and self.steps is None:
             bad.append("epochs or steps (one must be set)")
         if self.recombine_tol is not None and not self.recombine:
@@ -67,7 +69,8 @@ class PriorTrainConfig:
 
 
 #: PriorConfig fields a recipe sets; the rest (vocabulary, condition sizes) come from the tokenizer and
-#: the zoo. ``block_size`` None: the zoo's longest sequence.
+#: the zoo. ``block_size`` None: the zoo's longest sequence, at most ``PriorConfig.block_size`` (longer models are
+#: cut into windows); ``max_windows`` None: the most windows a training model needs.
 PRIOR_KEYS = ("n_layer", "n_head", "n_embd", "dropout", "block_size", "window_context", "cond_dropout",
               "max_windows")
 RECIPES: dict[str, dict] = {
@@ -107,7 +110,8 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """The resolved recipe as stored in artifacts: its name and every value."""
-        prior = ({k: getattr(PriorConfig(), k) for k in PRIOR_KEYS} | {"block_size": None, "window_context": None}
+        prior = ({k: getattr(PriorConfig(), k) for k in PRIOR_KEYS} | {"block_size": None, "window_context": None,
+                                                                  "max_windows": None}
                  | dict(self.prior))  # None: decided by the zoo (the prior artifact stores what it was)
         return {"name": self.name, "tokenizer": self.tokenizer.to_dict(), "prior": prior, "train": asdict(self.train)}
 

@@ -5,7 +5,8 @@ Window ``j`` covers tokens ``[j * stride, j * stride + block_size)`` of the mode
 ``stride = block_size - window_context``. The first window is sampled from the prefix alone;
 every later one starts from the last ``window_context`` tokens of the one before, which it is
 given rather than sampling, and carries its index in the ``window`` prefix slot. Training crops
-the same windows (prior_dataset.py), so the two agree.
+the same windows (prior_dataset.py), so the two agree; a window past the prior's window table (the
+most windows a training model needed) is refused, never clamped (``check_windows``).
 
 Each window is decoded through the prior's KV cache (``CachedDecoder``); ``sample_tokens`` takes
 another decoder with the same two methods (the speed benchmark passes one that recomputes every step).
@@ -47,6 +48,16 @@ def n_windows(cfg: PriorConfig, length: int) -> int:
     if length <= cfg.block_size:
         return 1
     return 1 + math.ceil((length - cfg.block_size) / cfg.stride)
+
+
+def check_windows(cfg: PriorConfig, length: int, what: str = "a model",
+                  fix: str = "train a prior on a zoo holding models this long (igpg-zoo train)") -> None:
+    """Refuse, in one line, a sequence that needs a window past the prior's window table (``max_windows``,
+    the most windows a model it trained on needed): that window's slot was never trained."""
+    need = n_windows(cfg, length)
+    if need > cfg.max_windows:
+        raise GeneratorError(f"{what} of {length:,} tokens needs {need} windows of {cfg.block_size} tokens, but the "
+                             f"prior's window table holds {cfg.max_windows}; {fix}")
 
 
 def window_bounds(cfg: PriorConfig, j: int, length: int) -> tuple[int, int]:
@@ -131,8 +142,9 @@ def sample_tokens(prior: Prior, cond: dict, length: int, n: int = 1,
     ``with_logprob`` also returns each sequence's log-likelihood under the prior (n,) (temperature
     1, whatever the sampling settings): a data-free score for choosing among samples.
     """
-    prior.eval()
     cfg = prior.cfg
+    check_windows(cfg, length)
+    prior.eval()
     gen = None
     if seed is not None:
         gen = torch.Generator().manual_seed(seed)
