@@ -116,6 +116,9 @@ def train(
     device, filters, holdout = _check_device(device), _filters(only or []), list(holdout_task or [])
     out, tokenizer_id = {}, None
     with _zoo(registry, blobs) as zoo:
+        from igpg_zoo.igpg.prior_train import check_memory
+
+        check_memory(zoo, resolved, holdout, filters, stage, device)  # before any stage: nothing half-written
         if stage in ("tokenizer", "both"):
             art = _train_tokenizer(zoo, resolved, filters, holdout, device)
             out["tokenizer"], tokenizer_id = {"id": art.id, "name": art.name}, art.id

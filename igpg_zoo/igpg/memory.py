@@ -57,7 +57,8 @@ def prior_training(cfg, batch: int) -> Estimate:
         "parameters, gradients and AdamW state": 4 * P * FLOAT,
         "activations": batch * S * cfg.n_layer * (ACT_PER_TOKEN * cfg.n_embd + ACT_PER_SCORE * cfg.n_head * S) * FLOAT,
         "logits": 3 * batch * T * cfg.vocab_size * FLOAT,
-    }, "lower prior.block_size or train.batch_size in the recipe (--config FILE.yaml)")
+    }, "lower prior.block_size or train.batch_size in the recipe (--config FILE.yaml), or set train.memory_gb there "
+       "if the estimate is wrong")
 
 
 def prior_sampling(cfg, n: int, length: int, model_params: int = 0) -> Estimate:
@@ -72,7 +73,26 @@ def prior_sampling(cfg, n: int, length: int, model_params: int = 0) -> Estimate:
         "window start": n * context * (ACT_PER_TOKEN * cfg.n_embd + ACT_PER_SCORE * cfg.n_head * S) * FLOAT,
         "logits and tokens": 4 * n * cfg.vocab_size * FLOAT + 2 * n * length * 8,
         "decoded model": 4 * model_params * FLOAT,
-    }, "ask for fewer samples (-n) per call")
+    }, "ask for fewer samples (-n) per call, or set memory_gb in the generate --config if the estimate is wrong")
+
+
+def tokenizer_training(n_params: int, n_chunks: int, cfg) -> Estimate:
+    """The tokenizer stage on models of ``n_params`` parameters in all, cut into ``n_chunks`` chunks (``cfg``:
+    its TokenizerConfig): the weights as loaded, flattened and normalised, the chunks and their masks, the
+    VQ-VAE with Adam's state, a batch."""
+    import torch
+
+    from igpg_zoo.igpg.vqvae import ChunkVQVAE
+
+    with torch.device("meta"):
+        P = sum(p.numel() for p in ChunkVQVAE(cfg).parameters())
+    return Estimate("tokenizer training", {
+        "working memory": WORKING,
+        "zoo weights": 4 * n_params * FLOAT,
+        "chunks": 2 * n_chunks * cfg.chunk_size * (FLOAT + 1),
+        "tokenizer and Adam state": 4 * P * FLOAT,
+        "batch": 8 * cfg.batch_size * (sum(cfg.hidden) + cfg.chunk_size + cfg.code_dim) * FLOAT,
+    }, "train on fewer records (--only, --holdout-task) or set train.memory_gb in the recipe if the estimate is wrong")
 
 
 def available(device: str | None = None) -> int | None:
@@ -95,8 +115,8 @@ def check(est: Estimate, limit_gb: float | None = None, device: str | None = Non
     """``est`` when it fits ``limit_gb`` (None: the memory free on ``device``), else a one-line refusal."""
     limit = limit_gb * GIB if limit_gb is not None else available(device)
     if limit is not None and est.total > limit:
-        big = max(est.parts, key=est.parts.get)
+        big = max((k for k in est.parts if k != "working memory"), key=est.parts.get)
         where = f"the {limit_gb:g} GiB limit set" if limit_gb is not None else f"the {_gib(limit)} free"
         raise GeneratorError(f"{est.what} would need about {_gib(est.total)} (most of it {big}, {_gib(est.parts[big])}), "
-                             f"more than {where}; {est.fix}, or set memory_gb if the estimate is wrong")
+                             f"more than {where}; {est.fix}")
     return est

@@ -186,6 +186,32 @@ def _prior_config(zoo, tokenizer, records: list, recipe: Recipe) -> PriorConfig:
     return replace(cfg, max_windows=recipe.prior.get("max_windows") or need)
 
 
+def check_memory(zoo, recipe: Recipe, holdout: list[str] = (), filters: dict | None = None, stage: str = "both",
+                 device: str | None = None) -> None:
+    """Refuse, before any stage trains, what will not fit in memory: the tokenizer stage on the selected
+    records, and the prior (shaped by the recipe's tokenizer when that trains first, else by the latest)."""
+    import torch
+
+    from igpg_zoo.igpg.prior_dataset import select_records
+    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.igpg.vectorize import Layout, n_chunks
+    from igpg_zoo.igpg.vqvae import ChunkVQVAE
+
+    records, tcfg = select_records(zoo, list(holdout), **(filters or {})), recipe.tokenizer
+    if stage == "prior":
+        tokenizer = Tokenizer.load(zoo)
+    else:
+        per_arch = {a: n_chunks(Layout.of(a), tcfg.chunk_size, tcfg.mode) for a in {r.arch for r in records}}
+        chunks = sum(per_arch[r.arch] for r in records)
+        memory.check(memory.tokenizer_training(sum(r.n_params for r in records), chunks, tcfg),
+                     recipe.train.memory_gb, device)
+        with torch.device("meta"):  # the shape the tokenizer will have: sequence lengths and vocabulary
+            tokenizer = Tokenizer(ChunkVQVAE(tcfg), None)
+    if stage != "tokenizer":
+        cfg = _prior_config(zoo, tokenizer, records, recipe)
+        memory.check(memory.prior_training(cfg, recipe.train.batch_size), recipe.train.memory_gb, device)
+
+
 def train_prior(zoo, recipe: Recipe | None = None, holdout: list[str] = (), filters: dict | None = None,
                 tokenizer_id: int | None = None, ckpt: Path | None = None, resume: bool = False, progress=None,
                 device: str | None = None, curation_progress=None):
