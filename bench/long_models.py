@@ -220,8 +220,9 @@ def _consistency(quick: bool) -> dict:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     members = [torch.randint(16, (100,), generator=g) for _ in range(2)]
-    cfg = PriorConfig(vocab_size=16, block_size=32, window_context=8, n_layer=2, n_head=2, n_embd=64, text_dim=4,
-                      dropout=0.0, cond_dropout=0.0, max_windows=n_windows(PriorConfig(block_size=32, window_context=8), 100))
+    shape = PriorConfig(vocab_size=16, block_size=32, window_context=8, n_layer=2, n_head=2, n_embd=64, text_dim=4,
+                        dropout=0.0, cond_dropout=0.0)
+    cfg = PriorConfig(**{**shape.to_dict(), "max_windows": n_windows(shape, 100)})
     prior = Prior(cfg)
     fit_prior(prior, TokenSet(members, [{}, {}], [0, 1]), PriorTrainConfig(steps=60 if quick else 400, batch_size=8,
                                                                             lr=3e-3, warmup=10))
@@ -251,8 +252,9 @@ def sample_child(registry: str, prior_id: int, quick: bool) -> None:
     with open_zoo(registry) as zoo:
         gen = Generator.load(zoo, prior_id)
     cond, length, s = gen.condition(RESNET, TASK), gen.tokenizer.sequence_length(RESNET), SamplingSettings()
+    est = memory.prior_sampling(gen.prior.cfg, 1, length, Layout.of(RESNET).numel)
     out = {"arch": RESNET, "tokens": length, "windows": n_windows(gen.prior.cfg, length),
-           "estimate_mib": round(memory.prior_sampling(gen.prior.cfg, 1, length, Layout.of(RESNET).numel).total / 2 ** 20, 1)}
+           "estimate_mib": round(est.total / 2 ** 20, 1)}
     modes = {"kv_cache": lambda: sample_tokens(gen.prior, cond, length, settings=s, seed=0, decoder=CachedDecoder)[0],
              "batched_windows": lambda: _batched_windows(gen.prior, cond, length, s, 0)}
     if not quick:
@@ -260,7 +262,8 @@ def sample_child(registry: str, prior_id: int, quick: bool) -> None:
     for name, sample in modes.items():
         t0 = time.perf_counter()
         tokens = sample()
-        out[name] = {"seconds": round(time.perf_counter() - t0, 2), "logp_per_token": round(_score(gen.prior, cond, tokens), 4)}
+        out[name] = {"seconds": round(time.perf_counter() - t0, 2),
+                     "logp_per_token": round(_score(gen.prior, cond, tokens), 4)}
     t0 = time.perf_counter()
     gen.tokenizer.decode(tokens, RESNET)
     out["decode_seconds"] = round(time.perf_counter() - t0, 2)
@@ -321,7 +324,8 @@ def _summary(d: dict) -> list[dict]:
 def _details(d: dict) -> str:
     tok, s, base = d["tokenizer"], d["sampling"], d["refusal"]["peak_rss_mib"]
     lines = [
-        f"A scratch registry of {len(d['members'])} members ({', '.join(sorted({m['arch'].split('?')[0] for m in d['members']}))}),"
+        f"A scratch registry of {len(d['members'])} members ({', '.join(sorted({m['arch'].split('?')[0] for m in d['members']}))}"
+        "),"
         f" each trained one epoch on 256 samples of `{TASK}`. Each stage trains in a child process of "
         "`igpg-zoo train` (peak RSS from the kernel's accounting of the child, the estimate of `igpg/memory.py` "
         f"beside it). Tokenizer: the default config at {tok['steps']} + {tok['refine_steps']} steps "
@@ -340,7 +344,8 @@ def _details(d: dict) -> str:
           f"{p['peak_rss_mib']:,.0f} MiB | {p['peak_rss_mib'] - base:,.0f} MiB | {p['estimate_mib']:,.0f} MiB | "
           f"{p['seconds']:.0f} s |" for p in d["priors"]),
         "", f"Sampling one `{RESNET}` ({s['tokens']:,} tokens, {s['windows']} windows; peak RSS "
-        f"{s['peak_rss_mib']:,.0f} MiB, estimate {s['estimate_mib']:,.0f} MiB above the loaded process, decoding {s['decode_seconds']:.1f} s):", "",
+        f"{s['peak_rss_mib']:,.0f} MiB, estimate {s['estimate_mib']:,.0f} MiB above the loaded process, "
+        f"decoding {s['decode_seconds']:.1f} s):", "",
         "| how | seconds | log-likelihood per token (Algorithm 1) |", "|---|---:|---:|",
         *(f"| {name.replace('_', ' ')} | {s[name]['seconds']:.1f} | {s[name]['logp_per_token']:.3f} |"
           for name in ("kv_cache", "no_cache", "batched_windows") if name in s),

@@ -196,7 +196,7 @@ def generate(
     n: Annotated[int, typer.Option("-n", help="samples, returned best first (on your data, else by the prior)")] = 5,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     head: Annotated[str, typer.Option(help="generated | reset (fresh classifier) | fit (classifier solved on your data)")] = "generated",
-    config: Annotated[Optional[Path], typer.Option(help="YAML of further settings: sampling, drop_copies, quality, prior, label")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML of further settings: sampling, drop_copies, quality, prior, label, memory_gb")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the best model here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="safetensors | onnx | native | timm")] = "safetensors",
     overwrite: OverwriteOpt = False,

@@ -117,6 +117,6 @@ def check(est: Estimate, limit_gb: float | None = None, device: str | None = Non
     if limit is not None and est.total > limit:
         big = max((k for k in est.parts if k != "working memory"), key=est.parts.get)
         where = f"the {limit_gb:g} GiB limit set" if limit_gb is not None else f"the {_gib(limit)} free"
-        raise GeneratorError(f"{est.what} would need about {_gib(est.total)} (most of it {big}, {_gib(est.parts[big])}), "
-                             f"more than {where}; {est.fix}")
+        raise GeneratorError(f"{est.what} would need about {_gib(est.total)} (most of it {big}, "
+                             f"{_gib(est.parts[big])}), more than {where}; {est.fix}")
     return est
