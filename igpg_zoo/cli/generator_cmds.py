@@ -22,7 +22,7 @@ STAGES = ("tokenizer", "prior", "both")
 ONLY_KEYS = ("arch", "dataset", "task", "kind")
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p")
 #: --config keys of ``generate``: sampling, copies, standing asked, prior, a .csv's label column.
-GENERATE_KEYS = (*SAMPLING_KEYS, "drop_copies", "min_distance", "quality", "prior", "label")
+GENERATE_KEYS = (*SAMPLING_KEYS, "drop_copies", "quality", "prior", "label")
 
 
 def _zoo(registry, blobs):
@@ -175,7 +175,7 @@ def _request(arch: str, task, n: int, seed: int, head: str, opts: dict, data=Non
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     name, ds, emb = data or (None, None, None)
-    extra = {k: opts[k] for k in ("drop_copies", "min_distance", "quality") if k in opts}
+    extra = {k: opts[k] for k in ("drop_copies", "quality") if k in opts}
     try:
         sampling = SamplingSettings(**{k: opts[k] for k in SAMPLING_KEYS if k in opts})
         return GenerateRequest(arch, task=task or (ds.info.description if ds is not None else None), data=ds,

@@ -51,15 +51,6 @@ class NeighbourIndex:
         same = (self.tokens == tokens.view(1, -1)).all(dim=1).nonzero()
         return self.ids[int(same[0])] if len(same) else None
 
-    def relative_distance(self, weights: dict) -> float:
-        """Distance from ``weights`` (parameters) to the nearest member, relative to
-        that member's norm (inf for an empty index)."""
-        if not len(self):
-            return float("inf")
-        d = torch.cdist(flatten(weights, self.layout).view(1, -1), self.params).flatten()  # (N,)
-        i = int(d.argmin())
-        return float(d[i] / self.params[i].norm().clamp(min=1e-12))
-
     def nearest(self, weights: dict, tokens: torch.Tensor, module=None, x=None) -> dict:
         """The nearest member: id, L2 distance, distance relative to its norm, the largest share of
         identical tokens with any member, exact-copy id, and prediction agreement on ``x``."""

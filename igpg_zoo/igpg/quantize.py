@@ -18,21 +18,13 @@ def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         return (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)[None, :])
 
 
-class CodebookUsage:
-    """Running count of how often each code is chosen (for perplexity and dead codes)."""
-
-    def __init__(self, codebook_size: int):
-        self.counts = torch.zeros(codebook_size, dtype=torch.long)
-
-    def update(self, indices: torch.Tensor) -> None:
-        self.counts += torch.bincount(indices.reshape(-1).cpu(), minlength=len(self.counts))
-
-    def summary(self) -> dict[str, float]:
-        n = self.counts.sum().clamp(min=1).double()
-        p = self.counts.double() / n
-        ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
-        return {"perplexity": ppl, "used": int((self.counts > 0).sum()), "dead": int((self.counts == 0).sum()),
-                "codebook_size": len(self.counts)}
+def codebook_usage(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """How the codes were chosen: perplexity, codes used and never used."""
+    counts = torch.bincount(indices.reshape(-1).cpu(), minlength=codebook_size)
+    p = counts.double() / counts.sum().clamp(min=1).double()
+    ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
+    return {"perplexity": ppl, "used": int((counts > 0).sum()), "dead": int((counts == 0).sum()),
+            "codebook_size": codebook_size}
 
 
 class EMAQuantizer(nn.Module):
