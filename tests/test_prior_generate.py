@@ -220,7 +220,7 @@ def test_cli_generate_writes_and_registers(trained, cli):
 
 
 @pytest.mark.parametrize("config, novel_only, exit_code", [("", True, 0), ("drop_copies: false", False, 0),
-                                                            ("min_distance: 0.1", None, 1)])
+                                                            ("quality: best", None, 1)])
 def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
     zoo, _, _, root = trained
     (root / "gen.yaml").write_text(config + "\n")
@@ -228,7 +228,7 @@ def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
                  "--registry", root / "registry.db")
     assert result.exit_code == exit_code, result.output
     if exit_code:
-        assert "min_distance" in result.output and len(result.output.strip().splitlines()) == 1
+        assert "quality" in result.output and len(result.output.strip().splitlines()) == 1
         return
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["provenance"]["drop_copies"] is novel_only

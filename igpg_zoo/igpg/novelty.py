@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from igpg_zoo.adapters import get_adapter
 from igpg_zoo.igpg.vectorize import Layout, flatten
 
 
@@ -64,19 +65,9 @@ class NeighbourIndex:
                "relative_distance": float(d[i] / self.params[i].norm().clamp(min=1e-12)),
                "max_token_overlap": float(share.max()), "exact_copy_of": self.exact_copy_of(tokens)}
         if module is not None and x is not None and self.zoo is not None:
-            out["prediction_agreement"] = agreement(module, self.member_module(i), x)
+            member = get_adapter(self.arch).build(self.arch)
+            member.load_state_dict(self.zoo.load_weights(self.ids[i]), strict=True)
+            with torch.no_grad():  # the share of x on which both predict the same class
+                same = module(x).argmax(1) == member.eval()(x).argmax(1)
+            out["prediction_agreement"] = float(same.float().mean())
         return out
-
-    def member_module(self, i: int):
-        from igpg_zoo.adapters import get_adapter
-
-        module = get_adapter(self.arch).build(self.arch)
-        module.load_state_dict(self.zoo.load_weights(self.ids[i]), strict=True)
-        return module.eval()
-
-
-
-@torch.no_grad()
-def agreement(a, b, x: torch.Tensor) -> float:
-    """Share of ``x`` on which modules ``a`` and ``b`` predict the same class."""
-    return float((a(x).argmax(1) == b(x).argmax(1)).float().mean())
