@@ -193,19 +193,29 @@ def _prior_cell(p: dict) -> str:
     return f"{p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {loss}"
 
 
-def _before_after(data: dict) -> list[str]:
-    """The default recipe's rows from the run before the API change beside this run's."""
-    before = data.get("before")
-    if not before:
-        return []
-    now = {r["measure"]: r["value"] for r in summary(data)}
+def _side_by_side(title: str, before: dict, after: dict) -> list[str]:
+    """The default recipe's prior and rows of two runs ({"summary", "prior"} each), before | after."""
+    now = {r["measure"]: r["value"] for r in after["summary"]}
     then = [r for r in before["summary"] if r["measure"].startswith(BEFORE_AFTER) and r["measure"] in now]
-    d = data["recipes"]["default"]
-    lines = ["", f"Default recipe before → after the generator's API change (run of {before['date']} → "
-             f"{d.get('measured') or 'this run'}):", "", "| measure | before | after |", "|---|---|---|",
-             f"| prior training | {_prior_cell(before['default_prior'])} | {_prior_cell(d['prior'])} |"]
-    return lines + [f"| {r['measure'].removeprefix('default recipe: ')} | {r['value']} | {now[r['measure']]} |"
-                    for r in then]
+    return (["", title, "", "| measure | before | after |", "|---|---|---|",
+             f"| prior training | {_prior_cell(before['prior'])} | {_prior_cell(after['prior'])} |"]
+            + [f"| {r['measure'].removeprefix('default recipe: ')} | {r['value']} | {now[r['measure']]} |" for r in then])
+
+
+def _before_after(data: dict) -> list[str]:
+    """The default recipe's rows from the run before the API change beside this run's; and the
+    ``--quick`` check of the same change (``data["quick_check"]``: both runs' rows, stored)."""
+    lines = []
+    if data.get("before"):
+        b, d = data["before"], data["recipes"]["default"]
+        lines += _side_by_side(f"Default recipe before → after the generator's API change (run of {b['date']} → "
+                               f"{d.get('measured') or 'this run'}):",
+                               {"summary": b["summary"], "prior": b["default_prior"]},
+                               {"summary": summary(data), "prior": d["prior"]})
+    if data.get("quick_check"):
+        q = data["quick_check"]
+        lines += _side_by_side(q["title"], q["before"], q["after"])
+    return lines
 
 
 def _before(old: dict) -> dict:
