@@ -22,7 +22,6 @@ from igpg_zoo.igpg.vectorize import Layout, complete_state_dict, flatten, unflat
 from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
 SETTINGS = SamplingSettings(temperature=1.0, top_p=0.95)
-MIN_DISTANCE = 0.0  # novel picks: also drop samples nearer to a member than this share of its norm
 BUDGETS = (0, 5, 20, 100, "epoch")
 LRS = (1e-2, 1e-3)  # Adam learning rates of the fine-tuning comparison
 
@@ -113,13 +112,13 @@ def _noise_baseline(gen, arch: str, g, ds, seed: int) -> float | None:
 
 
 def _novel_picks(gen, zoo, task: str, arch: str, ds, n: int) -> dict:
-    """What ``generate`` returns with ``drop_copies=True, min_distance=MIN_DISTANCE``: replays replaced by
+    """What ``generate`` returns with ``drop_copies=True``: exact copies replaced by
     further draws; its best on validation data, and its likeliest (the pick without data), each with its
     distance and noise baseline."""
     from igpg_zoo.errors import GeneratorError
 
     try:
-        results = _draws(gen, zoo, task, arch, data=ds, n=n, seed=0, drop_copies=True, min_distance=MIN_DISTANCE)
+        results = _draws(gen, zoo, task, arch, data=ds, n=n, seed=0, drop_copies=True)
     except GeneratorError:  # every draw was a replay: no novel output for this pair
         return {"novel_n": 0, "novel_rounds": None, "novel_best_of_n": None, "novel_likeliest": None, "novel_single": None,
                 "novel_likeliest_relative_distance": None, "novel_likeliest_noise_baseline": None, "novel_mean": None}
@@ -220,8 +219,7 @@ def _summarise_novel(rows: list[dict]) -> dict:
     with no novel output counts as a miss in the shares and is left out of the means."""
     out = [r for r in rows if r["novel_n"]]
     if not out:
-        return {"novel_pairs_without_output": len(rows), "novel_min_distance": MIN_DISTANCE,
-                "novel_max_rounds": NOVEL_ROUNDS}
+        return {"novel_pairs_without_output": len(rows), "novel_max_rounds": NOVEL_ROUNDS}
     gap_best = [100 * (r["median_trained"] - r["novel_best_of_n"]) for r in out]
     gap_lik = [100 * (r["median_trained"] - r["novel_likeliest"]) for r in out]
     noise = [r["novel_likeliest_noise_baseline"] for r in out if r["novel_likeliest_noise_baseline"] is not None]
@@ -239,7 +237,7 @@ def _summarise_novel(rows: list[dict]) -> dict:
                                                        for r in out) / len(rows),
             "novel_extra_rounds_pairs": int(sum(r["novel_rounds"] > 1 for r in out)),
             "novel_pairs_without_output": len(rows) - len(out),
-            "novel_min_distance": MIN_DISTANCE, "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows)),
+            "novel_pairs_short": int(sum(r["novel_n"] < r["n"] for r in rows)),
             "novel_max_rounds": NOVEL_ROUNDS, "novel_heat": [NOVEL_HEAT, NOVEL_MAX_HEAT]}
 
 

@@ -84,7 +84,7 @@ def tokenizer(zoo, steps: int, overrides: dict, holdout, log) -> dict:
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
     def shape(cfg: dict) -> dict:  # the config without the step counts a --tokenizer-steps override scales
-        full = {**TokenizerConfig().to_dict(), **TokenizerConfig.complete(cfg)}  # what an older config meant
+        full = {**TokenizerConfig().to_dict(), **cfg}
         return {k: full[k] for k in TokenizerConfig().to_dict() if k not in ("steps", "refine_steps")}
 
     cfg = replace(TokenizerConfig(), **overrides)

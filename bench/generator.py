@@ -9,16 +9,25 @@ copies dropped), the swap control (own vs another task's condition), held-out ta
 generated weights with the head fitted on the task's data vs random init, widths never trained, and
 sampling speed with vs without the KV cache. It trains for hours on one CPU thread. ``--quick``: the
 digits family (168 checkpoints), short tokenizer training, the default recipe at 20 epochs.
+
+``python -m bench.generator --recipe default`` measures one recipe and merges it into the results:
+the other recipes' figures stay as they were (their rows name the run that measured them). The
+figures of the run before the generator's API change are kept in ``data["before"]`` and shown beside
+the default recipe's current ones.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from pathlib import Path
 
 TITLE = "IGPG generator"
 COMMAND = "python -m bench generator"
 SCRATCH = Path(__file__).resolve().parent / "scratch"
+RESULTS = Path(__file__).resolve().parent / "results" / "generator.json"
+RECIPES = ("default", "best")
 
 
 def _log(msg: str) -> None:
@@ -36,7 +45,7 @@ def _evaluate(gen, zoo, setup: dict, archs, full: bool, quick: bool) -> dict:
     return out
 
 
-def measure(quick: bool) -> dict:
+def measure(quick: bool, recipes: tuple[str, ...] = RECIPES) -> dict:
     import torch
 
     from bench import _generator_eval
@@ -57,7 +66,7 @@ def measure(quick: bool) -> dict:
         data["zoo"] = build(zoo, quick, setup, _log)
         data["tokenizer"] = tokenizer(zoo, 100 if quick else None, {}, setup["holdout"], _log)
         data["tokenizer"].update(tokenizer_fidelity(zoo, data["tokenizer"]["id"], setup["holdout"]))
-    for recipe in ("default",) if quick else ("default", "best"):
+    for recipe in ("default",) if quick else recipes:
         prior = train_recipe(registry, data["tokenizer"]["id"], setup["holdout"], recipe, quick, _log)
         with open_zoo(str(registry)) as zoo:
             gen = Generator.load(zoo, prior["id"])
@@ -76,12 +85,15 @@ def _pairs(share: float, n: int) -> str:
     return f"{round(share * n)} of {n}"
 
 
-def _seen_rows(name: str, seen: dict, machine: str | None = None) -> list[dict]:
+def _seen_rows(name: str, recipe: dict) -> list[dict]:
+    seen = recipe["seen"]
     n = seen["pairs"]
     draws = sum(sum(100 * (r["median_trained"] - a) <= 5 for a in r["generated_all"]) for r in seen["rows"])
     total = sum(r["n"] for r in seen["rows"])
     label = f"`{name}` recipe" if name != "default" else "default recipe"
-    extra = {"machine": machine} if machine else {}
+    if recipe.get("measured"):  # carried over from an earlier run
+        label += f" (run of {recipe['measured']})"
+    extra: dict = {}
     return [
         {"measure": f"{label}: seen pairs with best-of-5 within 2 pp of the median trained", "target": f"{n} of {n}",
          "value": _pairs(seen["share_pairs_best5_within_2pp"], n), "met": seen["share_pairs_best5_within_2pp"] == 1,
@@ -97,7 +109,7 @@ def _seen_rows(name: str, seen: dict, machine: str | None = None) -> list[dict]:
 def summary(data: dict) -> list[dict]:
     d = data["recipes"]["default"]
     seen, n = d["seen"], d["seen"]["pairs"]
-    rows = _seen_rows("default", seen)
+    rows = _seen_rows("default", d)
     novel_best = seen.get("novel_share_pairs_best5_within_2pp", 0.0)  # absent when no pair had a new sample
     novel_likeliest = seen.get("novel_share_pairs_likeliest_within_5pp", 0.0)
     rows.append({"measure": "default recipe, what `generate` returns (copies dropped): best-of-5 within 2 pp / "
@@ -115,11 +127,18 @@ def summary(data: dict) -> list[dict]:
                      "value": f"+{g['5']:.1f} / +{g['20']:.1f} / +{g['epoch']:.1f} pp",
                      "met": max(g["5"], g["20"]) >= 10 and g["epoch"] >= 0})
     if "best" in data["recipes"]:
-        rows += _seen_rows("best", data["recipes"]["best"]["seen"])
+        rows += _seen_rows("best", data["recipes"]["best"])
     s = data["speed"]
     rows.append({"measure": f"KV-cache speed-up, one {s['tokens']}-token sequence / 5 in a batch / {s['long_tokens']}-token context",
                  "target": "≥ 5×", "value": f"{s['speedup']:.1f}× / {s['n5_speedup']:.1f}× / {s['long_speedup']:.1f}×",
                  "met": s["speedup"] >= 5})
+    kv = (data.get("quick_check") or {}).get("kv_full_shape")
+    if kv:  # measured on the code after the API change, at the full zoo's prior shape
+        a = kv["after"]
+        rows.append({"measure": "KV-cache speed-up after the API change (prior of the full zoo's shape, untrained): "
+                                f"one {kv['tokens']}-token sequence / 5 in a batch / 512-token context",
+                     "target": "≥ 5×", "value": f"{a['one']:.1f}× / {a['five']:.1f}× / {a['long']:.1f}×",
+                     "met": a["one"] >= 5})
     return [{**r, "command": COMMAND} for r in rows]
 
 
@@ -129,6 +148,7 @@ def _pct(value) -> str:
 
 def _recipe_line(name: str, r: dict) -> str:
     p, s = r["prior"], r["seen"]
+    name += f" (run of {r['measured']})" if r.get("measured") else ""
     loss = "–" if p.get("final_loss") is None else f"{p['final_loss']:.2f}"
     return (f"| {name} | {p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {loss} "
             f"| {100 * s['mean_best_of_5']:.1f} / {100 * s['mean_single']:.1f} | {100 * s['exact_copy_share']:.1f} % "
@@ -148,6 +168,7 @@ def details(data: dict) -> str:
              "| recipe | prior training | seen: best-of-5 / single, mean % | copies | samples vs member + noise "
              "at the same distance | swap, pp (weakest) |", "|---|---|---|---|---|---|"]
     lines += [_recipe_line(name, r) for name, r in data["recipes"].items()]
+    lines += _before_after(data)
     d = data["recipes"]["default"]
     if "heldout" in d:
         g = d["heldout"]["gain_over_random_pp"]["0.01"]
@@ -171,6 +192,82 @@ def details(data: dict) -> str:
     return "\n".join(lines)
 
 
+BEFORE_AFTER = ("default recipe", "swap control", "held-out tasks", "KV-cache")  # the rows compared
+
+
+def _prior_cell(p: dict) -> str:
+    loss = "–" if p.get("final_loss") is None else f"{p['final_loss']:.2f}"
+    return f"{p.get('steps') or '–'} steps, {p['seconds']:,.0f} s, loss {loss}"
+
+
+def _side_by_side(title: str, before: dict, after: dict) -> list[str]:
+    """The default recipe's prior and rows of two runs ({"summary", "prior"} each), before | after."""
+    now = {r["measure"]: r["value"] for r in after["summary"]}
+    then = [r for r in before["summary"] if r["measure"].startswith(BEFORE_AFTER) and r["measure"] in now]
+    return (["", title, "", "| measure | before | after |", "|---|---|---|",
+             f"| prior training | {_prior_cell(before['prior'])} | {_prior_cell(after['prior'])} |"]
+            + [f"| {r['measure'].removeprefix('default recipe: ')} | {r['value']} | {now[r['measure']]} |" for r in then])
+
+
+def _before_after(data: dict) -> list[str]:
+    """The default recipe's rows from the run before the API change beside this run's; and the
+    ``--quick`` check of the same change (``data["quick_check"]``: both runs' rows, stored)."""
+    lines = []
+    if data.get("before"):
+        b, d = data["before"], data["recipes"]["default"]
+        lines += _side_by_side(f"Default recipe before → after the generator's API change (run of {b['date']} → "
+                               f"{d.get('measured') or 'this run'}):",
+                               {"summary": b["summary"], "prior": b["default_prior"]},
+                               {"summary": summary(data), "prior": d["prior"]})
+    if data.get("quick_check"):
+        q = data["quick_check"]
+        lines += _side_by_side(q["title"], q["before"], q["after"])
+        if q.get("kv_full_shape"):
+            lines += ["", q["kv_full_shape"]["note"]]
+    return lines
+
+
+def _before(old: dict) -> dict:
+    """What a results file says about the default recipe, kept as the "before" of a later run."""
+    if "before" in old.get("data", {}):
+        return old["data"]["before"]
+    return {"date": old["meta"]["date"], "machine": old["meta"].get("machine"), "summary": old["summary"],
+            "default_prior": old["data"]["recipes"]["default"]["prior"]}
+
+
+def merge(data: dict, old: dict | None) -> dict:
+    """``data`` with what the previous results ``old`` hold and this run did not measure: the other
+    recipes (marked with their run's date), the speed row, and the figures from before the API change."""
+    if not old:
+        return data
+    for name, recipe in old["data"]["recipes"].items():
+        if name not in data["recipes"]:
+            data["recipes"][name] = {"measured": recipe.get("measured") or old["meta"]["date"], **recipe}
+    data.setdefault("speed", old["data"]["speed"])
+    data["before"] = _before(old)
+    return data
+
+
 def run(quick: bool) -> dict:
-    data = measure(quick)
+    data = measure(quick, RECIPES)
+    if not quick and RESULTS.exists():
+        data = merge(data, json.loads(RESULTS.read_text()))
     return {"summary": summary(data), "details": details(data), "data": data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.generator --recipe NAME``: measure the named recipes only, merged into the results."""
+    from bench.__main__ import run_area
+
+    parser = argparse.ArgumentParser(prog="python -m bench.generator", description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", action="append", choices=RECIPES, help="a recipe to measure (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="a small, fast version (results go to bench/scratch/)")
+    args = parser.parse_args(argv)
+    module = __import__("bench.generator", fromlist=["RECIPES"])  # the copy run_area imports, not __main__
+    module.RECIPES = tuple(args.recipe or RECIPES)
+    print(f"wrote {run_area('generator', args.quick)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -75,7 +75,7 @@ def _lengths(archs: list[str]) -> list[dict]:
     rows = []
     for arch in archs:
         layout = Layout.of(arch)
-        tokens = n_chunks(layout, tcfg.chunk_size, tcfg.mode) * tcfg.tokens_per_chunk
+        tokens = n_chunks(layout, tcfg.chunk_size) * tcfg.tokens_per_chunk
         rows.append({"arch": arch, "n_params": layout.numel, "tokens": tokens, "windows": n_windows(cfg, tokens)})
     return rows
 
@@ -123,7 +123,7 @@ def _tokenizer_stage(registry: Path, steps: int) -> dict:
     with open_zoo(str(registry)) as zoo:
         records = zoo.list()
         report = zoo.get_artifact(run["result"]["tokenizer"]["id"]).provenance["report"]
-    chunks = sum(n_chunks(Layout.of(r.arch), base.chunk_size, base.mode) for r in records)
+    chunks = sum(n_chunks(Layout.of(r.arch), base.chunk_size) for r in records)
     est = memory.tokenizer_training(sum(r.n_params for r in records), chunks, base)
     return {**run, **tok, "train_seconds": report["train_seconds"], "n_chunks": report["n_chunks"],
             "seconds_per_step": report["train_seconds"] / (tok["steps"] + tok["refine_steps"]),

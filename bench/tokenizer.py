@@ -79,7 +79,8 @@ def bn_check(seeds=(0, 1, 2), arch="cnn-i1x8x8-c8k3-c16k3-o10-bn") -> dict:
 
     from igpg_zoo.adapters import get_adapter
     from igpg_zoo.data import load_dataset
-    from igpg_zoo.igpg.vectorize import complete_state_dict, recalibrate_batchnorm
+    from igpg_zoo.export.batchnorm import reestimate
+    from igpg_zoo.igpg.vectorize import complete_state_dict
     from igpg_zoo.zoobuild.trainer import accuracy, fit, init_module
 
     ds = load_dataset("digits")
@@ -95,7 +96,7 @@ def bn_check(seeds=(0, 1, 2), arch="cnn-i1x8x8-c8k3-c16k3-o10-bn") -> dict:
         row = {"seed": seed, "own_buffers": own, "fresh_defaults": defaults}
         for n in (64, 256):
             idx = np.random.default_rng(seed).choice(len(ds.y_train), n, replace=False)
-            recalibrate_batchnorm(fresh, [torch.as_tensor(ds.x_train[idx])])
+            reestimate(fresh, [torch.as_tensor(ds.x_train[idx])])
             row[f"recalibrated_{n}"] = accuracy(fresh, ds.x_test, ds.y_test)
         rows.append(row)
     keys = [k for k in rows[0] if k != "seed"]
@@ -182,8 +183,8 @@ def details(data: dict) -> str:
     z = data["zoo"]
     c = data["config"]
     lines = [f"Zoo: {z['n_models']} checkpoints of {z['archs']} architectures ({z['params'][0]:,}–{z['params'][1]:,} "
-             f"parameters). Tokenizer: `TokenizerConfig()` — {c['quantizer']}, {c['tokens_per_chunk']} tokens of "
-             f"{c['codebook_size']:,} codes per chunk of {c['chunk_size']} weights, {c['mode']}-wise chunks, {c['norm']} "
+             f"parameters). Tokenizer: `TokenizerConfig()` — residual VQ, {c['tokens_per_chunk']} tokens of "
+             f"{c['codebook_size']:,} codes per chunk of {c['chunk_size']} weights, layer-wise chunks, one global "
              f"normaliser, decoder width {c['hidden'][0]:,}, {c['steps']:,} main + {c['refine_steps']:,} refine steps.", "",
              "| seed | acc loss mean / median / worst (pp) | models > 2 pp | rel. weight error | max tokens | perplexity "
              "| dead codes | train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]

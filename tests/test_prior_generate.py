@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -187,24 +186,8 @@ def test_dropping_copies_refuses_a_prior_that_only_replays(trained):
     _index_holding(gen, raw)
     with pytest.raises(GeneratorError, match="exact copies of zoo members"):
         gen.generate(GenerateRequest(ARCH, task=TASKS[0], n=2, sampling=greedy))
-    with pytest.raises(GeneratorError, match="min_distance"):
-        GenerateRequest(ARCH, task=TASKS[0], sampling=greedy, min_distance=-1)
     g = gen.generate(GenerateRequest(ARCH, task=TASKS[0], n=1, sampling=greedy, drop_copies=False))[0]
     assert g.neighbour["exact_copy_of"] is not None and g.provenance["drop_copies"] is False  # returned, labelled
-
-
-@pytest.mark.parametrize("scale, replay", [(0.0, False), (0.99, False), (1.01, True)])
-def test_min_distance_counts_near_samples_as_replays(trained, scale, replay):
-    from igpg_zoo.igpg.generate import Generator
-    from igpg_zoo.igpg.sampling import SamplingSettings
-
-    zoo, *_ = trained
-    gen = Generator.load(zoo)
-    raw, _ = gen.sample(ARCH, gen.condition(ARCH, TASKS[0]), 1, SamplingSettings(temperature=1.5), seed=7)
-    assert gen.neighbours(ARCH).exact_copy_of(raw[0]) is None
-    d = gen.neighbours(ARCH).relative_distance(gen.tokenizer.decode_params(raw[0], ARCH))
-    assert 0 < d < float("inf")
-    assert gen.is_replay(ARCH, raw[0], min_distance=scale * d) is replay
 
 
 def test_head_reset_replaces_only_the_classifier(trained):
@@ -237,7 +220,7 @@ def test_cli_generate_writes_and_registers(trained, cli):
 
 
 @pytest.mark.parametrize("config, novel_only, exit_code", [("", True, 0), ("drop_copies: false", False, 0),
-                                                            ("min_distance: -1", None, 1)])
+                                                            ("quality: best", None, 1)])
 def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
     zoo, _, _, root = trained
     (root / "gen.yaml").write_text(config + "\n")
@@ -245,7 +228,7 @@ def test_cli_generate_copy_filter(trained, cli, config, novel_only, exit_code):
                  "--registry", root / "registry.db")
     assert result.exit_code == exit_code, result.output
     if exit_code:
-        assert "min_distance" in result.output and len(result.output.strip().splitlines()) == 1
+        assert "quality" in result.output and len(result.output.strip().splitlines()) == 1
         return
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["provenance"]["drop_copies"] is novel_only

@@ -160,7 +160,7 @@ def test_training_both_stages_checks_the_prior_it_will_train_before_the_tokenize
     check_memory(zoo, recipe, stage="both")
     assert [what for what, _ in seen] == ["tokenizer training", "prior training"]
     tok = recipe.tokenizer
-    length = n_chunks(Layout.of(ARCH), tok.chunk_size, tok.mode) * tok.tokens_per_chunk
+    length = n_chunks(Layout.of(ARCH), tok.chunk_size) * tok.tokens_per_chunk
     assert seen[1][1]["logits"] == 3 * recipe.train.batch_size * length * tok.codebook_size * memory.FLOAT
 
 

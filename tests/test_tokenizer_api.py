@@ -16,7 +16,7 @@ from igpg_zoo.records import CheckpointMeta, Metric
 from igpg_zoo.zoo import open_zoo
 
 ARCHS = ["mlp-i8-h8-o3", "cnn-i1x8x8-c4k3-c8k3-h16-o10-bn"]
-CFG = TokenizerConfig(chunk_size=32, tokens_per_chunk=2, code_dim=8, codebook_size=32, hidden=(32,), anchor=True,
+CFG = TokenizerConfig(chunk_size=32, tokens_per_chunk=2, code_dim=8, codebook_size=32, hidden=(32,),
                       batch_size=32, steps=30, refine_steps=10)
 
 

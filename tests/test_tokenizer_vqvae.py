@@ -102,8 +102,11 @@ def test_config_round_trips_and_refuses_unknown_keys():
     for used in ({"quantizer": "gumbel"}, {"align": True}, {"encode_search": 2}):
         with pytest.raises(GeneratorError, match="retrain the tokenizer"):
             TokenizerConfig.from_dict({**cfg.to_dict(), **removed, **used})
-    old = {k: v for k, v in TokenizerConfig().to_dict().items() if k != "direct_codes"}
-    assert not TokenizerConfig.from_dict(old).direct_codes  # written before the option existed: off
+    as_now = {"mode": "layer", "norm": "global", "anchor": False, "direct_codes": True}  # removed, as the code does
+    assert TokenizerConfig.from_dict({**cfg.to_dict(), **as_now}) == cfg
+    for other in ({"mode": "tensor"}, {"norm": "fanin"}, {"anchor": True}, {"direct_codes": False}):
+        with pytest.raises(GeneratorError, match="retrain the tokenizer"):
+            TokenizerConfig.from_dict({**cfg.to_dict(), **as_now, **other})
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": True})  # retired, was on: cannot rebuild
     off = {"sensitivity": 0.0, "sensitivity_cap": 100.0}  # the Fisher-weighted refine loss, retired
@@ -140,12 +143,10 @@ def test_a_steps_override_scales_both_phases():
 def test_direct_codes_start_at_zero_and_are_fitted_by_the_refine_phase():
     from dataclasses import replace
 
-    cfg = TokenizerConfig(direct_codes=True, **TINY)
+    cfg = TokenizerConfig(**TINY)
     model = ChunkVQVAE(cfg).eval()
     idx = torch.randint(0, 32, (5, 2))
-    plain = ChunkVQVAE(replace(cfg, direct_codes=False))
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("direct.")})
-    assert torch.equal(model.decode_indices(idx), plain.eval().decode_indices(idx))  # zero at init
+    assert torch.equal(model.decode_indices(idx), model.decoder(model.quantizer.lookup(idx)))  # zero at init
     adapter = SmallNetAdapter()
     arch = "mlp-i8-h8-o3"
     items = []

@@ -85,10 +85,10 @@ def build(arch: str, weights: dict[str, torch.Tensor], x_fit: np.ndarray | None 
     module = get_adapter(arch).build(arch)
     module.load_state_dict(weights, strict=True)
     if x_fit is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-        from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+        from igpg_zoo.export.batchnorm import reestimate
 
         x = torch.as_tensor(x_fit, dtype=torch.float32)
-        recalibrate_batchnorm(module, [x[i:i + 128] for i in range(0, len(x), 128)])
+        reestimate(module, [x[i:i + 128] for i in range(0, len(x), 128)])
     return module.eval()
 
 

@@ -22,7 +22,7 @@ STAGES = ("tokenizer", "prior", "both")
 ONLY_KEYS = ("arch", "dataset", "task", "kind")
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p")
 #: --config keys of ``generate``: sampling, copies, standing asked, prior, a .csv's label column, memory limit.
-GENERATE_KEYS = (*SAMPLING_KEYS, "drop_copies", "min_distance", "quality", "prior", "label", "memory_gb")
+GENERATE_KEYS = (*SAMPLING_KEYS, "drop_copies", "quality", "prior", "label", "memory_gb")
 
 
 def _zoo(registry, blobs):
@@ -178,7 +178,7 @@ def _request(arch: str, task, n: int, seed: int, head: str, opts: dict, data=Non
     from igpg_zoo.igpg.sampling import SamplingSettings
 
     name, ds, emb = data or (None, None, None)
-    extra = {k: opts[k] for k in ("drop_copies", "min_distance", "quality", "memory_gb") if k in opts}
+    extra = {k: opts[k] for k in ("drop_copies", "quality", "memory_gb") if k in opts}
     try:
         sampling = SamplingSettings(**{k: opts[k] for k in SAMPLING_KEYS if k in opts})
         return GenerateRequest(arch, task=task or (ds.info.description if ds is not None else None), data=ds,

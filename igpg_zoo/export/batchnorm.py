@@ -11,7 +11,7 @@ training split of the record's dataset, and the facts go into the export's prove
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from igpg_zoo.errors import ExportNotSupported
 
@@ -73,17 +73,35 @@ def estimate(module: nn.Module, calibration: Calibration) -> dict[str, Any]:
     batches = [x[i:i + CALIBRATION_BATCH] for i in range(0, len(x), CALIBRATION_BATCH)]
     if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot normalise one sample
         batches = batches[:-1]
-    layers = _reestimate(module, batches)
+    layers = reestimate(module, batches)
     return {"layers": layers, "statistics": "estimated", "on": calibration.source, "samples": int(len(x)),
             "when": "export"}
 
 
-def _reestimate(module: nn.Module, batches: list) -> int:
-    """Reset and re-estimate every tracking BatchNorm layer on ``batches`` (only those layers in training
-    mode); returns the number of layers."""
-    from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+def reestimate(module: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate the running statistics of every tracking BatchNorm layer as the exact mean over
+    ``batches``; returns the number of layers. Only those layers run in training mode (dropout and
+    stochastic depth stay off); the module is left in eval mode and its parameters are untouched."""
+    import torch
 
-    return recalibrate_batchnorm(module, batches)
+    bns = [module.get_submodule(name) for name in batchnorm_layers(module)]
+    if not bns:
+        return 0
+    saved = [m.momentum for m in bns]
+    module.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # exact cumulative mean over the batches given
+        m.train()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                module(x)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        module.eval()
+    return len(bns)
 
 
 def calibrated(module: nn.Module, calibration: Calibration) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

@@ -1,15 +1,7 @@
-"""The prior's condition vectors for a (task, dataset, architecture): what goes into the prefix.
-
-- ``task``: sentence embedding of the task text (the record's ``task``, or ``--task``);
-- ``data``: the dataset embedding (stored with each record; for a new dataset computed by
-  igpg_zoo.data.embedding);
-- ``arch_text``: sentence embedding of ``adapter.describe(arch)``;
-- ``arch_struct``: ``adapter.structure(arch)`` as a fixed vector over ``PriorConfig.struct_keys``
-  (missing keys are 0), signed-log scaled so widths and parameter counts share a range;
-- ``quality``: for a prior trained with member standings (curation/standings.py), the standing asked
-  for: ``"top"`` (the default) or ``"any"`` (the null level, which unscored members share).
-
-Text embeddings are cached per string: a zoo has few distinct tasks and architectures.
+"""The prior's condition for a (task, dataset, architecture): ``task`` and ``arch_text`` (sentence
+embeddings of the task text and of ``adapter.describe(arch)``), ``data`` (the dataset embedding),
+``arch_struct`` (``adapter.structure(arch)`` over ``PriorConfig.struct_keys``, signed-log scaled) and,
+for a prior trained with member standings (curation/standings.py), ``quality``: the standing asked for.
 """
 
 from __future__ import annotations
@@ -29,8 +21,7 @@ REQUESTS = {"top": TOP, "any": UNKNOWN}
 
 
 def requested_level(prior_levels: int, quality: str | None, prior_id=None) -> int | None:
-    """The standing to condition on: None for a prior without the slot (and no request), else the
-    request's level (default "top")."""
+    """The standing to condition on: None for a prior without standings, else the request's (default "top")."""
     if quality is not None and quality not in REQUESTS:
         raise GeneratorError(f"unknown quality '{quality}'; use one of {', '.join(REQUESTS)}")
     if prior_levels == 0:

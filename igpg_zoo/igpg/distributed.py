@@ -47,11 +47,6 @@ def is_main() -> bool:
     return rank_world()[0] == 0
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def gather_objects(obj) -> list:
     """``obj`` of every rank, rank 0 first (every rank must call this); ``[obj]`` in one process."""
     if dist.is_available() and dist.is_initialized():

@@ -58,7 +58,6 @@ class GenerateRequest:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     head: str = "generated"  # heads.HEADS
     drop_copies: bool = True  # replace exact token copies of zoo members by further samples
-    min_distance: float = 0.0  # drop_copies also drops samples nearer a member than this share of its norm
     quality: str | None = None  # a prior trained with standings: "top" (default) or "any"
     neighbours: bool = True  # report each sample's nearest zoo member
     memory_gb: float | None = None  # memory sampling may use (igpg/memory.py); None: what the machine has free
@@ -71,8 +70,6 @@ class GenerateRequest:
             raise GeneratorError(f"unknown head policy '{self.head}'; use one of {', '.join(HEADS)}")
         if self.head == "fit" and self.data is None:
             raise GeneratorError("head 'fit' solves the classifier on your data: give a dataset or data file")
-        if not self.min_distance >= 0:
-            raise GeneratorError(f"min_distance must be >= 0, got {self.min_distance}")
         if self.memory_gb is not None and not self.memory_gb > 0:
             raise GeneratorError(f"memory_gb must be > 0, got {self.memory_gb}")
         if self.quality is not None and self.quality not in REQUESTS:
@@ -138,14 +135,6 @@ class Generator:
         archs = self.artifact.provenance.get("archs") if self.artifact is not None else None
         return None if archs is None else arch in archs
 
-    def is_replay(self, arch: str, tokens: torch.Tensor, min_distance: float = 0.0) -> bool:
-        """An exact token copy of a zoo member, or (``min_distance`` > 0) decoded parameters closer to one
-        than ``min_distance`` of its norm."""
-        nb = self.neighbours(arch)
-        if nb.exact_copy_of(tokens) is not None:
-            return True
-        return min_distance > 0 and nb.relative_distance(self.tokenizer.decode_params(tokens, arch)) < min_distance
-
     def sample(self, arch: str, cond: dict, n: int, settings: SamplingSettings, seed: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """n raw token sequences (n, T) for ``arch`` and their log-likelihoods under the prior (n,)."""
@@ -155,7 +144,7 @@ class Generator:
     def draw(self, req: GenerateRequest, cond: dict) -> list[tuple[torch.Tensor, float, int, int]]:
         """Up to ``req.n`` samples as (tokens (T,), log-likelihood, round, index in round).
 
-        With ``drop_copies``, replays (``is_replay``) are dropped and further rounds of ``n`` are drawn
+        With ``drop_copies``, exact token copies of zoo members are dropped and further rounds of ``n`` are drawn
         (round r: seed ``seed + r * ROUND_SEED_STRIDE``, ``round_settings``) until ``n`` remain or
         ``COPY_ROUNDS`` are spent; fewer than ``n`` may come back, none is an error.
         """
@@ -166,17 +155,16 @@ class Generator:
             tokens, logp = self.sample(req.arch, cond, req.n, round_settings(req.sampling, r),
                                        req.seed + r * ROUND_SEED_STRIDE)
             for i in range(req.n):
-                if req.drop_copies and self.is_replay(req.arch, tokens[i], req.min_distance):
+                if req.drop_copies and self.neighbours(req.arch).exact_copy_of(tokens[i]) is not None:
                     replays += 1
                     continue
                 kept.append((tokens[i], float(logp[i]), r, i))
             if len(kept) >= req.n:
                 break
         if not kept:
-            near = f" or within {req.min_distance:g} of their norm" if req.min_distance > 0 else ""
-            raise GeneratorError(f"all {replays} samples were exact copies of zoo members{near}: at these settings the "
-                                 "prior replays its zoo; raise the temperature, lower min_distance, retrieve with "
-                                 "`igpg-zoo query`, or allow copies (--allow-copies)")
+            raise GeneratorError(f"all {replays} samples were exact copies of zoo members: at these settings the "
+                                 "prior replays its zoo; raise the temperature, retrieve with `igpg-zoo query`, or "
+                                 "allow copies (drop_copies: false in the --config file)")
         return kept[:req.n]
 
     def check_request(self, req: GenerateRequest) -> None:
@@ -233,7 +221,7 @@ class Generator:
                              "missing": sorted(k for k in ("task", "data", "arch_text", "arch_struct")
                                                if cond.get(k) is None)},
             "seed": req.seed, "sample_round": rnd, "sample_index": i,
-            "drop_copies": req.drop_copies, "min_distance": req.min_distance if req.drop_copies else None,
+            "drop_copies": req.drop_copies,
             "sampling": req.sampling.to_dict(), "temperature_used": round_settings(req.sampling, rnd).temperature,
             "head": req.head,
             "batchnorm": (None if not has_bn else f"re-estimated on {len(x)} training samples" if x is not None

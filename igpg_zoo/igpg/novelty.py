@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from igpg_zoo.adapters import get_adapter
 from igpg_zoo.igpg.vectorize import Layout, flatten
 
 
@@ -51,15 +52,6 @@ class NeighbourIndex:
         same = (self.tokens == tokens.view(1, -1)).all(dim=1).nonzero()
         return self.ids[int(same[0])] if len(same) else None
 
-    def relative_distance(self, weights: dict) -> float:
-        """Distance from ``weights`` (parameters) to the nearest member, relative to
-        that member's norm (inf for an empty index)."""
-        if not len(self):
-            return float("inf")
-        d = torch.cdist(flatten(weights, self.layout).view(1, -1), self.params).flatten()  # (N,)
-        i = int(d.argmin())
-        return float(d[i] / self.params[i].norm().clamp(min=1e-12))
-
     def nearest(self, weights: dict, tokens: torch.Tensor, module=None, x=None) -> dict:
         """The nearest member: id, L2 distance, distance relative to its norm, the largest share of
         identical tokens with any member, exact-copy id, and prediction agreement on ``x``."""
@@ -73,19 +65,9 @@ class NeighbourIndex:
                "relative_distance": float(d[i] / self.params[i].norm().clamp(min=1e-12)),
                "max_token_overlap": float(share.max()), "exact_copy_of": self.exact_copy_of(tokens)}
         if module is not None and x is not None and self.zoo is not None:
-            out["prediction_agreement"] = agreement(module, self.member_module(i), x)
+            member = get_adapter(self.arch).build(self.arch)
+            member.load_state_dict(self.zoo.load_weights(self.ids[i]), strict=True)
+            with torch.no_grad():  # the share of x on which both predict the same class
+                same = module(x).argmax(1) == member.eval()(x).argmax(1)
+            out["prediction_agreement"] = float(same.float().mean())
         return out
-
-    def member_module(self, i: int):
-        from igpg_zoo.adapters import get_adapter
-
-        module = get_adapter(self.arch).build(self.arch)
-        module.load_state_dict(self.zoo.load_weights(self.ids[i]), strict=True)
-        return module.eval()
-
-
-
-@torch.no_grad()
-def agreement(a, b, x: torch.Tensor) -> float:
-    """Share of ``x`` on which modules ``a`` and ``b`` predict the same class."""
-    return float((a(x).argmax(1) == b(x).argmax(1)).float().mean())

@@ -201,7 +201,7 @@ def check_memory(zoo, recipe: Recipe, holdout: list[str] = (), filters: dict | N
     if stage == "prior":
         tokenizer = Tokenizer.load(zoo)
     else:
-        per_arch = {a: n_chunks(Layout.of(a), tcfg.chunk_size, tcfg.mode) for a in {r.arch for r in records}}
+        per_arch = {a: n_chunks(Layout.of(a), tcfg.chunk_size) for a in {r.arch for r in records}}
         chunks = sum(per_arch[r.arch] for r in records)
         memory.check(memory.tokenizer_training(sum(r.n_params for r in records), chunks, tcfg),
                      recipe.train.memory_gb, device)

@@ -12,7 +12,7 @@ import torch
 from igpg_zoo.adapters import get_adapter
 from igpg_zoo.adapters.validation import data_mismatch
 from igpg_zoo.errors import GeneratorError
-from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+from igpg_zoo.export.batchnorm import reestimate
 
 PROBE = 512  # training samples used for best-of-n, BN recalibration and prediction agreement
 
@@ -48,7 +48,7 @@ def build_loaded(arch: str, weights: dict[str, torch.Tensor], x=None) -> torch.n
     (and written back into ``weights``)."""
     module = get_adapter(arch).build(arch)
     module.load_state_dict(weights, strict=True)
-    if x is not None and recalibrate_batchnorm(module, [x[i:i + 128] for i in range(0, len(x), 128)]):
+    if x is not None and reestimate(module, [x[i:i + 128] for i in range(0, len(x), 128)]):
         for name, t in module.state_dict().items():
             weights[name] = t.detach().clone()
     return module.eval()

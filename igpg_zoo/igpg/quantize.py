@@ -1,8 +1,7 @@
 """The tokenizer's quantizer: residual stages of nearest-code EMA codebooks over code vectors z (N, D).
 
-``forward`` returns ``(z_q, indices, loss)``; ``lookup(indices) -> z_q`` decodes tokens.
-Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D)
-broadcast, which holds every difference at once); gradients reach the encoder by the straight-through estimator.
+Distances are ``||z||^2 - 2 z.c^T + ||c||^2`` under ``no_grad`` (never the (N, K, D) broadcast);
+gradients reach the encoder by the straight-through estimator.
 """
 
 from __future__ import annotations
@@ -18,36 +17,27 @@ def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         return (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)[None, :])
 
 
-class CodebookUsage:
-    """Running count of how often each code is chosen (for perplexity and dead codes)."""
-
-    def __init__(self, codebook_size: int):
-        self.counts = torch.zeros(codebook_size, dtype=torch.long)
-
-    def update(self, indices: torch.Tensor) -> None:
-        self.counts += torch.bincount(indices.reshape(-1).cpu(), minlength=len(self.counts))
-
-    def summary(self) -> dict[str, float]:
-        n = self.counts.sum().clamp(min=1).double()
-        p = self.counts.double() / n
-        ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
-        return {"perplexity": ppl, "used": int((self.counts > 0).sum()), "dead": int((self.counts == 0).sum()),
-                "codebook_size": len(self.counts)}
+def codebook_usage(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """How the codes were chosen: perplexity, codes used and never used."""
+    counts = torch.bincount(indices.reshape(-1).cpu(), minlength=codebook_size)
+    p = counts.double() / counts.sum().clamp(min=1).double()
+    ppl = float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
+    return {"perplexity": ppl, "used": int((counts > 0).sum()), "dead": int((counts == 0).sum()),
+            "codebook_size": codebook_size}
 
 
 class EMAQuantizer(nn.Module):
     """Nearest code, codebook updated by exponential moving averages (no codebook gradient).
 
-    Loss = commitment * ||z - sg(z_q)||^2. Codes whose EMA usage falls below ``dead_threshold`` times
-    the usage of a code under a uniform assignment (batch vectors / codebook size) are re-seeded with
-    random encoder outputs of the current batch (dead-code revival). The threshold is relative so that
-    a rarely used but live code (one chunk in thousands) is not mistaken for a dead one.
+    Codes whose EMA usage falls below ``dead_threshold`` times the usage of a code under a uniform
+    assignment (batch vectors / codebook size) are re-seeded with random encoder outputs of the current
+    batch (dead-code revival); relative, so that a rarely used but live code is not taken for a dead one.
     """
 
-    def __init__(self, code_dim: int, codebook_size: int, decay: float = 0.99, commitment: float = 0.25,
-                 dead_threshold: float = 0.01, eps: float = 1e-5):
+    def __init__(self, code_dim: int, codebook_size: int, decay: float = 0.99, dead_threshold: float = 0.01,
+                 eps: float = 1e-5):
         super().__init__()
-        self.codebook_size, self.decay, self.commitment = codebook_size, decay, commitment
+        self.codebook_size, self.decay = codebook_size, decay
         self.dead_threshold, self.eps = dead_threshold, eps
         self.register_buffer("codebook", torch.randn(codebook_size, code_dim))
         self.register_buffer("cluster_size", torch.ones(codebook_size))
@@ -55,7 +45,8 @@ class EMAQuantizer(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
         self.revived = 0  # codes re-seeded so far (training statistic)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_q (straight-through), indices)."""
         flat = z.reshape(-1, z.shape[-1])  # (N, D)
         if self.training and not bool(self.initialized):
             self._seed(flat, torch.arange(self.codebook_size))
@@ -64,9 +55,8 @@ class EMAQuantizer(nn.Module):
         z_q = self.codebook[indices]  # (N, D)
         if self.training:
             self._ema_update(flat.detach(), indices)
-        loss = self.commitment * F.mse_loss(flat, z_q.detach())
         z_q = flat + (z_q - flat).detach()  # straight-through
-        return z_q.view_as(z), indices.view(z.shape[:-1]), loss
+        return z_q.view_as(z), indices.view(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding(indices, self.codebook)
@@ -119,7 +109,7 @@ class ResidualQuantizer(nn.Module):
         done = torch.zeros_like(flat)  # sum of the codes chosen so far
         indices = []
         for q in self.stages:
-            code, idx, _ = q((flat - done).detach())  # code == C_s[idx]; this stage's EMA follows its residuals
+            code, idx = q((flat - done).detach())  # code == C_s[idx]; this stage's EMA follows its residuals
             done = done + code.detach()
             indices.append(idx)
         loss = self.commitment * F.mse_loss(flat, done)

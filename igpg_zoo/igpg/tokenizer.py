@@ -6,8 +6,8 @@
 
 The artifact is self-contained: its config holds the ``TokenizerConfig`` and the fitted
 ``Normalizer``; its tensors are the VQ-VAE's state dict. Decoded buffers (BatchNorm running
-statistics) are the adapter's fresh defaults; call ``vectorize.recalibrate_batchnorm`` on a data
-sample before evaluating a BN model (docs/igpg-tokenizer.md).
+statistics) are the adapter's fresh defaults: re-estimate them on data (``export.batchnorm.reestimate``)
+before evaluating a BN model.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, complete_state_di
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig
 
 PREFIX = "vqvae."
-ANCHOR = "anchor."  # + arch: the normaliser's per-architecture mean (float64)
 BUFFER_POLICY = "fresh-defaults"  # decoded BN buffers: running_mean 0, running_var 1 (recalibrate on data)
 
 
@@ -47,9 +46,8 @@ class Tokenizer:
     def from_state(cls, tensors: dict[str, torch.Tensor], config: dict, artifact_id: int | None = None) -> Tokenizer:
         try:
             cfg = TokenizerConfig.from_dict(dict(config["tokenizer"]))
-            anchors = {k[len(ANCHOR):]: v for k, v in tensors.items() if k.startswith(ANCHOR)}
-            normalizer = Normalizer.from_dict(config["normalizer"], anchors)
-        except (KeyError, TypeError) as exc:
+            normalizer = Normalizer.from_dict(config["normalizer"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise GeneratorError(f"tokenizer artifact config is malformed ({exc}); retrain the tokenizer") from None
         model = ChunkVQVAE(cfg)
         state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
@@ -63,7 +61,6 @@ class Tokenizer:
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, config) to store as an artifact; ``from_state`` inverts it."""
         tensors = {PREFIX + k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
-        tensors.update({ANCHOR + arch: t for arch, t in self.normalizer.tensors().items()})
         config = {"tokenizer": self.config.to_dict(), "normalizer": self.normalizer.to_dict(),
                   "buffers": BUFFER_POLICY, "vocab_size": self.vocab_size}
         return tensors, config
@@ -85,14 +82,12 @@ class Tokenizer:
 
     def sequence_length(self, arch: str) -> int:
         """Tokens per model of ``arch``."""
-        cfg = self.config
-        return n_chunks(self.layout(arch), cfg.chunk_size, cfg.mode) * cfg.tokens_per_chunk
+        return n_chunks(self.layout(arch), self.config.chunk_size) * self.config.tokens_per_chunk
 
     def chunks(self, weights: dict[str, torch.Tensor], arch: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised, padded chunks (n, K) and their mask (n, K) for one model."""
         layout = self.layout(arch)
-        z = self.normalizer.normalize(flatten(weights, layout), layout)
-        return chunk(z, layout, self.config.chunk_size, self.config.mode)
+        return chunk(self.normalizer.normalize(flatten(weights, layout)), layout, self.config.chunk_size)
 
     @torch.no_grad()
     def encode(self, weights: dict[str, torch.Tensor], arch: str) -> torch.LongTensor:
@@ -115,8 +110,7 @@ class Tokenizer:
                                  f"{int(tokens.max())}")
         layout = self.layout(arch)
         x_hat = self.model.decode_indices(tokens.view(-1, self.config.tokens_per_chunk))  # (n, K)
-        z = unchunk(x_hat, layout, self.config.mode)
-        return unflatten(self.normalizer.denormalize(z, layout), layout)
+        return unflatten(self.normalizer.denormalize(unchunk(x_hat, layout)), layout)
 
     def decode(self, tokens: torch.Tensor, arch: str) -> dict[str, torch.Tensor]:
         """A full state dict for ``arch``: decoded parameters + fresh-default buffers."""

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from igpg_zoo.errors import GeneratorError, NotFound
-from igpg_zoo.igpg.quantize import CodebookUsage
+from igpg_zoo.igpg.quantize import codebook_usage
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig, masked_mse
@@ -28,8 +28,8 @@ def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokenize
     """All models' normalised chunks X (N, K), masks M (N, K), and the normaliser fitted on them."""
     layouts = {arch: Layout.of(arch) for _, arch in items}
     vecs = [(flatten(w, layouts[arch]), layouts[arch]) for w, arch in items]
-    normalizer = Normalizer(cfg.norm).fit(vecs, anchors=cfg.anchor)
-    xs, ms = zip(*(chunk(normalizer.normalize(v, lay), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
+    normalizer = Normalizer().fit(vecs)
+    xs, ms = zip(*(chunk(normalizer.normalize(v), lay, cfg.chunk_size) for v, lay in vecs))
     return torch.cat(xs), torch.cat(ms), normalizer
 
 
@@ -96,10 +96,8 @@ def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, f
     """Eval-mode reconstruction error (normalised units) and codebook usage over all chunks."""
     model.eval()
     _, indices, _ = model.encode(X)
-    usage = CodebookUsage(model.cfg.codebook_size)
-    usage.update(indices)
     recon = masked_mse(X, model.decode_indices(indices), M)
-    return {"recon_mse": float(recon), **usage.summary()}
+    return {"recon_mse": float(recon), **codebook_usage(indices, model.cfg.codebook_size)}
 
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,

@@ -18,34 +18,27 @@ from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.quantize import ResidualQuantizer
 
 ANY = object()
-#: Removed options and the value that meant "not used" (ANY: options of a removed quantizer, any value).
+#: Removed options and the value that meant what the code does now (ANY: options of a removed
+#: quantizer, any value); a stored config with another value is refused.
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0, "sensitivity": 0.0, "sensitivity_cap": 100.0,
            "align": False, "encode_search": 0, "search_candidates": ANY, "quantizer": "rvq",
-           "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY}
-ADDED = {"direct_codes": False}  # later options: what a config written before them meant
+           "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY, "mode": "layer", "norm": "global",
+           "anchor": False, "direct_codes": True}
 
 
 @dataclass
 class TokenizerConfig:
-    # what a token covers
     chunk_size: int = 128  # K: floats per chunk
-    tokens_per_chunk: int = 4  # L (rvq: residual stages)
-    mode: str = "layer"  # "model" (one vector per model) | "layer" | "tensor" (each padded separately)
-    norm: str = "global"  # "global" | "fanin" | "none" (vectorize.Normalizer); global measured better
-    anchor: bool = False  # code each model as its difference from its architecture's zoo mean
-    # the network
+    tokens_per_chunk: int = 4  # L: residual stages
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
-    direct_codes: bool = True  # every token also adds its own learned chunk-sized vector to the decoder output
-    # the residual quantizer (L stages of EMA codebooks)
     ema_decay: float = 0.99
     commitment: float = 0.25
-    # training
-    steps: int = 3000  # 1,000: 4,769 token tuples for 7,990 distinct demo-zoo chunks; 3,000: 6,341
+    steps: int = 3000
     batch_size: int = 256
     lr: float = 3e-3
-    refine_steps: int = 30000  # decoder-only steps on frozen codes (15k -> 30k: error -36 %; 45k: no further gain)
+    refine_steps: int = 30000  # decoder-only steps on frozen codes
     refine_lr: float = 3e-3
     extra: dict = field(default_factory=dict)  # free-form notes carried into the artifact
 
@@ -61,15 +54,10 @@ class TokenizerConfig:
         return d
 
     @classmethod
-    def complete(cls, d: dict) -> dict:
-        """A stored config with options added since it was written set to what it meant then (off)."""
-        return {**{k: v for k, v in ADDED.items() if k not in d}, **d}
-
-    @classmethod
     def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in cls.complete(d).items()
-             if not (k in RETIRED and RETIRED[k] in (ANY, v))}  # options since removed, unused
+        d = {k: v for k, v in d.items()
+             if not (k in RETIRED and RETIRED[k] in (ANY, v))}  # options since removed, set as the code does now
         unknown = sorted(set(d) - known)
         if unknown:
             raise GeneratorError(f"tokenizer config has keys {unknown} this igpg-zoo does not know (an option "
@@ -100,32 +88,26 @@ class ChunkVQVAE(nn.Module):
         self.encoder = mlp([cfg.chunk_size, *cfg.hidden, D])  # one code vector per chunk, quantized L stages deep
         self.decoder = mlp([D, *reversed(cfg.hidden), cfg.chunk_size])
         self.quantizer = ResidualQuantizer(D, cfg.codebook_size, L, decay=cfg.ema_decay, commitment=cfg.commitment)
-        # token (stage l, code v) -> a K-vector added to the output: capacity at the cost of a lookup
-        self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size) if cfg.direct_codes else None
-        if self.direct is not None:
-            nn.init.zeros_(self.direct.weight)
+        # token (stage l, code v) -> a K-vector added to the output, zero at the start
+        self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size)
+        nn.init.zeros_(self.direct.weight)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (N, K) -> (z_q (N, D): what the decoder reads, indices (N, L), quantizer loss)."""
-        return self.quantizer(self.encoder(x))  # (N, D), (N, L), ()
+        return self.quantizer(self.encoder(x))
 
-    def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z_q)  # (N, K)
-
-    def direct_term(self, indices: torch.Tensor) -> torch.Tensor | float:
-        """Sum over a chunk's L tokens of their direct output vectors: (N, L) -> (N, K) (0 when off)."""
-        if self.direct is None:
-            return 0.0
+    def direct_term(self, indices: torch.Tensor) -> torch.Tensor:
+        """Sum over a chunk's L tokens of their direct output vectors: (N, L) -> (N, K)."""
         offsets = torch.arange(indices.shape[1], device=indices.device) * self.cfg.codebook_size  # (L,)
-        return self.direct(indices + offsets).sum(1)  # (N, K)
+        return self.direct(indices + offsets).sum(1)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """What the refine phase fits: the decoder MLP and the direct vectors."""
-        return list(self.decoder.parameters()) + (list(self.direct.parameters()) if self.direct is not None else [])
+        return list(self.decoder.parameters()) + list(self.direct.parameters())
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Tokens (N, L) -> chunks (N, K)."""
-        return self.decode_codes(self.quantizer.lookup(indices)) + self.direct_term(indices)
+        return self.decoder(self.quantizer.lookup(indices)) + self.direct_term(indices)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Returns (loss, indices, parts): masked reconstruction + quantizer loss.
@@ -135,5 +117,5 @@ class ChunkVQVAE(nn.Module):
         """
         x = x * mask.to(x.dtype)
         z_q, indices, q_loss = self.encode(x)
-        recon = masked_mse(x, self.decode_codes(z_q) + self.direct_term(indices), mask)
+        recon = masked_mse(x, self.decoder(z_q) + self.direct_term(indices), mask)
         return recon + q_loss, indices, {"recon": float(recon.detach()), "q": float(q_loss.detach())}

@@ -9,7 +9,7 @@ import torch
 
 from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.probe import check_data_fits
-from igpg_zoo.igpg.vectorize import recalibrate_batchnorm
+from igpg_zoo.export.batchnorm import reestimate
 
 SAMPLES = 256  # training samples per record (stratified, seeded)
 
@@ -26,7 +26,7 @@ class Probe:
     @torch.no_grad()
     def accuracy_of_state(self, state: dict) -> float:
         self.module.load_state_dict(state, strict=True)
-        recalibrate_batchnorm(self.module, [self.x[i:i + 128] for i in range(0, len(self.x), 128)])
+        reestimate(self.module, [self.x[i:i + 128] for i in range(0, len(self.x), 128)])
         logits = self.module.eval()(self.x)  # (N, classes)
         return float((logits.argmax(1) == self.y).float().mean())
 
