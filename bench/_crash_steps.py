@@ -21,8 +21,9 @@ from pathlib import Path
 RESIDUE = ("(orphan)", "leftover temporary file", "moved aside by an interrupted remove", "search index")
 
 
-def warm_up() -> None:
-    """Import what the commands use, in the parent, so forked children start warm."""
+def warm_up(generator: bool = False) -> None:
+    """Import what the commands use, in the parent, so forked children start warm (``generator``: also
+    what ``train`` and ``generate`` import, torch's optimisers' compiler among it)."""
     import torch
 
     torch.set_num_threads(1)
@@ -32,7 +33,14 @@ def warm_up() -> None:
     import typer.main
     import yaml  # noqa: F401
 
+    import numpy.ma  # noqa: F401
+    import safetensors.numpy  # noqa: F401
+    import typer._adapters  # noqa: F401  (pydantic: what typer loads to parse the arguments)
+
+    import igpg_zoo.adapters  # noqa: F401
+    import igpg_zoo.data  # noqa: F401
     import igpg_zoo.registry.health  # noqa: F401
+    import igpg_zoo.registry.search_cache  # noqa: F401
     import igpg_zoo.search.index  # noqa: F401
     import igpg_zoo.zoo  # noqa: F401
     from igpg_zoo.cli import app as cli_app
@@ -45,6 +53,12 @@ def warm_up() -> None:
     from bench._fuzz_oracle import _build_commands_once
 
     get_embedder("hash")
+    if generator:
+        import torch._dynamo  # noqa: F401  (torch.optim imports it on first use)
+
+        import igpg_zoo.igpg.generate  # noqa: F401
+        import igpg_zoo.igpg.prior_train  # noqa: F401
+        import igpg_zoo.igpg.tokenizer_train  # noqa: F401
     _build_commands_once()
     typer.main.get_command(cli_app.app)  # built once here, reused by every child
 
@@ -152,11 +166,23 @@ def registry_state() -> dict:
         records = zoo.list()
         owners = zoo.store.blob_owners()
         orphans = sorted(set(zoo.blobs) - set(owners)) if zoo.blobs.root.is_dir() else []
+        priors: dict[str, list[int]] = {}
+        for art in zoo.list_artifacts("prior"):  # seed -> the step each registered prior resumed from
+            priors.setdefault(str(art.config.get("train", {}).get("seed")), []).append(
+                int(art.provenance.get("resumed_from", 0)))
         return {"damage": [p for p in found if not any(r in p for r in RESIDUE)],
                 "residue": [p for p in found if any(r in p for r in RESIDUE)],
                 "names": dict(Counter(r.name for r in records)),
-                "ids_by_name": {r.name: r.id for r in records}, "orphans": orphans,
+                "ids_by_name": {r.name: r.id for r in records}, "orphans": orphans, "priors": priors,
+                "kinds": dict(Counter(r.kind for r in records)),
                 "temporaries": [str(t) for t in zoo.blobs.temporaries()]}
+
+
+def checkpoint_step(path: str) -> int:
+    """The step a prior training checkpoint holds (0 when there is none yet)."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"]) if Path(path).exists() else 0
 
 
 def age_and_repair(grace_s: float) -> dict:

@@ -1,7 +1,7 @@
-"""Crash campaign: SIGKILL at random moments of registry commands, on SQLite and PostgreSQL.
+"""Crash campaign: SIGKILL at random moments of registry and generator commands, on SQLite and PostgreSQL.
 
-    python -m bench crash            # 200 kill points per backend (bench/results/crash.json)
-    python -m bench crash --quick    # 10 per backend (bench/scratch/crash.quick.json)
+    python -m bench crash            # >= 200 kill points per backend (bench/results/crash.json)
+    python -m bench crash --quick    # about 10 per backend (bench/scratch/crash.quick.json)
 
 PostgreSQL runs where ``IGPG_ZOO_TEST_POSTGRES_URL`` is set or ``.ci/postgres.sh`` can start a
 throwaway server; otherwise its rows say it did not run. Each kill point: prepare the input, run the
@@ -10,7 +10,10 @@ uniformly from 0 to 1.2 x the command's uninterrupted duration, then check in fr
 (1) no partial record (every row has its blob, intact, and its vector), (2) re-running the command
 completes (a remove that had committed says the id is gone), and the result exists exactly once,
 (3) after the grace period for leftover temporaries, ``verify --repair`` leaves ``verify`` clean with
-no orphan blob and the index in step with the database.
+no orphan blob and the index in step with the database. ``train --resume`` (a tiny recipe, 40 steps,
+a checkpoint every 4) must also continue from the step its checkpoint held after the kill, and an
+uninterrupted run of the same seed must give the very same prior (so nothing new is registered);
+``generate --register`` must add exactly one record.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ TITLE = "Crash campaign"
 COMMAND = "python -m bench crash"
 MLP = "mlp-i4-h8-o3"
 GRACE_S = 600.0  # igpg_zoo.registry.health.STALE_TEMPORARY_S
-BUDGET_S = 3000.0  # a full run stops drawing kill points after this much wall time per backend
-SHARES = {"add FILE": 0.3, "add DIR --manifest": 0.25, "remove": 0.2, "reindex": 0.125, "verify --repair": 0.125}
+BUDGET_S = 3600.0  # a full run stops drawing kill points after this much wall time per backend
+SHARES = {"add FILE": 0.2, "add DIR --manifest": 0.15, "remove": 0.15, "reindex": 0.1, "verify --repair": 0.1,
+          "train": 0.15, "generate --register": 0.15}
 
 
 def _write_weights(path: str, seed: int) -> None:
@@ -98,16 +102,96 @@ def _op_repair(root: Path, i: int):
     return ["verify", "--repair"], lambda s: [f"orphan blobs left: {len(s['orphans'])}"] if s["orphans"] else []
 
 
+# -- the generator: a tiny recipe trains in seconds on a few records of their own dataset ---------------
+
+TINY = {"tokenizer": {"steps": 10, "refine_steps": 60, "tokens_per_chunk": 2, "codebook_size": 32},
+        "prior": {"n_layer": 1, "n_embd": 32, "n_head": 1},
+        "train": {"steps": 40, "batch_size": 4, "warmup": 5, "ckpt_every": 4, "log_every": 4}}
+TRAIN_SET = "crash-train-set"
+
+
+def _train_argv(root: Path, seed: int, checkpoint: Path, resume: bool = True) -> list[str]:
+    return ["train", "--stage", "prior", "--config", str(root / "tiny.yaml"), "--only", f"dataset={TRAIN_SET}",
+            "--seed", str(seed), "--checkpoint", str(checkpoint), *(["--resume"] if resume else []), "--json"]
+
+
+def prepare_generator(root: Path) -> None:
+    """Records to train on, a tokenizer and a first prior (for ``generate``), data for ``generate --data``."""
+    import numpy as np
+    import yaml
+
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    lines = ["models:"]
+    for j in range(6):
+        steps.in_child(_write_weights, str(root / "in" / "train" / f"t{j}.safetensors"), 40_000 + j)
+        lines.append(f"  - {{path: t{j}.safetensors, arch: {MLP}, dataset: {TRAIN_SET}, name: train-{j}}}")
+    (root / "in" / "train" / "manifest.yaml").write_text("\n".join(lines) + "\n")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 4)).astype(np.float32)
+    np.savez(root / "in" / "gen.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
+    for argv in (["add", str(root / "in" / "train"), "--manifest", str(root / "in" / "train" / "manifest.yaml")],
+                 ["train", "--stage", "tokenizer", "--config", str(root / "tiny.yaml"), "--only",
+                  f"dataset={TRAIN_SET}"], _train_argv(root, 0, root / "ck" / "first.pt", resume=False)):
+        code = steps.run(argv, root / "prepare.log")
+        if code != 0:
+            raise RuntimeError(f"cannot prepare the generator ({argv[0]} exited {code}): "
+                               f"{(root / 'prepare.log').read_text()[-300:]}")
+
+
+def _op_train(root: Path, i: int):
+    """``train --resume`` killed, then re-run: it continues from the checkpoint the kill left (not from
+    step 0), registers its prior once, and an uninterrupted run of the same seed gives the same prior."""
+    seed, checkpoint = 1_000 + i if i >= 0 else 900 - i, root / "ck" / f"t{i}.pt"
+    seen: dict = {}
+
+    def probe(after_kill: dict) -> dict:
+        seen.update(checkpoint_step=steps.in_child(steps.checkpoint_step, str(checkpoint)),
+                    registered_before_rerun=len(after_kill["priors"].get(str(seed), [])))
+        return dict(seen)
+
+    def expect(s: dict) -> list[str]:
+        priors = s["priors"].get(str(seed), [])
+        out = [] if len(priors) == 1 else [f"prior of seed {seed} registered {len(priors)} times"]
+        if len(priors) == 1 and not seen["registered_before_rerun"] and priors[0] != seen["checkpoint_step"]:
+            out.append(f"the re-run resumed from step {priors[0]}; the kill left the checkpoint at step "
+                       f"{seen['checkpoint_step']}")
+        code = steps.run(_train_argv(root, seed, root / "ck" / f"ref{i}.pt", resume=False), root / "reference.log")
+        again = steps.in_child(steps.registry_state)["priors"].get(str(seed), [])
+        if code != 0 or len(again) != len(priors):
+            out.append(f"an uninterrupted run of seed {seed} (exit {code}) gave another prior: the resumed one differs")
+        return out
+    return _train_argv(root, seed, checkpoint), expect, probe
+
+
+def _op_generate(root: Path, i: int):
+    seed = 5_000 + i if i >= 0 else 4_000 - i
+    argv = ["generate", "--arch", MLP, "--data", str(root / "in" / "gen.npz"), "-n", "2", "--seed", str(seed),
+            "--register", "--json"]
+    before = steps.in_child(steps.registry_state)["kinds"].get("generated", 0)
+
+    def expect(s: dict) -> list[str]:
+        n = s["kinds"].get("generated", 0) - before
+        return [] if n == 1 else [f"generate --register of seed {seed} added {n} records"]
+    return argv, expect
+
+
 OPS = {"add FILE": _op_add, "add DIR --manifest": _op_manifest, "remove": _op_remove, "reindex": _op_reindex,
-       "verify --repair": _op_repair}
+       "verify --repair": _op_repair, "train": _op_train, "generate --register": _op_generate}
+FOUND_AND_FIXED = [
+    "a `train --resume` re-run after a training that had finished (the kill landed after the last checkpoint "
+    "or after registering) registered a second, identical prior; the newest identical artifact of a kind is now "
+    "returned instead of a second row (igpg_zoo/zoo.py `add_artifact(reuse_newest=True)`, used by the prior's "
+    "and the tokenizer's training)",
+]
 RERUN_OK = {"remove": (0, 3)}  # a remove that committed before the kill: re-running says the id is gone
 
 
 def kill_point(root: Path, op: str, i: int, delay_s: float) -> dict:
     """One kill point of ``op``: what the kill left and whether the registry came back whole."""
-    argv, expect = OPS[op](root, i)
+    argv, expect, *probe = OPS[op](root, i)
     killed, status = steps.run_and_kill(argv, root / "killed.log", delay_s)
     after_kill = steps.in_child(steps.registry_state)
+    probed = probe[0](after_kill) if probe else {}
     rerun = steps.run(argv, root / "rerun.log")
     checked = steps.in_child(steps.age_and_repair, GRACE_S)
     after_rerun, repaired = checked["before"], checked["after"]
@@ -119,7 +203,7 @@ def kill_point(root: Path, op: str, i: int, delay_s: float) -> dict:
     violations += [f"orphan blob after repair: {o}" for o in repaired["orphans"]]
     return {"op": op, "i": i, "delay_ms": round(delay_s * 1000, 1), "killed": killed, "status": status,
             "residue_after_kill": len(after_kill["residue"]), "clean_after_rerun": not after_rerun["residue"],
-            "repairs": len(checked["repairs"]), "violations": violations}
+            "repairs": len(checked["repairs"]), **probed, "violations": violations}
 
 
 def _calibrate(root: Path, op: str) -> float:
@@ -127,7 +211,7 @@ def _calibrate(root: Path, op: str) -> float:
     faster of two runs (the first pays for a cold file cache)."""
     times = []
     for k in range(2):
-        argv, _ = OPS[op](root, -1 - 2 * list(OPS).index(op) - k)
+        argv, *_ = OPS[op](root, -1 - 2 * list(OPS).index(op) - k)
         started = time.perf_counter()
         steps.run(argv, root / "calibrate.log")
         times.append(time.perf_counter() - started)
@@ -139,6 +223,7 @@ def prepare(root: Path, env: dict) -> None:
     os.environ.update(env)
     steps.in_child(_write_weights, str(root / "in" / "seed.safetensors"), 1)
     steps.run(["add", str(root / "in" / "seed.safetensors"), "--arch", MLP, "--dataset", "seed"], root / "seed.log")
+    prepare_generator(root)
 
 
 def plan(root: Path, points: int, seed: int = 0) -> list[tuple[str, float, float]]:
@@ -239,8 +324,8 @@ def _rows(backend: str, results: list[dict]) -> list[str]:
 
 
 def run(quick: bool) -> dict:
-    points = 10 if quick else 200
-    steps.warm_up()
+    points = 10 if quick else 210  # 212 after rounding the shares: >= 200 even if the budget ends a few early
+    steps.warm_up(generator=True)
     base_url, started = postgres_url()
     budget = None if quick else BUDGET_S
     try:  # the two backends side by side, PostgreSQL's in a forked child
@@ -252,6 +337,22 @@ def run(quick: bool) -> dict:
         if started:
             stop_postgres(base_url, started)
     return summarize(runs, quick)
+
+
+def _train_line(runs: dict) -> str:
+    """What the ``train`` kill points show: how many resumed mid-run from a checkpoint the kill left."""
+    parts = []
+    for backend, results in runs.items():
+        rs = [r for r in results if r["op"] == "train"]
+        mid = sum(0 < r.get("checkpoint_step", 0) < TINY["train"]["steps"] and not r.get("registered_before_rerun")
+                  for r in rs)
+        parts.append(f"{backend}: {len(rs)} kill points, {mid} resumed mid-run from the checkpoint the kill left, "
+                     f"{sum(bool(r.get('registered_before_rerun')) for r in rs)} had registered before the kill")
+    bad = sum(bool(r["violations"]) for rs in runs.values() for r in rs if r["op"] == "train")
+    verdict = (f"{bad} of them broke a rule (see the data)." if bad else "Each re-run continued from the "
+               "checkpoint's step, registered its prior once, and an uninterrupted run of the same seed gave the "
+               "same prior (bit-identical, so nothing new was registered).")
+    return f"`train --resume` (tiny recipe, 40 steps, a checkpoint every 4): {'; '.join(parts)}. {verdict}"
 
 
 def summarize(runs: dict, quick: bool = False) -> dict:
@@ -269,6 +370,9 @@ def summarize(runs: dict, quick: bool = False) -> dict:
                         "met": len(results) >= 200, "command": COMMAND})
         summary.append({"measure": f"kill points leaving damage or a wrong count, {backend}", "target": "0",
                         "value": str(bad), "met": bad == 0, "command": COMMAND})
+    summary.append({"measure": "failures found and fixed by the campaign", "target": "all found fixed",
+                    "value": f"{len(FOUND_AND_FIXED)} found, {len(FOUND_AND_FIXED)} fixed", "met": True,
+                    "command": COMMAND})
     table = ["| backend | command | kill points | killed before the end | residue after the kill | "
              "repairs needed | violations | uninterrupted ms |", "|---|---|---|---|---|---|---|---|"]
     for backend, results in runs.items():
@@ -281,9 +385,10 @@ def summarize(runs: dict, quick: bool = False) -> dict:
         "temporaries `verify --repair` leaves `verify` clean, no orphan blob, the index in step. Residue: "
         "an orphan blob, a leftover temporary or a stale index right after the kill (what `verify` reports and "
         "the re-run or `verify --repair` clears).", "", *table, "",
-        "" if quick else f"A full run draws 200 kill points per backend and stops drawing after {BUDGET_S:.0f} s of wall "
-        "time per backend (both backends side by side); on this shared machine the budget ended it at "
+        "" if quick else f"A full run draws 212 kill points per backend and stops drawing after {BUDGET_S:.0f} s of "
+        "wall time per backend (both backends side by side); this run: "
         + ", ".join(f"{len(rs)} ({b})" for b, rs in runs.items()) + ".",
-        "`train` and `generate --register` are not in this campaign yet. The machine was shared with other jobs.",
+        _train_line(runs), "Found and fixed by this campaign: " + "; ".join(FOUND_AND_FIXED) + ".",
+        "The machine was shared with other jobs.",
     ])
     return {"summary": summary, "details": details, "data": runs}

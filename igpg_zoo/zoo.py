@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from igpg_zoo.config import ZooConfig, resolve_config
-from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, RegistryUnavailable, ZooError
+from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, NotFound, RegistryUnavailable, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
 from igpg_zoo.registry.answer_store import AnswerStore
 from igpg_zoo.registry.artifact_store import ArtifactStore
@@ -337,8 +337,12 @@ class Zoo:
     # -- generator artifacts -----------------------------------------------------------------
 
     def add_artifact(self, kind: str, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any],
-                     provenance: dict[str, Any], parent_id: int | None = None) -> Artifact:
-        """Store a generator artifact: tensors as a blob, config and provenance as JSON."""
+                     provenance: dict[str, Any], parent_id: int | None = None, reuse_newest: bool = False) -> Artifact:
+        """Store a generator artifact: tensors as a blob, config and provenance as JSON.
+
+        ``reuse_newest``: when the newest artifact of ``kind`` holds the same tensors under the same parent,
+        return it rather than add a row (a training re-run after an interruption registers its result once).
+        """
         from igpg_zoo.registry.checkpoint_io import canonical_bytes, sha256
 
         if not isinstance(kind, str) or not kind.isidentifier():
@@ -349,6 +353,9 @@ class Zoo:
         data = canonical_bytes(tensors)
         digest = sha256(data)
         created = [digest] if self.blobs.write(digest, data) else []
+        newest = self._newest_artifact(kind) if reuse_newest else None
+        if newest is not None and (newest.sha256, newest.parent_id) == (digest, parent_id):
+            return newest  # its blob is the one just checked (or written back, had it gone missing)
         blob = _Blob(digest, data)
         try:
             return self.artifacts.insert(kind, name, digest, len(data), config, provenance, parent_id,
@@ -356,6 +363,12 @@ class Zoo:
         except BaseException:
             self._drop_unused(created)
             raise
+
+    def _newest_artifact(self, kind: str) -> Artifact | None:
+        try:
+            return self.artifacts.get(None, kind)
+        except NotFound:
+            return None
 
     def get_artifact(self, id: int | None = None, kind: str = "tokenizer") -> Artifact:
         return self.artifacts.get(id, kind)

@@ -281,6 +281,25 @@ def test_artifacts_are_versioned_blobs(zoo):
     assert first.sha256 == second.sha256 and zoo.verify() == []
 
 
+@pytest.mark.parametrize("between, second_tensors, second_parent, reused", [
+    (False, "same", "same", True),   # a training re-run after an interruption: the newest, identical -> reused
+    (False, "other", "same", False),  # other weights: a new version
+    (False, "same", "none", False),  # same weights from another tokenizer: a new version
+    (True, "same", "same", False),   # another prior registered in between: the re-run becomes the newest again
+])
+def test_reuse_newest_returns_the_identical_newest_artifact_instead_of_a_second_row(
+        zoo, between, second_tensors, second_parent, reused):
+    tok = zoo.add_artifact("tokenizer", "tok", {"c": torch.ones(2)}, {}, {})
+    first = zoo.add_artifact("prior", "gpt", {"w": torch.ones(3)}, {}, {"run": 1}, parent_id=tok.id, reuse_newest=True)
+    if between:
+        zoo.add_artifact("prior", "gpt", {"w": torch.zeros(3)}, {}, {}, parent_id=tok.id)
+    again = zoo.add_artifact("prior", "gpt", {"w": torch.ones(3) * (1 if second_tensors == "same" else 2)}, {},
+                             {"run": 2}, parent_id=tok.id if second_parent == "same" else None, reuse_newest=True)
+    assert (again == first) is reused and (again.provenance["run"] == 1) is reused
+    assert len(zoo.list_artifacts("prior")) == 1 + between + (not reused)
+    assert zoo.get_artifact(kind="prior") == again and zoo.verify() == []
+
+
 def test_reads_of_a_missing_sqlite_registry_create_nothing(tmp_path):
     with open_zoo() as z:
         assert z.list() == [] and z.query("anything") == [] and z.verify() == []

@@ -55,12 +55,13 @@ FILTERS = {  # from narrow to broad
     "acc<0.2 and tag red": {"where": ("acc<0.2",), "tags": ("red",)},
     "nothing passes": {"dataset": ("nowhere",)},
 }
-PATHS = {  # (index kind, BRUTE_FORCE_LIMIT, EXACT_SCAN_LIMIT)
-    "flat, scored directly": (FLAT, 4096, 65_536),
-    "flat, FAISS selector": (FLAT, 0, 0),
-    "hnsw, scored directly": (HNSW, 4096, 65_536),
-    "hnsw, exact scan": (HNSW, 0, 65_536),
-    "hnsw, FAISS selector": (HNSW, 0, 0),
+PATHS = {  # (index kind, BRUTE_FORCE_LIMIT, EXACT_SCAN_LIMIT, VECTORS_BYTES)
+    "flat, scored directly": (FLAT, 4096, 65_536, 0),
+    "flat, FAISS selector": (FLAT, 0, 0, 0),
+    "hnsw, scored directly": (HNSW, 4096, 65_536, 0),
+    "hnsw, kept vectors scored": (HNSW, 0, 65_536, 2**24),
+    "hnsw, exact scan": (HNSW, 0, 65_536, 0),
+    "hnsw, FAISS selector": (HNSW, 0, 0, 0),
 }
 
 
@@ -109,10 +110,10 @@ def assert_exact_top(got: list[tuple[int, float]], ranked: list[tuple[int, float
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("label", list(FILTERS))
 def test_filtered_search_equals_exact_filtered_search(registry, monkeypatch, path, label):
-    kind, brute, scan = PATHS[path]
+    kind, brute, scan, kept_vectors = PATHS[path]
     monkeypatch.setattr(index_mod, "BRUTE_FORCE_LIMIT", brute)
     monkeypatch.setattr(index_mod, "EXACT_SCAN_LIMIT", scan)
-    monkeypatch.setattr(index_mod, "EXACT_SCAN_SHARE", 1.0)
+    monkeypatch.setattr(index_mod, "VECTORS_BYTES", kept_vectors)
     monkeypatch.setattr("igpg_zoo.registry.search_cache.MIN_CANDIDATES", 20)  # small: the fallback runs
     monkeypatch.setattr("igpg_zoo.registry.search_cache.OVERFETCH", 2)
     kw = FILTERS[label]
@@ -126,6 +127,23 @@ def test_filtered_search_equals_exact_filtered_search(registry, monkeypatch, pat
             for _use in ("first: candidates checked in SQL", "second: ids read and kept", "third: kept ids"):
                 assert_exact_top(zoo.search.search(q, 7, filters), ranked, 7)
             zoo.search.passing.clear()
+
+
+@pytest.mark.parametrize("kind", [FLAT, HNSW])
+@pytest.mark.parametrize("label", ["one dataset", "tag red or blue"])
+def test_a_kept_preparation_answers_as_a_fresh_one_and_is_dropped_when_the_index_changes(registry, kind, label):
+    kw = FILTERS[label]
+    filters = make_filters(dataset=kw.get("dataset", ()), tags=kw.get("tags", ()), where=kw.get("where", ()))
+    with opened(registry, kind) as zoo:
+        index = zoo.search.synced(zoo.store.dim())
+        allowed = zoo.store.ids(filters)
+        queries = zoo.embedder.embed(["task 3 set3", "red gold blue", "task 5"])
+        for q in list(queries) * 2:  # the second round answers from the kept preparation
+            assert index.search(q, 7, allowed, key=filters) == index.search(q, 7, allowed)
+        gone = [i for i, _ in index.search(queries[0], 3, allowed)]
+        index.remove(gone)  # in memory only: the file stays as the other tests expect
+        after = index.search(queries[0], 7, allowed, key=filters)
+        assert not {i for i, _ in after} & set(gone) and after == index.search(queries[0], 7, allowed)
 
 
 @pytest.mark.parametrize("kind", [FLAT, HNSW])

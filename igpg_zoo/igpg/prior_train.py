@@ -247,5 +247,6 @@ def train_prior(zoo, recipe: Recipe | None = None, holdout: list[str] = (), filt
                   "seed": tcfg.seed, "losses": result.losses, "seconds": result.seconds, "world_size": world,
                   "resumed_from": result.resumed_from, "archs": sorted({r.arch for r in records}),
                   "n_params": prior.n_params(), "device": str(torch.device(device or "cpu")), **notes}
+    # a re-run of a training that finished (or resumed to the same end) registers its prior once
     return zoo.add_artifact("prior", artifact_name(cfg), prior_state(prior), config, provenance,
-                            parent_id=tokenizer.artifact_id)
+                            parent_id=tokenizer.artifact_id, reuse_newest=True)

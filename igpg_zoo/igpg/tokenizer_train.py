@@ -160,4 +160,6 @@ def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None
         config["recipe"] = recipe
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
-    return zoo.add_artifact("tokenizer", artifact_name(tok.config), tensors, config, provenance)
+    # a re-run after an interruption trains the same tensors: it registers nothing new, so a resumed
+    # prior (whose checkpoint names this tokenizer) still belongs to the same run
+    return zoo.add_artifact("tokenizer", artifact_name(tok.config), tensors, config, provenance, reuse_newest=True)

@@ -23,6 +23,9 @@ from igpg_zoo.registry.store import CheckpointStore
 
 OVERFETCH = 20  # a filtered search first takes this many times k of the best unfiltered hits
 MIN_CANDIDATES = 200
+# a filter whose ids are kept and that would pass fewer than NARROW x k of the candidates goes straight
+# to the search within its ids (exact, its preparation kept by the index) instead of checking candidates
+NARROW = 8
 AMONG_CHUNK = 2000  # candidate ids per SQL check
 PASSING_FILTERS = 32  # filters whose passing ids are kept ...
 PASSING_IDS = 4_000_000  # ... up to this many ids in all (32 MB)
@@ -105,7 +108,8 @@ class SearchCache:
         fewer than k pass, the search runs within every id passing the filter. The first time a
         filter is seen the candidates are checked in SQL and its ids read only if needed; from the
         second time on, its ids are read once and kept, both steps run in memory, and a filter
-        expected to pass fewer than 2k of the candidates goes straight to the search within its ids.
+        expected to pass fewer than ``NARROW`` x k of the candidates goes straight to the search within
+        its ids, which the index prepares once per filter and keeps (search/allowed.py).
         """
         index = self._index
         if filters.empty:
@@ -115,8 +119,8 @@ class SearchCache:
             allowed = self._passing_ids(filters)
         total = len(index)
         fetch = min(total, max(MIN_CANDIDATES, OVERFETCH * k))
-        if allowed is not None and len(allowed) * fetch < 2 * k * total:  # a narrow filter: few candidates pass
-            return index.search(q, k, allowed) if len(allowed) else []
+        if allowed is not None and len(allowed) * fetch < NARROW * k * total:  # few candidates would pass
+            return index.search(q, k, allowed, key=filters) if len(allowed) else []
         candidates = index.search(q, fetch, None)
         ids = np.asarray([i for i, _ in candidates], dtype=np.int64)
         if allowed is None:
@@ -128,7 +132,7 @@ class SearchCache:
             return hits
         if allowed is None:
             allowed = self._passing_ids(filters)
-        return index.search(q, k, allowed) if len(allowed) else []
+        return index.search(q, k, allowed, key=filters) if len(allowed) else []
 
     def _passing_ids(self, filters: Filters) -> np.ndarray:
         """Every id passing ``filters`` (sorted), kept for the next searches with the same filters."""

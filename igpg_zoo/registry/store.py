@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
@@ -87,20 +87,26 @@ _COLUMNS = (CheckpointRow.id, CheckpointRow.name, CheckpointRow.arch, Checkpoint
             CheckpointRow.extra)
 
 
-def _read_records(session: Session, stmt) -> list[Checkpoint]:
-    """Records for a select of ``_COLUMNS``: plain Core queries, no ORM objects (fast for many rows)."""
-    rows = session.execute(stmt).all()
+# built once: a statement's compiled form is cached, and the ids go in as one expanding parameter
+_RECORDS_OF = select(*_COLUMNS).where(CheckpointRow.id.in_(bindparam("ids", expanding=True)))
+_METRICS_OF = select(MetricRow.checkpoint_id, MetricRow.name, MetricRow.value, MetricRow.dataset).where(
+    MetricRow.checkpoint_id.in_(bindparam("ids", expanding=True)))
+_TAGS_OF = select(TagRow.checkpoint_id, TagRow.tag).where(TagRow.checkpoint_id.in_(bindparam("ids", expanding=True)))
+
+
+def _read_records(session: Session, stmt, params: dict | None = None) -> list[Checkpoint]:
+    """Records for a select of ``_COLUMNS``: plain Core queries on the session's connection, no ORM
+    objects (fast for many rows, and for the few rows of a query's hits)."""
+    connection = session.connection()
+    rows = connection.execute(stmt, params or {}).all()
     ids = [row[0] for row in rows]
     metrics: dict[int, list[Metric]] = defaultdict(list)
     tags: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        for cid, name, value, dataset in session.execute(select(
-                MetricRow.checkpoint_id, MetricRow.name, MetricRow.value, MetricRow.dataset)
-                .where(MetricRow.checkpoint_id.in_(chunk))):
+        chunk = {"ids": ids[start:start + _CHUNK]}
+        for cid, name, value, dataset in connection.execute(_METRICS_OF, chunk).all():
             metrics[cid].append(Metric(name, value, dataset))
-        tag_stmt = select(TagRow.checkpoint_id, TagRow.tag).where(TagRow.checkpoint_id.in_(chunk))
-        for cid, tag in session.execute(tag_stmt):
+        for cid, tag in connection.execute(_TAGS_OF, chunk).all():
             tags[cid].append(tag)
     return [
         Checkpoint(id=r[0], name=r[1], arch=r[2], task=r[3], dataset=r[4], n_params=r[5],
@@ -249,8 +255,7 @@ class CheckpointStore:
         with self.db.session_scope() as session:
             for start in range(0, len(valid), _CHUNK):
                 chunk = valid[start:start + _CHUNK]
-                found.update((rec.id, rec) for rec in _read_records(
-                    session, select(*_COLUMNS).where(CheckpointRow.id.in_(chunk))))
+                found.update((rec.id, rec) for rec in _read_records(session, _RECORDS_OF, {"ids": chunk}))
         missing = [i for i in ids if i not in found]
         if missing:
             shown = ", ".join(f"#{i}" for i in missing[:5])

@@ -12,10 +12,10 @@ The threshold counts vectors, not records, because vectors are what a search sca
 of 8k distinct texts search exactly in about a millisecond.
 HNSW cannot delete, so a group left without records becomes a tombstone (filtered out of every
 search) until tombstones exceed a quarter of the stored vectors, when the index is compacted.
-A filtered search (``allowed`` ids) is exact unless the filter is broad on an HNSW index: a few
-thousand allowed vectors are scored directly, up to ``EXACT_SCAN_LIMIT`` (and a quarter of the
-index) FAISS scans its stored vectors scoring only the allowed ones, and a broader filter searches
-the graph with an ID selector and a beam widened as the filter narrows.
+A filtered search (``allowed`` ids) is exact unless the filter passes more than ``EXACT_SCAN_LIMIT``
+vectors of an HNSW index: a few thousand allowed vectors are scored directly, up to that limit FAISS
+scans its stored vectors scoring only the allowed ones, and a broader filter searches the graph with an
+ID selector and a beam widened as the filter narrows.
 
 Nothing is read before the first call that needs it, and ``faiss`` is imported only then.
 Mutations are in memory until ``save()``, which writes the index's files atomically
@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from igpg_zoo.errors import IntegrityError
+from igpg_zoo.search.allowed import VECTORS_BYTES, Allowed, KeptFilters, best
+from igpg_zoo.search.allowed import prepare as prepare_allowed
 from igpg_zoo.search.index_files import FLAT, HNSW, IndexFiles
 
 # HNSW parameters, chosen from the recall measurement in bench/results/registry.md
@@ -40,11 +42,10 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 256  # recall@10 0.985 on 8k distinct hash vectors (0.895 at 64), 0.3 ms a query
 
 BRUTE_FORCE_LIMIT = 4096  # filtered searches over at most this many vectors score them directly (exact)
-# On HNSW, a filter passing at most this many vectors, and at most EXACT_SCAN_SHARE of them, is searched
-# exactly: a scan of the stored vectors that scores only the allowed ones (a bitmap selector). A narrow
-# filter hides most of the graph, so an HNSW beam wide enough to find k allowed vectors costs more.
+# On HNSW, a filter passing at most this many vectors is searched exactly: a scan of the stored vectors
+# that scores only the allowed ones (a bitmap selector). A filter hides part of the graph, so an HNSW
+# beam wide enough to find k allowed vectors costs more than scoring them (and misses some).
 EXACT_SCAN_LIMIT = 65_536
-EXACT_SCAN_SHARE = 0.25
 MAX_FILTERED_EF = 4096  # the widest HNSW beam a filtered search uses (broad filters)
 COMPACT_FRACTION = 0.25  # compact an HNSW index when tombstones exceed this share of its vectors
 
@@ -91,6 +92,7 @@ class VectorIndex:
         self._label_pos: np.ndarray | None = None  # group label -> position in FAISS storage, cached
         self._stored: np.ndarray | None = None  # position in FAISS storage -> group label, cached
         self._by_digest: dict[bytes, int] | None = None  # vector digest -> group, built on first add
+        self._kept = KeptFilters()  # recent filters' allowed ids, prepared (search/allowed.py)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class VectorIndex:
     def _forget(self) -> None:
         """Drop the caches derived from the table and the FAISS storage (after any change)."""
         self._members = self._row_of = self._label_pos = self._stored = None
+        self._kept.clear()
 
     def _require(self):
         self._ensure_loaded()
@@ -279,10 +282,12 @@ class VectorIndex:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, q, k: int, allowed=None) -> list[tuple[int, float]]:
+    def search(self, q, k: int, allowed=None, key=None) -> list[tuple[int, float]]:
         """The k ids with the highest inner product with q, best first, as (id, score) pairs.
 
-        ``allowed``: only these ids may be returned (the ids that pass structured filters).
+        ``allowed``: only these ids may be returned (the ids that pass structured filters); ``key``
+        (hashable, e.g. the filter) names them, so what they mean in the index is prepared once
+        and kept for the next searches with the same key until the index changes.
         Ties (records sharing a vector) come in ascending id order.
         """
         import faiss
@@ -294,20 +299,16 @@ class VectorIndex:
         mask = selector = None
         n_groups = index.ntotal - len(self._dead)
         if allowed is not None:
-            pos = self._rows(_as_ids(allowed))  # rows of the allowed ids that are live
-            if len(pos) == 0:
+            prep = self._allowed(allowed, key)
+            if prep is None:
                 return []
-            mask = np.zeros(len(self._ids), dtype=bool)
-            mask[pos] = True
-            present = np.zeros(int(self._group.max()) + 1, dtype=bool)
-            present[self._group[pos]] = True
-            labels = np.flatnonzero(present).astype(np.int64)
-            if len(labels) <= BRUTE_FORCE_LIMIT:
-                scores = np.einsum("gd,d->g", self._vectors_of(labels), q[0])  # (g,), no BLAS threads
-                ranked = ((int(labels[i]), float(scores[i])) for i in np.argsort(-scores, kind="stable"))
-                return self._expand(ranked, k, mask)
-            if self._kind == HNSW and len(labels) <= min(EXACT_SCAN_LIMIT, EXACT_SCAN_SHARE * n_groups):
-                return self._expand(self._scan(q, min(k, len(labels)), labels), k, mask)
+            mask, labels = prep.mask, prep.labels
+            if prep.vectors is not None or len(labels) <= BRUTE_FORCE_LIMIT:
+                vectors = prep.vectors if prep.vectors is not None else self._vectors_of(labels)
+                scores = np.einsum("gd,d->g", vectors, q[0])  # (g,), no BLAS threads
+                return self._expand(*best(labels, scores, k), k, mask)
+            if self._kind == HNSW and len(labels) <= EXACT_SCAN_LIMIT:
+                return self._expand(*self._scan(q, min(k, len(labels)), prep), k, mask)
             selector = faiss.IDSelectorBatch(labels)
             n_groups = len(labels)
         elif len(self._dead):
@@ -323,23 +324,39 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=selector)
         with _one_thread():
             scores, labels = index.search(q, kk, params=params)  # (1, kk)
-        ranked = ((int(g), float(s)) for g, s in zip(labels[0], scores[0]) if g >= 0)
-        return self._expand(ranked, k, mask)
+        found = labels[0] >= 0
+        return self._expand(labels[0][found], scores[0][found], k, mask)
 
-    def _scan(self, q: np.ndarray, k: int, labels: np.ndarray):
-        """Exact search of the HNSW index's stored vectors, scoring only these groups: (group, score) best first."""
+    def _allowed(self, allowed, key) -> Allowed | None:
+        """The allowed ids in the index's terms (None: none is live); kept under ``key`` when given,
+        with the groups' vectors gathered once when they are few enough."""
+        if key is not None:
+            try:
+                return self._kept.get(key)
+            except KeyError:
+                pass
+        prep = prepare_allowed(self._rows(_as_ids(allowed)), len(self._ids), self._group)
+        if key is not None:
+            if prep is not None and len(prep.labels) * self.dim * 4 <= VECTORS_BYTES:
+                prep.vectors = self._vectors_of(prep.labels)
+            self._kept.put(key, prep)
+        return prep
+
+    def _scan(self, q: np.ndarray, k: int, prep: Allowed) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search of the HNSW index's stored vectors, scoring only the allowed groups: (groups,
+        scores) best first."""
         import faiss
 
-        positions = self._positions(labels)
         flat = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
-        bits = np.zeros(self._index.ntotal, dtype=bool)
-        bits[positions] = True
-        packed = np.packbits(bits, bitorder="little")  # must outlive the search: FAISS reads it in place
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(packed)))
+        if prep.bitmap is None:
+            bits = np.zeros(self._index.ntotal, dtype=bool)
+            bits[self._positions(prep.labels)] = True
+            prep.bitmap = np.packbits(bits, bitorder="little")  # must outlive the search: FAISS reads it in place
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(prep.bitmap)))
         with _one_thread():
             scores, found = flat.search(q, k, params=params)  # (1, k) storage positions
-        stored = self._stored_labels()
-        return ((int(stored[p]), float(s)) for p, s in zip(found[0], scores[0]) if p >= 0)
+        kept = found[0] >= 0
+        return self._stored_labels()[found[0][kept]], scores[0][kept]
 
     def _stored_labels(self) -> np.ndarray:
         """The group label of each position in FAISS's storage."""
@@ -380,19 +397,24 @@ class VectorIndex:
         rows = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
         return rows[self._ids[rows] == ids]
 
-    def _expand(self, ranked, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        """Groups (best first) -> their (allowed) ids, until k ids are collected."""
+    def _expand(self, groups: np.ndarray, scores: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        """Groups (best first) with their scores -> their (allowed) ids, the groups taken until k ids are
+        collected; best first, ties in ascending id order."""
         if self._members is None:
             order = np.argsort(self._group, kind="stable")
             self._members = (order, self._group[order])
         order, sorted_groups = self._members
-        hits: list[tuple[int, float]] = []
-        for label, score in ranked:
-            lo, hi = np.searchsorted(sorted_groups, [label, label + 1])
-            rows = order[lo:hi]
-            if mask is not None:
-                rows = rows[mask[rows]]
-            hits.extend((int(i), score) for i in self._ids[rows])
-            if len(hits) >= k:
-                break
-        return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
+        groups = np.asarray(groups, dtype=np.int64)
+        lo, hi = np.searchsorted(sorted_groups, groups), np.searchsorted(sorted_groups, groups, side="right")
+        counts = hi - lo
+        nth = np.repeat(np.arange(len(groups)), counts)  # which ranked group each member row belongs to
+        rows = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(len(nth))]
+        if mask is not None:
+            rows, nth = rows[mask[rows]], nth[mask[rows]]
+        if len(rows) > k:  # every row of the group holding the k-th id, none after it
+            keep = nth <= nth[k - 1]
+            rows, nth = rows[keep], nth[keep]
+        ids, score = self._ids[rows], np.asarray(scores, dtype=np.float64)[nth]
+        top = np.lexsort((ids, -score))[:k]
+        return [(int(i), float(s)) for i, s in zip(ids[top], score[top])]
+
