@@ -153,7 +153,7 @@ def _draws(zoo, archs, sample, text, s: AnswerSettings, prior_id, retrieved) -> 
                     record = zoo.get(replica)
                     c = Candidate("retrieved", target_arch(record.arch, sample.input_shape, sample.n_classes)
                                   if sample is not None else record.arch, record, draw=info)
-                    known[replica] = _score(c, sample, s, zoo.load_weights(replica))
+                    known[replica] = _score(c, sample, s, zoo.blobs.load(record.sha256))
                     retrieved.append(known[replica])
                 continue
             target = target_arch(arch, sample.input_shape, sample.n_classes) if sample is not None else arch
@@ -199,7 +199,7 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
     if sample is None and not (text or arch) and s.mode != "generate":
         raise ConfigError("give TEXT, --data PATH or --arch to answer")
     seconds: dict[str, float] = {"data": time.perf_counter() - clock["start"]}
-    retrieved = _rank([_score(c, sample, s, zoo.load_weights(c.record.id))
+    retrieved = _rank([_score(c, sample, s, zoo.blobs.load(c.record.sha256))  # the record is read already
                        for c in cands.retrieve(zoo, text, filters, arch, sample, s.all_members, s.max_scored)],
                       sample is not None)
     seconds["retrieve"] = time.perf_counter() - clock["start"] - seconds["data"]

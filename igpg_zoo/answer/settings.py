@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 MODES = ("auto", "retrieve", "generate")
-ESTIMATES = ("ridge", "knn", "logme")
+ESTIMATES = ("ridge", "knn", "logme", "margin", "loo_acc", "loo_margin")
 
 
 @dataclass(frozen=True)
