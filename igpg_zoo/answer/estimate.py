@@ -37,9 +37,9 @@ class Scored:
 
     value: float
     estimate: str
-    fit_accuracy: float  # accuracy of the ridge head on the fit part (what the head was fitted on)
-    held_accuracy: float  # accuracy of the ridge head on the held-out part
-    W: np.ndarray = field(repr=False, default=None)  # (D+1, K) the ridge head
+    fit_accuracy: float | None  # accuracy of the ridge head on the fit part (what the head was fitted on)
+    held_accuracy: float | None  # accuracy of the ridge head on the held-out part
+    W: np.ndarray | None = field(repr=False, default=None)  # (D+1, K) the ridge head; None: read from the cache
 
 
 def check_estimate(name: str) -> str:
@@ -172,9 +172,15 @@ def model_features(arch: str, weights: dict[str, torch.Tensor], sample: UserSamp
     return features(module, arch, sample.x_fit), features(module, arch, sample.x_held), n_out
 
 
-def weights_for_user(arch: str, weights: dict[str, torch.Tensor], sample: UserSample, scored: Scored
-                     ) -> dict[str, torch.Tensor]:
-    """The weights handed out: batch norm re-estimated and the head fitted on the fit part."""
+def weights_for_user(arch: str, weights: dict[str, torch.Tensor], sample: UserSample, scored: Scored | None,
+                     ridge: float = 1e-2) -> dict[str, torch.Tensor]:
+    """The weights handed out: batch norm re-estimated and the head fitted on the fit part (``scored``'s
+    head, or fitted here when the estimate came from the cache)."""
     module = build(arch, dict(weights), sample.x_fit)
-    set_head(module, arch, scored.W)
+    if scored is None or scored.W is None:
+        n_out = output_count(arch, sample.input_shape) or sample.n_classes
+        W = ridge_solve(features(module, arch, sample.x_fit), sample.y_fit, n_out, ridge)
+    else:
+        W = scored.W
+    set_head(module, arch, W)
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
