@@ -173,15 +173,24 @@ def _selection(zoo, split, sizes: dict) -> dict:
     return {"candidates": rows}
 
 
-def _latency(zoo, split, arch: str) -> dict:
-    """Seconds of an answer for the data in this process (warm): retrieval only, then with generation."""
+def latency(quick: bool) -> list[dict]:
+    """Wall and CPU seconds of an answer for each case's data in this process (imports and models warm):
+    retrieval only, then with generation (``--mode auto``). Measured afresh on every run, never cached."""
     from igpg_zoo.answer import AnswerSettings
+    from igpg_zoo.finetune.data import split as split_data
+    from igpg_zoo.zoo import open_zoo
 
-    t0 = time.perf_counter()
-    zoo.answer(data=split.dataset, settings=AnswerSettings(mode="retrieve", seed=SEED), record=False)
-    t1 = time.perf_counter()
-    zoo.answer(data=split.dataset, settings=AnswerSettings(mode="auto", seed=SEED), record=False)
-    return {"retrieve_s": t1 - t0, "retrieve_and_generate_s": time.perf_counter() - t1}
+    out = []
+    with open_zoo(str(registry())) as zoo:
+        for task in (QUICK_CASES if quick else HELD_OUT + USER):
+            ds = split_data(sample(task, SIZES[quick]), 0.2, SEED).dataset
+            row = {"case": task}
+            for label, mode in (("retrieve", "retrieve"), ("retrieve_and_generate", "auto")):
+                w, c = time.perf_counter(), time.process_time()
+                zoo.answer(data=ds, settings=AnswerSettings(mode=mode, seed=SEED), record=False)
+                row.update({f"{label}_s": time.perf_counter() - w, f"{label}_cpu_s": time.process_time() - c})
+            out.append(row)
+    return out
 
 
 def archs_for(zoo, split, limit: int) -> list[str]:
@@ -217,9 +226,9 @@ def selection(quick: bool, zoo) -> dict[str, dict]:
 
 
 def cells(quick: bool) -> dict:
-    """Every case's cells (the answer with the product's default estimate), selection pool and in-process
-    latency. Cached per zoo snapshot, prior and sizes: the selection pool (every estimate beside the
-    truth) apart from the cells, which depend on the default estimate."""
+    """Every case's cells (the answer with the product's default estimate) and selection pool. Cached per
+    zoo snapshot, prior and sizes: the selection pool (every estimate beside the truth) apart from the
+    cells, which depend on the default estimate."""
     from igpg_zoo.answer import AnswerSettings
     from igpg_zoo.finetune.data import split as split_data
     from igpg_zoo.zoo import open_zoo
@@ -242,10 +251,9 @@ def cells(quick: bool) -> dict:
                                       "cells": [], "selection": {"candidates": []}}
                 continue
             cell = _cached("cells", [*base, prior, task, estimate],
-                           lambda: {"cells": [_cell(zoo, split, a, sizes, estimate) for a in archs],
-                                    "latency": _latency(zoo, split, archs[0])})
+                           lambda: {"cells": [_cell(zoo, split, a, sizes, estimate) for a in archs]})
             out["cases"][task] = {"kind": kind, "in_presets": presets_free(task), "n_classes": split.n_classes,
-                                  "cells": cell["cells"], "selection": pools[task], "latency": cell["latency"]}
+                                  "cells": cell["cells"], "selection": pools[task]}
             print(f"  {task}: {len(archs)} architectures", file=sys.stderr)
     return out
 

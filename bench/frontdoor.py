@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench._frontdoor_cases import cells, estimate_names, mean
+from bench._frontdoor_cases import cells, estimate_names, latency, mean
 
 TITLE = "Front door: generate-or-retrieve decision, selection, latency"
 STARTS = ("retrieved", "generated", "random")
@@ -76,7 +76,7 @@ def run(quick: bool) -> dict:
     regrets = {"budget": [], "epoch": []}
     alt = {e: [] for e in names}
     taus: dict[str, list] = {k: [] for k in keys}
-    tau_cases, latency = [], []
+    tau_cases = []
     budget = str(data["sizes"]["budget"])
     lines = [f"| case | kind | arch | answer | {data['estimate']} retrieved / generated / random | "
              "acc@budget r / g / rnd | regret pp |", "|---|---|---|---|---|---|---|"]
@@ -96,11 +96,10 @@ def run(quick: bool) -> dict:
             tau_cases.append(task)
             for key in keys:
                 taus[key].append(_tau(rows, key))
-        if case.get("latency"):
-            latency.append(case["latency"])
     loco_picks, loco_taus = _loco(taus, names)
+    in_process = latency(quick)
     proc = whole_process(data, quick)
-    summary = _summary(regrets, taus, latency, proc, data, quick, loco_taus)
+    summary = _summary(regrets, taus, in_process, proc, data, quick, loco_taus)
     details = _details(lines, taus, tau_cases, keys, alt, loco_picks, loco_taus, proc, data)
     for case in data["cases"].values():  # the curves are the finetune area's; here the accuracies suffice
         for c in case["cells"]:
@@ -108,7 +107,8 @@ def run(quick: bool) -> dict:
                 r.pop("curve", None)
     return {"summary": summary, "details": details,
             "data": {"cells": data, "regrets": regrets, "taus": taus, "tau_cases": tau_cases,
-                     "loco": {"picks": loco_picks, "taus": loco_taus}, "whole_process": proc}}
+                     "loco": {"picks": loco_picks, "taus": loco_taus}, "in_process": in_process,
+                     "whole_process": proc}}
 
 
 def _summary(regrets, taus, latency, proc, data, quick, loco_taus) -> list[dict]:
@@ -139,11 +139,12 @@ def _summary(regrets, taus, latency, proc, data, quick, loco_taus) -> list[dict]
                  "met": bool(t[est] >= 0.6 and t[est] > static), "command": cmd})
     rows.append({"measure": "selection: mean tau of the estimate picked with each case left out (best on the others)",
                  "target": "–", "value": f"{mean(loco_taus):.2f}", "met": None, "command": cmd})
-    ret = float(np.median([x["retrieve_s"] for x in latency]))
-    both = float(np.median([x["retrieve_and_generate_s"] for x in latency]))
+    med = {k: float(np.median([x[k] for x in latency])) for k in latency[0] if k != "case"}
     rows.append({"measure": "latency of an answer for --data (in process, warm; median over cases): without / with "
-                            "generation", "target": "<= 3 s / <= 10 s", "value": f"{ret:.2f} s / {both:.2f} s",
-                 "met": ret <= 3 and both <= 10, "command": cmd})
+                            "generation, wall (CPU)", "target": "<= 3 s / <= 10 s",
+                 "value": f"{med['retrieve_s']:.2f} s ({med['retrieve_cpu_s']:.2f} s CPU) / "
+                          f"{med['retrieve_and_generate_s']:.2f} s ({med['retrieve_and_generate_cpu_s']:.2f} s CPU)",
+                 "met": med["retrieve_s"] <= 3 and med["retrieve_and_generate_s"] <= 10, "command": cmd})
     r, g = proc["retrieve"], proc["generate"]
     rows.append({"measure": "latency of `query --data` as a whole process (cold, median of 3): without / with "
                             "generation, wall (CPU)",
