@@ -167,7 +167,8 @@ def _details(lines, taus, tau_cases, keys, alt, loco_picks, loco_taus, proc, dat
              f"budget: " + ", ".join(f"{e} {n}" for e, n in within.items()) + f" of {len(next(iter(alt.values())))} "
              f"cells. The product's estimate is `{est}` (`AnswerSettings.estimate`). Whole-process latency: "
              f"`igpg-zoo query --data` on {proc['data']} with {proc['registry_note']}, 3 cold processes each "
-             "(`--mode retrieve`; `--mode auto`, which draws); machine shared with other jobs, so wall times are "
+             "(`--mode retrieve`; `--mode auto`, which draws; `--no-record`, a fresh `--seed` each, so no score is "
+             "read from the cache); machine shared with other jobs, so wall times are "
              "upper bounds and CPU times are given beside them.")
     return (__doc__.split("\n\n")[1].replace("\n", " ") + "\n\n" + "\n".join(lines[:26]) + "\n\n" + head + "\n"
             + "\n".join(tab) + "\n\n" + facts)
