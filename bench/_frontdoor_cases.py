@@ -6,10 +6,11 @@ the demo zoo lacks, plus "user" datasets absent from every preset (other digit c
 another transform, Fashion-MNIST subsets at 8x8, another mnist1d subset). Each case is a labelled
 sample (``N_TRAIN`` training samples) fine-tuned with every architecture of the zoo that takes it.
 
-Starts come from ``igpg_zoo.finetune.starts`` (retrieval and generation in one module); the
-decision ``choose`` and the selection estimate stand in for the registry's own answer until it exists:
-each start's estimate is a fitted head's mean margin on the held-out part of the sample (its accuracy,
-alone or with the margin breaking ties, is reported beside it).
+Starts and decisions are the product's: per (case, architecture) ``Zoo.answer`` with ``--arch`` (the
+default estimate of ``AnswerSettings``) names its best retrieved and best generated start and the
+choice between them; random init is the reference. Every estimate of ``igpg_zoo.answer.estimate`` is
+computed for each start and for each member of the selection pool (the candidates ``query --data``
+scores), beside the truth: test accuracy after a fixed fine-tuning budget.
 Results are cached in bench/scratch per (zoo snapshot, prior, sizes), so both areas share one run.
 """
 
@@ -38,7 +39,8 @@ QUICK_CASES = ("digits[classes=4,6,9]", "digits[classes=1,2,3,4][rot=270]",
 SIZES = {False: {"n_train": 500, "n_test": 1000, "epochs": 10, "budget": 30, "pool": 12, "archs": 3},
          True: {"n_train": 300, "n_test": 400, "epochs": 4, "budget": 15, "pool": 10, "archs": 2}}
 SEED = 0
-VERSION = 4  # bump when the cell computation changes
+TRUTH_SEEDS = (0, 1, 2)  # fine-tuning seeds averaged into a selection candidate's accuracy
+VERSION = 6  # bump when the cell computation changes
 
 
 def registry() -> Path:
@@ -78,16 +80,6 @@ def sample(task: str, sizes: dict):
     return Dataset(ds.info, ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], ds.class_names)
 
 
-def choose(estimates: dict[str, dict], key: str = "margin") -> str:
-    """The automatic decision: the start whose fitted head has the largest mean margin on the held-out
-    part (``key="acc"``: accuracy, ties to retrieved, generated, random; ``"acc_margin"``: accuracy, ties by margin)."""
-    order = ("retrieved", "generated", "random")
-    keys = {"margin": lambda k: (estimates[k]["margin"], -order.index(k)),
-            "acc": lambda k: (estimates[k]["acc"], -order.index(k)),
-            "acc_margin": lambda k: (estimates[k]["acc"], estimates[k]["margin"], -order.index(k))}
-    return max(order, key=keys[key])
-
-
 def run_start(arch: str, weights, split, cfg, marks: tuple[int, ...]) -> dict:
     """Fine-tune one start with the fixed schedule (no early stopping); test accuracy at ``marks``."""
     from igpg_zoo.finetune.head import accuracy, adapt
@@ -104,63 +96,101 @@ def run_start(arch: str, weights, split, cfg, marks: tuple[int, ...]) -> dict:
     return {"head": adapted.head, "test_at": test, "curve": t.curve.to_dict()}
 
 
-def _cell(zoo, split, arch: str, sizes: dict) -> dict:
-    """One (case, architecture): the three starts, their estimates, the decision and their runs."""
+def _start_estimates(arch: str, weights, sample) -> dict[str, float]:
+    """Every estimate of the answer package for one start, on the answer's own sample."""
+    from igpg_zoo.answer import AnswerSettings
+    from igpg_zoo.answer.estimate import estimates, model_features
+
+    F_fit, F_held, n_out = model_features(arch, weights, sample)
+    return estimates(F_fit, F_held, sample, n_out, AnswerSettings().ridge)
+
+
+def _cell(zoo, split, arch: str, sizes: dict, estimate: str) -> dict:
+    """One (case, architecture): the answer (``Zoo.answer`` with --arch, as ``query --data`` makes it), its
+    best retrieved and best generated starts and random init, each fine-tuned with one schedule."""
+    from igpg_zoo.answer import AnswerSettings
     from igpg_zoo.finetune import FinetuneConfig
-    from igpg_zoo.finetune import starts
     from igpg_zoo.finetune.train import schedule
 
     cfg = FinetuneConfig(epochs=sizes["epochs"], seed=SEED, evals_per_epoch=64)
     per_epoch, total, _ = schedule(len(split.y_train), cfg)
     marks = (sizes["budget"], per_epoch)
     t0 = time.perf_counter()
-    ret = starts.retrieve(zoo, split, body=arch, seed=SEED)
-    t1 = time.perf_counter()
-    gen = starts.generate(zoo, arch, split, cfg.draws, SEED)
-    t2 = time.perf_counter()
-    found = {"retrieved": ret, "generated": gen, "random": starts.random_init(arch)}
-    estimates = {k: starts.heldout_scores(s.arch, s.weights, split, SEED) for k, s in found.items()}
-    runs = {k: run_start(s.arch, s.weights, split, cfg, marks) for k, s in found.items()}
+    ans = zoo.answer(data=split.dataset, arch=(arch,), settings=AnswerSettings(estimate=estimate, seed=SEED),
+                     record=False)
+    seconds = time.perf_counter() - t0
+    found = {"retrieved": ans.decision.best_retrieved, "generated": ans.decision.best_generated,
+             "random": ans.baselines[0]}
+    found = {k: c for k, c in found.items() if c is not None}
+    estimates = {k: _start_estimates(c.arch, c.weights, ans.sample) for k, c in found.items()}
+    runs = {k: run_start(c.arch, ans.weights_of(c) if k != "random" else None, split, cfg, marks)
+            for k, c in found.items()}
+    choices = {e: max((k for k in ("retrieved", "generated") if k in estimates), key=lambda k: estimates[k][e])
+               for e in estimate_names()}  # ties to retrieved, as the answer breaks them
     return {"arch": arch, "per_epoch": per_epoch, "total": total, "budget": sizes["budget"],
-            "estimates": estimates, "choice": choose(estimates), "choice_acc": choose(estimates, "acc"),
-            "choice_acc_margin": choose(estimates, "acc_margin"),
-            "runs": runs,
-            "retrieved": {k: v for k, v in ret.facts.items()}, "generated": gen.facts,
-            "seconds": {"retrieve": t1 - t0, "generate": t2 - t1}}
+            "estimates": estimates, "choice": ans.decision.choice, "estimate": estimate, "choices": choices,
+            "reason": ans.decision.reason, "runs": runs,
+            "retrieved": {"id": found["retrieved"].record.id, "stored_arch": found["retrieved"].record.arch}
+            if "retrieved" in found else None,
+            "generated": found["generated"].draw if "generated" in found else None,
+            "seconds": {"answer": seconds}}
+
+
+def _pool(zoo, sample, size: int) -> list:
+    """The candidates ``query --data`` scores (one per task x architecture group, most similar data first),
+    topped up with other members of those architectures when there are fewer than ``size`` groups."""
+    from igpg_zoo.answer.candidates import retrieve
+
+    chosen = retrieve(zoo, None, {}, (), sample, False, size)
+    if len(chosen) < size:
+        seen, archs = {c.record.id for c in chosen}, {c.record.arch for c in chosen}
+        chosen += [c for c in retrieve(zoo, None, {}, (), sample, True, 10_000)
+                   if c.record.arch in archs and c.record.id not in seen][:size - len(chosen)]
+    return chosen
 
 
 def _selection(zoo, split, sizes: dict) -> dict:
-    """Up to ``pool`` candidates: estimate, static baselines, and test accuracy after the budget."""
+    """``pool`` candidates: every estimate, the static baselines, and the test accuracy after the budget
+    (mean over ``TRUTH_SEEDS``: one run's accuracy moves by about as much as neighbouring candidates differ)."""
+    from igpg_zoo.answer.heads import transplant
+    from igpg_zoo.answer.sample import split_sample
     from igpg_zoo.finetune import FinetuneConfig
-    from igpg_zoo.finetune import starts
 
-    cfg = FinetuneConfig(epochs=sizes["epochs"], max_steps=sizes["budget"], seed=SEED, evals_per_epoch=64)
-    ranked = starts.candidates(zoo, split)
-    chosen = ranked[:sizes["pool"]]
-    if len(chosen) < sizes["pool"]:  # few groups: add other members of the fitting architectures
-        seen = {r.id for r in chosen}
-        archs = {r.arch for r in ranked}
-        chosen += [r for r in zoo.list() if r.arch in archs and r.id not in seen][:sizes["pool"] - len(chosen)]
+    sample = split_sample(split.dataset, seed=SEED)  # the answer's sample of the data's training split
     rows = []
-    for rec in chosen:
-        w = zoo.load_weights(rec.id)
-        run = run_start(rec.arch, w, split, cfg, (sizes["budget"],))
-        est = starts.heldout_scores(rec.arch, w, split, SEED)
-        rows.append({"id": rec.id, "arch": rec.arch, "dataset": rec.dataset, "stored_acc": rec.metric("acc") or 0.0,
-                     "n_params": rec.n_params, "estimate": est["margin"], "acc": est["acc"],
-                     "acc_margin": est["acc"] + 1e-3 * est["margin"], "true": run["test_at"].get(str(sizes["budget"]))})
+    for c in _pool(zoo, sample, sizes["pool"]):
+        w = zoo.load_weights(c.record.id)
+        true = []
+        for seed in TRUTH_SEEDS:  # data order and fresh head per seed; the mean is the truth
+            cfg = FinetuneConfig(epochs=sizes["epochs"], max_steps=sizes["budget"], seed=seed, evals_per_epoch=64)
+            true.append(run_start(c.record.arch, w, split, cfg, (sizes["budget"],))["test_at"][str(sizes["budget"])])
+        t0 = time.perf_counter()
+        est = _start_estimates(c.arch, transplant(w, c.record.arch, c.arch, SEED), sample)
+        rows.append({"id": c.record.id, "arch": c.arch, "dataset": c.record.dataset,
+                     "stored_acc": c.record.metric("acc") or 0.0, "n_params": c.record.n_params,
+                     "data_similarity": c.data_similarity, **est, "score_s": time.perf_counter() - t0,
+                     "true": float(np.mean(true)), "true_per_seed": true})
     return {"candidates": rows}
 
 
-def _latency(zoo, split, arch: str) -> dict:
-    """Seconds of an answer for the data: retrieval over every fitting architecture, then one generation."""
-    from igpg_zoo.finetune import starts
+def latency(quick: bool) -> list[dict]:
+    """Wall and CPU seconds of an answer for each case's data in this process (imports and models warm):
+    retrieval only, then with generation (``--mode auto``). Measured afresh on every run, never cached."""
+    from igpg_zoo.answer import AnswerSettings
+    from igpg_zoo.finetune.data import split as split_data
+    from igpg_zoo.zoo import open_zoo
 
-    t0 = time.perf_counter()
-    starts.retrieve(zoo, split, seed=SEED)
-    t1 = time.perf_counter()
-    starts.generate(zoo, arch, split, 5, SEED)
-    return {"retrieve_s": t1 - t0, "retrieve_and_generate_s": time.perf_counter() - t0}
+    out = []
+    with open_zoo(str(registry())) as zoo:
+        for task in (QUICK_CASES if quick else HELD_OUT + USER):
+            ds = split_data(sample(task, SIZES[quick]), 0.2, SEED).dataset
+            row = {"case": task}
+            for label, mode in (("retrieve", "retrieve"), ("retrieve_and_generate", "auto")):
+                w, c = time.perf_counter(), time.process_time()
+                zoo.answer(data=ds, settings=AnswerSettings(mode=mode, seed=SEED), record=False)
+                row.update({f"{label}_s": time.perf_counter() - w, f"{label}_cpu_s": time.process_time() - c})
+            out.append(row)
+    return out
 
 
 def archs_for(zoo, split, limit: int) -> list[str]:
@@ -171,39 +201,69 @@ def archs_for(zoo, split, limit: int) -> list[str]:
     return bodies[:limit]
 
 
+def _cached(name: str, key_parts: list, compute) -> dict:
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
+    cache = HERE / "scratch" / f"frontdoor-{name}-{key}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    out = compute()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out, default=float))
+    return out
+
+
+def selection(quick: bool, zoo) -> dict[str, dict]:
+    """Each case's selection pool (no generator needed), cached per zoo snapshot and sizes."""
+    from igpg_zoo.finetune.data import split as split_data
+
+    sizes = SIZES[quick]
+    base = [VERSION, zoo.snapshot()["hash"], sizes]
+    out = {}
+    for task in (QUICK_CASES if quick else HELD_OUT + USER):
+        split = split_data(sample(task, sizes), 0.2, SEED)
+        out[task] = _cached("selection", [*base, task], lambda: _selection(zoo, split, sizes))
+    return out
+
+
 def cells(quick: bool) -> dict:
-    """Every case's cells, selection pool and latency; cached per zoo snapshot, prior and sizes."""
+    """Every case's cells (the answer with the product's default estimate) and selection pool. Cached per
+    zoo snapshot, prior and sizes: the selection pool (every estimate beside the truth) apart from the
+    cells, which depend on the default estimate."""
+    from igpg_zoo.answer import AnswerSettings
     from igpg_zoo.finetune.data import split as split_data
     from igpg_zoo.zoo import open_zoo
 
-    sizes = SIZES[quick]
+    sizes, estimate = SIZES[quick], AnswerSettings().estimate
     path = registry()
     cases = QUICK_CASES if quick else HELD_OUT + USER
     with open_zoo(str(path)) as zoo:
         prior = zoo.list_artifacts("prior")[-1].id
-        key = hashlib.sha256(json.dumps([VERSION, zoo.snapshot()["hash"], prior, sizes, cases]).encode()).hexdigest()[:16]
-        cache = HERE / "scratch" / f"frontdoor-cells-{key}.json"
-        if cache.exists():
-            return json.loads(cache.read_text())
+        pools = selection(quick, zoo)
+        base = [VERSION, zoo.snapshot()["hash"], sizes]
         out = {"zoo": f"demo preset, generator: igpg-zoo train {' '.join(DEMO_TRAIN)}", "prior_artifact_id": prior,
-               "sizes": sizes, "cases": {}}
+               "sizes": sizes, "estimate": estimate, "registry": str(path), "cases": {}}
         for task in cases:
             split = split_data(sample(task, sizes), 0.2, SEED)
             archs = archs_for(zoo, split, sizes["archs"])
+            kind = "held-out" if task in HELD_OUT else "user"
             if not archs:
-                out["cases"][task] = {"kind": "held-out" if task in HELD_OUT else "user", "skipped": "no architecture "
-                                      "of the zoo takes this data", "cells": [], "selection": {"candidates": []}}
+                out["cases"][task] = {"kind": kind, "skipped": "no architecture of the zoo takes this data",
+                                      "cells": [], "selection": {"candidates": []}}
                 continue
-            case = {"kind": "held-out" if task in HELD_OUT else "user", "in_presets": presets_free(task),
-                    "n_classes": split.n_classes, "cells": [_cell(zoo, split, a, sizes) for a in archs],
-                    "selection": _selection(zoo, split, sizes), "latency": _latency(zoo, split, archs[0])}
-            out["cases"][task] = case
+            cell = _cached("cells", [*base, prior, task, estimate],
+                           lambda: {"cells": [_cell(zoo, split, a, sizes, estimate) for a in archs]})
+            out["cases"][task] = {"kind": kind, "in_presets": presets_free(task), "n_classes": split.n_classes,
+                                  "cells": cell["cells"], "selection": pools[task]}
             print(f"  {task}: {len(archs)} architectures", file=sys.stderr)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(out, default=float))
     return out
 
 
 def mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+def estimate_names() -> tuple[str, ...]:
+    from igpg_zoo.answer.settings import ESTIMATES
+
+    return ESTIMATES

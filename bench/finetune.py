@@ -1,8 +1,8 @@
 """Fine-tuning from the answer: how many steps the chosen start saves against random init.
 
 Cases: bench/_frontdoor_cases.py (tasks no generator of the demo zoo trained on). Per case and
-architecture the automatic choice (retrieved, generated or random, by a fitted head's mean margin on
-the held-out part of the sample) and random init are fine-tuned with the same schedule (same seed,
+architecture the answer's choice (`Zoo.answer` with --arch: its best retrieved or best generated start,
+by the product's default estimate) and random init are fine-tuned with the same schedule (same seed,
 split, steps; no early stopping). Target accuracy: 95 % of random init's final held-out accuracy;
 steps are read off the held-out curve, evaluated after every step (a start already there at step 0
 counts as one step; one that never gets there counts as the whole schedule).

@@ -252,6 +252,29 @@ def test_library_answer_hands_out_what_it_scored(zoo_root, user_npz):
     assert held == pytest.approx(c.held_accuracy) and get_adapter(c.arch).supports(c.arch)
 
 
+@pytest.mark.parametrize("first", ["select", "query"])
+def test_a_recorded_answer_or_select_caches_scores_the_next_answer_reads(zoo_root, user_npz, tmp_path, first):
+    from igpg_zoo.answer import AnswerSettings, SelectSettings
+    from igpg_zoo.registry.blobs import OWNER
+    from igpg_zoo.zoo import open_zoo
+
+    shutil.copy(zoo_root / "plain.db", tmp_path / "z.db")
+    shutil.copytree(zoo_root / "blobs", tmp_path / "blobs", ignore=shutil.ignore_patterns(OWNER))
+    with open_zoo(str(tmp_path / "z.db"), str(tmp_path / "blobs")) as zoo:
+        settings = AnswerSettings(mode="retrieve", seed=3)
+        fresh = zoo.answer(data=user_npz, settings=settings, record=False)
+        assert not any(c.cached for c in fresh.retrieved)
+        if first == "select":
+            zoo.select(user_npz, settings=SelectSettings(seed=3))
+        else:
+            zoo.answer(data=user_npz, settings=settings, record=True)
+        again = zoo.answer(data=user_npz, settings=settings, record=False)
+    assert again.retrieved and all(c.cached for c in again.retrieved)
+    assert [(c.record.id, c.estimate) for c in again.retrieved] == [(c.record.id, c.estimate) for c in fresh.retrieved]
+    assert again.decision.reason == fresh.decision.reason
+    assert all(torch.equal(again.weights[k], v) for k, v in fresh.weights.items())  # the head fitted alike
+
+
 @pytest.mark.parametrize("distance, replica", [(0.0, True), (0.01, True), (0.5, False)])
 def test_a_draw_that_replicates_a_member_is_answered_as_that_member(zoo_root, user_npz, monkeypatch, distance,
                                                                      replica):

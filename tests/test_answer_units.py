@@ -70,14 +70,50 @@ def test_transplant_keeps_the_body_and_replaces_the_head():
     get_adapter("mlp-i16-h8-o5").build("mlp-i16-h8-o5").load_state_dict(out, strict=True)
 
 
-@pytest.mark.parametrize("estimate", ["ridge", "knn", "logme"])
+@pytest.mark.parametrize("estimate", ["ridge", "knn", "logme", "margin", "loo_acc", "loo_margin"])
 def test_every_estimate_prefers_features_that_carry_the_labels(estimate):
-    from igpg_zoo.answer.estimate import score_features
+    from igpg_zoo.answer.estimate import estimates, score_features
 
     good, bad = _sample(informative=True), _sample(informative=False)
     g = score_features(good.x_fit, good.x_held, good, 3, estimate, 1e-2).value
     b = score_features(bad.x_fit, bad.x_held, bad, 3, estimate, 1e-2).value
     assert g > b
+    assert estimates(good.x_fit, good.x_held, good, 3, 1e-2)[estimate] == pytest.approx(g)  # the bench's values
+
+
+def test_the_settings_name_every_estimate_and_default_to_one():
+    from igpg_zoo.answer.estimate import estimates
+    from igpg_zoo.answer.settings import ESTIMATES, AnswerSettings, SelectSettings
+
+    s = _sample()
+    assert set(ESTIMATES) <= estimates(s.x_fit, s.x_held, s, 3, 1e-2).keys()
+    assert AnswerSettings().estimate == SelectSettings().estimate and AnswerSettings().estimate in ESTIMATES
+
+
+@pytest.mark.parametrize("n, d, classes, seed", [(40, 5, 2, 0), (60, 7, 3, 1), (30, 40, 4, 2)])  # d > n too
+def test_leave_one_out_scores_equal_refitting_without_each_sample(n, d, classes, seed):
+    from igpg_zoo.answer.estimate import LOO_GRID, loo_scores, mean_margin
+
+    rng = np.random.default_rng(seed)
+    F, y = rng.normal(size=(n, d)), np.arange(n) % classes
+    got = loo_scores(F, y, classes)
+    A, Y = np.c_[F, np.ones(n)], np.eye(classes)[y]
+    lam = got["loo_ridge"] * (np.linalg.svd(A, compute_uv=False) ** 2).sum() / A.shape[1]
+    assert got["loo_ridge"] in LOO_GRID
+    pred = np.array([A[i] @ np.linalg.solve(A[np.arange(n) != i].T @ A[np.arange(n) != i] + lam * np.eye(d + 1),
+                                            A[np.arange(n) != i].T @ Y[np.arange(n) != i]) for i in range(n)])
+    assert got["loo_acc"] == pytest.approx(float((pred.argmax(1) == y).mean()))
+    assert got["loo_margin"] == pytest.approx(mean_margin(pred, y), abs=1e-8)
+
+
+@pytest.mark.parametrize("outputs, y, expect", [
+    ([[1.0, 0.0], [0.2, 0.6]], [0, 1], 0.7),  # (1 - 0 + 0.6 - 0.2) / 2
+    ([[0.0, 1.0, 0.5]], [0], -1.0),
+])
+def test_mean_margin(outputs, y, expect):
+    from igpg_zoo.answer.estimate import mean_margin
+
+    assert mean_margin(np.array(outputs), np.array(y)) == pytest.approx(expect)
 
 
 def test_outputs_beyond_the_users_classes_never_win():

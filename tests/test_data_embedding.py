@@ -101,3 +101,14 @@ def test_pluggable_encoder_keeps_the_dimension(monkeypatch):
 
     with pytest.raises(ConfigError, match="unknown dataset encoder 'nope'"):
         emb.get_encoder()
+
+
+@pytest.mark.parametrize("h, w", [(8, 8), (28, 28), (16, 16), (5, 7), (1, 9), (40, 3)])
+def test_images_are_resized_as_scipy_zoom_would(h, w):
+    from scipy.ndimage import zoom
+
+    from igpg_zoo.data.embedding import _resize_matrix
+
+    img = np.random.default_rng(h * w).normal(size=(3, h, w))
+    want = zoom(img, (1, 16 / h, 16 / w), order=1, grid_mode=True, mode="nearest")
+    np.testing.assert_allclose(_resize_matrix(h, 16) @ img @ _resize_matrix(w, 16).T, want, atol=1e-12)

@@ -32,6 +32,7 @@ class Candidate:
     draw: dict[str, Any] | None = None  # generated: seed, index, log_likelihood, nearest, replica_of
     estimate: float | None = None
     held_accuracy: float | None = None
+    cached: bool = False  # the estimate was read from select's cache (same checkpoint, data and estimate)
     weights: dict | None = field(default=None, repr=False)
     scored: Any = field(default=None, repr=False)
 
@@ -52,7 +53,7 @@ class Candidate:
                 "n_params": r.n_params if r is not None else None, "group_size": self.group_size,
                 "text_score": _round(self.text_score), "data_similarity": _round(self.data_similarity),
                 "estimate": _round(self.estimate), "held_accuracy": _round(self.held_accuracy),
-                "draw": self.draw}
+                "cached": self.cached, "draw": self.draw}
 
 
 def _round(v: float | None) -> float | None:

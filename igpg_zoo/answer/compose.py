@@ -41,7 +41,7 @@ class Answer:
 
     def weights_of(self, c: Candidate) -> dict:
         """The start ``c`` would hand out (``c.arch``): head fitted on the fit part when there is data."""
-        return _handed_out(c, self.sample)
+        return _handed_out(c, self.sample, self.inputs["settings"]["ridge"])
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -106,6 +106,30 @@ def _score(c: Candidate, sample: UserSample | None, s: AnswerSettings, weights) 
     return c
 
 
+def _score_retrieved(zoo, found: list[Candidate], sample: UserSample | None, s: AnswerSettings, write: bool
+                     ) -> list[Candidate]:
+    """Score stored candidates, reading ``select``'s cache (checkpoint, data fingerprint, estimate) first;
+    new scores go into it when the answer is recorded (a write anyway)."""
+    if sample is None:
+        return [_score(c, None, s, zoo.blobs.load(c.record.sha256)) for c in found]
+    cache = zoo.answers.scores(sample.fingerprint, s.estimate, [c.record.id for c in found])
+    fresh = {}
+    for c in found:
+        hit = cache.get(c.record.id)
+        if hit is not None and hit[0] == c.record.sha256 and hit[2].get("arch") == c.arch:
+            from igpg_zoo.answer.estimate import Scored
+
+            _score(c, None, s, zoo.blobs.load(c.record.sha256))  # weights only; the head is fitted if handed out
+            c.estimate, c.held_accuracy, c.cached = hit[1], hit[2].get("held_accuracy"), True
+            c.scored = Scored(hit[1], s.estimate, None, c.held_accuracy)
+            continue
+        _score(c, sample, s, zoo.blobs.load(c.record.sha256))
+        fresh[c.record.id] = (c.record.sha256, c.estimate, {"held_accuracy": c.held_accuracy, "arch": c.arch})
+    if fresh and write:
+        zoo.answers.put_scores(sample.fingerprint, s.estimate, fresh)
+    return found
+
+
 def _rank(found: list[Candidate], has_data: bool) -> list[Candidate]:
     if not has_data:
         return found
@@ -153,7 +177,7 @@ def _draws(zoo, archs, sample, text, s: AnswerSettings, prior_id, retrieved) -> 
                     record = zoo.get(replica)
                     c = Candidate("retrieved", target_arch(record.arch, sample.input_shape, sample.n_classes)
                                   if sample is not None else record.arch, record, draw=info)
-                    known[replica] = _score(c, sample, s, zoo.load_weights(replica))
+                    known[replica] = _score(c, sample, s, zoo.blobs.load(record.sha256))
                     retrieved.append(known[replica])
                 continue
             target = target_arch(arch, sample.input_shape, sample.n_classes) if sample is not None else arch
@@ -199,9 +223,8 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
     if sample is None and not (text or arch) and s.mode != "generate":
         raise ConfigError("give TEXT, --data PATH or --arch to answer")
     seconds: dict[str, float] = {"data": time.perf_counter() - clock["start"]}
-    retrieved = _rank([_score(c, sample, s, zoo.load_weights(c.record.id))
-                       for c in cands.retrieve(zoo, text, filters, arch, sample, s.all_members, s.max_scored)],
-                      sample is not None)
+    retrieved = _rank(_score_retrieved(zoo, cands.retrieve(zoo, text, filters, arch, sample, s.all_members,
+                                                           s.max_scored), sample, s, record), sample is not None)
     seconds["retrieve"] = time.perf_counter() - clock["start"] - seconds["data"]
     generated, notes, covered = _generation(zoo, text, arch, sample, retrieved, s, prior_id, seconds)
     retrieved = _rank(retrieved, sample is not None)  # replicas of members joined the retrieved
@@ -215,7 +238,7 @@ def answer(zoo, text: str | None = None, data=None, arch: tuple[str, ...] = (), 
         result.proposals = propose(zoo, sample, covered or gen.covered_archs(zoo, prior_id))
     if sample is not None:
         result.baselines = [_random_init(decision.chosen.arch, sample, s)]
-    result.weights = _handed_out(decision.chosen, sample)
+    result.weights = _handed_out(decision.chosen, sample, s.ridge)
     if out is not None:
         result.out = _write(zoo, result, sample, fmt, Path(out), overwrite)
     if record:
@@ -246,10 +269,10 @@ def _random_init(arch: str, sample: UserSample, s: AnswerSettings) -> Candidate:
                                                    "log_likelihood": None}), sample, s, weights)
 
 
-def _handed_out(c: Candidate, sample: UserSample | None) -> dict:
+def _handed_out(c: Candidate, sample: UserSample | None, ridge: float) -> dict:
     from igpg_zoo.answer.estimate import weights_for_user
 
-    return weights_for_user(c.arch, c.weights, sample, c.scored) if sample is not None else dict(c.weights)
+    return weights_for_user(c.arch, c.weights, sample, c.scored, ridge) if sample is not None else dict(c.weights)
 
 
 def _write(zoo, result: Answer, sample, fmt: str, out: Path, overwrite: bool) -> str:

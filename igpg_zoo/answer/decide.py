@@ -37,6 +37,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _est(c: Candidate) -> str:
+    """The candidate's estimate, named (``0.712 loo_margin``) when it was scored."""
+    name = getattr(c.scored, "estimate", None)
+    return _fmt(c.estimate) + (f" {name}" if name and c.estimate is not None else "")
+
+
 def _near(c: Candidate) -> str:
     nearest = (c.draw or {}).get("nearest") or {}
     if nearest.get("id") is None:
@@ -47,12 +53,12 @@ def _near(c: Candidate) -> str:
 def _with_data(r: Candidate | None, g: Candidate | None, n_draws: int, seconds: float | None) -> tuple[str, str]:
     took = f" ({seconds:.1f} s to generate)" if seconds is not None else ""
     if g is None or (r is not None and r.estimate >= g.estimate):
-        other = (f" vs {_fmt(g.estimate)} for the best of {n_draws} generated{took}" if g is not None
+        other = (f" vs {_est(g)} for the best of {n_draws} generated{took}" if g is not None
                  else " (no generated draw to compare)")
         copied = " (a generated draw replicated it)" if (r.draw or {}).get("replica_of") else ""
-        return "retrieved", f"retrieved {r.label}{copied}: {_fmt(r.estimate)} on your held-out sample{other}"
-    other = f" vs {_fmt(r.estimate)} for retrieved {r.label}" if r is not None else ""
-    return "generated", (f"generated {g.label} of {g.arch}: {_fmt(g.estimate)} on your held-out sample{other}{took}"
+        return "retrieved", f"retrieved {r.label}{copied}: {_est(r)} on your held-out sample{other}"
+    other = f" vs {_est(r)} for retrieved {r.label}" if r is not None else ""
+    return "generated", (f"generated {g.label} of {g.arch}: {_est(g)} on your held-out sample{other}{took}"
                          f"{_near(g)}")
 
 
@@ -67,7 +73,7 @@ def decide(retrieved: list[Candidate], generated: list[Candidate], mode: str, ha
         if r is None:
             raise NothingToReturn("nothing to answer with: no stored member fits the query; widen the filters, "
                                   "give another --arch, or train a generator and use --mode generate")
-        why = (f"retrieved {r.label}: {_fmt(r.estimate)} on your held-out sample" if has_data else
+        why = (f"retrieved {r.label}: {_est(r)} on your held-out sample" if has_data else
                f"retrieved {r.label}: the best match" + (f" (text score {r.text_score:.3f})" if r.text_score else ""))
         if mode == "generate":
             why += "; every draw replicated a member, so the member is the answer"
@@ -75,8 +81,8 @@ def decide(retrieved: list[Candidate], generated: list[Candidate], mode: str, ha
             why += f"; without data the draws (log-likelihood {g.draw['log_likelihood']:.1f}) are not compared"
         return Decision("retrieved", r, mode, why, r, g)
     if mode == "generate":
-        vs = f" (retrieved {r.label}: {_fmt(r.estimate)})" if r is not None else ""
-        why = (f"generated {g.label} of {g.arch}: {_fmt(g.estimate)} on your held-out sample{vs}{_near(g)}" if has_data else
+        vs = f" (retrieved {r.label}: {_est(r)})" if r is not None else ""
+        why = (f"generated {g.label} of {g.arch}: {_est(g)} on your held-out sample{vs}{_near(g)}" if has_data else
                f"generated {g.label} of {g.arch}: the likeliest of {len(generated)} draws "
                f"(log-likelihood {g.draw['log_likelihood']:.1f}){_near(g)}")
         return Decision("generated", g, mode, why, r, g)

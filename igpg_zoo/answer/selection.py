@@ -80,7 +80,7 @@ def _score_all(zoo, members, sample: UserSample, s: SelectSettings, progress=Non
             hits += 1
             rows.append(Ranked(record, target, hit[1], hit[2].get("held_accuracy"), True))
             continue
-        weights = transplant(zoo.load_weights(record.id), record.arch, target, s.seed)
+        weights = transplant(zoo.blobs.load(record.sha256), record.arch, target, s.seed)
         sc = score_model(target, weights, sample, s.estimate, s.ridge)
         fresh[record.id] = (record.sha256, sc.value, {"held_accuracy": sc.held_accuracy, "arch": target})
         rows.append(Ranked(record, target, sc.value, sc.held_accuracy, False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 MODES = ("auto", "retrieve", "generate")
-ESTIMATES = ("ridge", "knn", "logme")
+ESTIMATES = ("ridge", "knn", "logme", "margin", "loo_acc", "loo_margin")
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class AnswerSettings:
     mode: str = "auto"  # auto | retrieve | generate
     k: int = 5  # rows shown (candidates, best first)
     all_members: bool = False  # every member instead of one per task x architecture group
-    estimate: str = "ridge"  # ESTIMATES; see docs/frontdoor.md for the measurement that chose it
+    estimate: str = "loo_margin"  # ESTIMATES; chosen by bench/frontdoor.py (docs/frontdoor.md says how)
     probe: int = 512  # user samples used at most (stratified) for scoring
     held_fraction: float = 0.3  # of the probe held out for scoring; the rest fits heads (never scored on)
     max_scored: int = 12  # retrieved candidates scored at most (groups, or members with --all)
@@ -34,7 +34,7 @@ class SelectSettings:
     """How ``select`` ranks: the estimate and the sample it scores on (the cache key includes them)."""
 
     k: int = 10
-    estimate: str = "ridge"
+    estimate: str = AnswerSettings.estimate  # the same estimate as the answer
     order: str = "estimate"  # estimate | acc | params: the order of the shortlist
     probe: int = 512
     held_fraction: float = 0.3

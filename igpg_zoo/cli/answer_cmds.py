@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from igpg_zoo.answer.settings import AnswerSettings, SelectSettings
+from igpg_zoo.answer.settings import ESTIMATES, AnswerSettings, SelectSettings
 from igpg_zoo.cli.options import BlobsOpt, JsonOpt, OverwriteOpt, RegistryOpt
 from igpg_zoo.cli.registry_cmds import (
     ArchFilter,
@@ -34,8 +34,8 @@ from igpg_zoo.cli.registry_cmds import (
 A, S = AnswerSettings(), SelectSettings()
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="your labelled data: .npz (x, y), .csv or image folder")]
 LabelOpt = Annotated[str, typer.Option("--label", help="label column of a --data .csv")]
-EstimateOpt = Annotated[str, typer.Option("--estimate", help="ridge | knn | logme: how a start is scored on "
-                                                              "your held-out sample (docs/frontdoor.md)")]
+EstimateOpt = Annotated[str, typer.Option("--estimate", help=f"{' | '.join(ESTIMATES)}: how a start is scored on "
+                                                              "held-out samples of your data (docs/frontdoor.md)")]
 
 
 def _filters(dataset, task, kind, tag, where) -> dict:

@@ -61,16 +61,26 @@ class SampleEncoder(Protocol):
 CANON = 256  # every sample becomes a 256-vector before the random layer
 
 
-def _canonical(x: np.ndarray, modality: str) -> np.ndarray:
-    """(N, *shape) -> (N, 256): images averaged over channels and resized to 16x16, sequences
-    resampled to 256 steps, tables zero-padded; images and sequences standardised per sample."""
-    from scipy.ndimage import zoom
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) linear interpolation between pixel centres, edges held (what
+    ``scipy.ndimage.zoom(order=1, grid_mode=True, mode="nearest")`` does along one axis, without its import)."""
+    c = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(c).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.arange(n_out), i0), 1.0 - (c - i0))
+    np.add.at(m, (np.arange(n_out), i1), c - i0)
+    return m
 
+
+def _canonical(x: np.ndarray, modality: str) -> np.ndarray:
+    """(N, *shape) -> (N, 256): images averaged over channels and resized to 16x16 (bilinear), sequences
+    resampled to 256 steps, tables zero-padded; images and sequences standardised per sample."""
     n = len(x)
     if modality == "image":
         img = x.reshape(n, -1, *x.shape[-2:]).mean(1)  # (N, H, W)
         h, w = img.shape[1:]
-        v = zoom(img, (1, 16 / h, 16 / w), order=1, grid_mode=True, mode="nearest").reshape(n, -1)
+        v = (_resize_matrix(h, 16) @ img @ _resize_matrix(w, 16).T).reshape(n, -1)
     elif modality == "sequence":
         seq = x.reshape(n, -1)  # (N, L)
         grid = np.linspace(0, seq.shape[1] - 1, CANON)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from igpg_zoo.answer.settings import ESTIMATES, AnswerSettings, SelectSettings
 from igpg_zoo.errors import ConfigError
 from igpg_zoo.records import MAX_ID
 from igpg_zoo.server.deps import Filters, FilterParams, State, check_token
@@ -26,7 +27,7 @@ from igpg_zoo.server.routes_write import read_body
 from igpg_zoo.server.state import ServerState
 
 router = APIRouter(prefix="/api", tags=["answer"])
-Estimate = Literal["ridge", "knn", "logme"]
+Estimate = Literal[ESTIMATES]  # the answer package's estimates; the default is its settings'
 DataName = Annotated[str | None, Query(max_length=256, description="built-in dataset or generated task name "
                                                                     "(or send your .npz as the body)")]
 _NPZ = {"requestBody": {"required": False, "content": {
@@ -71,14 +72,12 @@ async def answer(
     request: Request, state: State, filters: Filters,
     text: Annotated[str | None, Query(max_length=2000)] = None, dataset: DataName = None,
     mode: Literal["auto", "retrieve", "generate"] = "auto", k: Annotated[int, Query(ge=1, le=50)] = 5,
-    estimate: Estimate = "ridge", n: Annotated[int, Query(ge=1, le=16)] = 5,
+    estimate: Estimate = AnswerSettings.estimate, n: Annotated[int, Query(ge=1, le=16)] = 5,
     seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     prior: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     record: Annotated[bool, Query(description="record the answer in the registry (needs the token)")] = False,
     authorization: Annotated[str | None, Header()] = None,
 ):
-    from igpg_zoo.answer.settings import AnswerSettings
-
     if record:
         check_token(state, authorization)
     body, refused = await _body(request, state)
@@ -102,11 +101,9 @@ async def answer(
                                 "(igpg-zoo select)", openapi_extra=_NPZ)
 async def select(
     request: Request, state: State, filters: Filters, dataset: DataName = None,
-    k: Annotated[int, Query(ge=1, le=100)] = 10, estimate: Estimate = "ridge",
+    k: Annotated[int, Query(ge=1, le=100)] = 10, estimate: Estimate = SelectSettings.estimate,
     order: Literal["estimate", "acc", "params"] = "estimate", seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ):
-    from igpg_zoo.answer.settings import SelectSettings
-
     body, refused = await _body(request, state)
     if refused is not None:
         return refused
