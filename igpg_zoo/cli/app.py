@@ -25,13 +25,14 @@ from igpg_zoo.cli import (
 )
 from igpg_zoo.errors import ZooError
 
-app = typer.Typer(
-    name="igpg-zoo",
-    help="A model-zoo registry: add checkpoints, query them, generate weights with IGPG, export.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-)
+APP_SETTINGS = {
+    "name": "igpg-zoo",
+    "help": "A model-zoo registry: add checkpoints, query them, generate weights with IGPG, export.",
+    "no_args_is_help": True,
+    "pretty_exceptions_show_locals": False,
+    "add_completion": False,
+}
+app = typer.Typer(**APP_SETTINGS)
 
 for module in (registry_cmds, answer_cmds, adapter_cmds, zoo_cmds, tokenizer_cmds, generator_cmds, finetune_cmds,
                export_cmds, artifact_cmds):
@@ -45,6 +46,28 @@ def version() -> None:
     from igpg_zoo import __version__
 
     typer.echo(__version__)
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app holding only the command (or command group) that ``argv`` names, else the whole app.
+
+    Typer turns every command's signature into options before running any command; building the
+    one command that runs keeps a read as cheap as the read itself. Help, typos and bare options get
+    the whole app, so they see every command."""
+    name = argv[0] if argv else ""
+    commands = [c for c in app.registered_commands
+                if (c.name or typer.main.get_command_name(c.callback.__name__)) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not name or name.startswith("-") or not (commands or groups):
+        return app
+    light = typer.Typer(**APP_SETTINGS)
+    light.registered_commands, light.registered_groups = commands, groups
+    light.callback()(_group)  # stay a group: the command's name is still the first argument
+    return light
+
+
+def _group() -> None:
+    """A model-zoo registry: add checkpoints, query them, generate weights with IGPG, export."""
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -64,7 +87,7 @@ def main() -> None:
     warnings.formatwarning = _one_line_warning
     try:
         # standalone_mode=False: click returns a command's exit code instead of exiting
-        rc = app(standalone_mode=False)
+        rc = _app_for(sys.argv[1:])(standalone_mode=False)
     except ZooError as exc:
         if os.environ.get("IGPG_ZOO_DEBUG") == "1":
             raise

@@ -31,9 +31,11 @@ WhereFilter = Annotated[
 
 
 def _zoo(registry: str | None, blobs: str | None):
-    from igpg_zoo.zoo import open_zoo
+    """The registry, read through ``sqlite3`` where it is a SQLite file (a command reads once and exits)."""
+    from igpg_zoo.config import resolve_config
+    from igpg_zoo.zoo import Zoo
 
-    return open_zoo(registry, blobs)
+    return Zoo(resolve_config(registry, blobs), light_reads=True)
 
 
 def _echo_json(value: Any) -> None:
