@@ -74,10 +74,10 @@ _UNSHOWN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format, surro
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    rows = [[_shown(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    """A rich table (``cli.tables``) of values shown safely (``_shown``); numbers right-aligned."""
+    from igpg_zoo.cli.tables import print_table
+
+    print_table([[_shown(c) for c in row] for row in rows], header, right=("params", "score"))
 
 
 def _summary(record) -> str:
