@@ -202,7 +202,7 @@ def _details(data: dict) -> str:
     lines += ["", "`list`, `show` and text `query` read a SQLite registry through Python's sqlite3 (SQLAlchemy, "
                   "alembic and the ORM are imported only by commands that write); only the command being run is "
                   "built by typer; text embedding runs the bundled all-MiniLM-L6-v2 through onnxruntime + "
-                  "tokenizers (no torch), 8 texts per run; reading a `.safetensors` file uses safetensors' numpy "
+                  "tokenizers (no torch), 8 texts per run, the word-embedding table memory-mapped outside the graph; reading a `.safetensors` file uses safetensors' numpy "
                   "API and the architecture's cached state-dict signature (torch only for the first file of a new "
                   "architecture)."]
     return "\n".join(lines)
