@@ -7,7 +7,6 @@ sentence-transformers or faiss. Each command parses, calls the Zoo, and prints.
 from __future__ import annotations
 
 import json
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -167,7 +166,9 @@ def _add_manifest(zoo, folder: Path, manifest: Path, flags: dict[str, Any], as_j
     entries = read_manifest(manifest, folder)
     refused: list[tuple[str, str]] = []
     names: list[str] = []
-    with typer.progressbar(length=len(entries), label="adding", file=sys.stderr) as bar:
+    from igpg_zoo.progress import Bar
+
+    with Bar("adding", total=len(entries), unit="models") as bar:
         results = zoo.add_many(_entry_items(entries, flags, refused, names, bar), batch=BULK_BATCH,
                                on_error=lambda pos, err: refused.append((names[pos], str(err))))
     added = [r.checkpoint for r in results if r.created]
