@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from igpg_zoo.config import ZooConfig, resolve_config
-from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, RegistryUnavailable, ZooError
+from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
 from igpg_zoo.registry.blobs import BlobStore
+from igpg_zoo.registry.connections import Connections
 from igpg_zoo.registry.filters import make_filters
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from igpg_zoo.registry.answer_store import AnswerStore
     from igpg_zoo.registry.artifact_store import ArtifactStore
-    from igpg_zoo.registry.db import Database
     from igpg_zoo.registry.ingest import Prepared
     from igpg_zoo.registry.search_cache import SearchCache
     from igpg_zoo.registry.sqlite_reads import SqliteReads
@@ -58,79 +58,26 @@ class Zoo:
         self._embedder = embedder if not isinstance(embedder, str) else None
         self._embedder_spec = embedder if isinstance(embedder, str) else config.embedder
         self._blobs: BlobStore | None = None
-        self._database: Database | None = None  # the registry's database, once opened
-        self._current: Database | None = None  # what reads use: the database, or an empty in-memory one
-        self._stores: dict[str, Any] = {}
-        self._reads: SqliteReads | None = None
         self._search: SearchCache | None = None
         self._query_dim: int | None = None  # set by the first query once embedder and index are checked
-        self._missing = False  # a SQLite file not created yet: reads see an empty registry
-        if config.is_sqlite_file:
-            path = Path(config.registry).expanduser().resolve()
-            if not path.parent.is_dir():
-                raise RegistryUnavailable(
-                    f"the folder of registry file {path} does not exist; create it or pass --registry"
-                )
-            if path.is_dir():
-                raise RegistryUnavailable(f"registry {path} is a folder, not a registry file; pass --registry "
-                                          f"with a file path, e.g. {path / 'registry.db'}")
-            self._missing = not path.exists()
-            if light_reads and not self._missing:
-                from igpg_zoo.registry.sqlite_reads import SqliteReads
-
-                self._reads = SqliteReads.open(path, lambda: self.store)
-            if self._reads is None and not self._missing:
-                self._open_database()
-        else:
-            self._open_database()
-
-    def _open_database(self) -> Database:
-        from igpg_zoo.registry.db import Database
-
-        if self._database is None:
-            self._database = Database(self.config.url)
-        return self._database
-
-    def _db(self) -> Database:
-        """The database reads use: the registry's, or an empty in-memory one for a missing SQLite file."""
-        if self._current is None:
-            if self._database is None and not self._missing:
-                self._open_database()
-            if self._database is None:
-                from igpg_zoo.registry.db import Database
-
-                self._current = Database("sqlite://")  # a missing SQLite file reads as empty
-            else:
-                self._current = self._database
-        return self._current
-
-    def _store(self, kind: str):
-        if kind not in self._stores:
-            if kind == "store":
-                from igpg_zoo.registry.store import CheckpointStore as made
-            elif kind == "artifacts":
-                from igpg_zoo.registry.artifact_store import ArtifactStore as made
-            else:
-                from igpg_zoo.registry.answer_store import AnswerStore as made
-            self._stores[kind] = made(self._db())
-        return self._stores[kind]
+        self._connections = Connections(config, light_reads)
 
     @property
     def store(self) -> CheckpointStore:
-        return self._store("store")
+        return self._connections.store("store")
 
     @property
     def artifacts(self) -> ArtifactStore:
-        return self._store("artifacts")
+        return self._connections.store("artifacts")
 
     @property
     def answers(self) -> AnswerStore:
-        return self._store("answers")
+        return self._connections.store("answers")
 
     @property
     def reads(self) -> CheckpointStore | SqliteReads:
         """Where records and vectors are read: ``SqliteReads`` when opened with light reads, else the store."""
-        return self._reads if self._reads is not None else self.store
+        return self._connections.reads()
 
     @property
     def search(self) -> SearchCache:
@@ -145,13 +92,7 @@ class Zoo:
         self._search = cache
 
     def _writable(self) -> None:
-        if self._database is None:  # first write to a new SQLite registry: create the file
-            if self._current is not None:
-                self._current.dispose()
-            self._missing = False
-            self._current = self._open_database()
-            for store in self._stores.values():
-                store.db = self._database
+        self._connections.writable()
 
     @property
     def blobs(self) -> BlobStore:
@@ -168,12 +109,7 @@ class Zoo:
         return self._embedder
 
     def close(self) -> None:
-        if self._reads is not None:
-            self._reads.close()
-        if self._current is not None:
-            self._current.dispose()
-        if self._database is not None and self._database is not self._current:
-            self._database.dispose()
+        self._connections.close()
 
     def __enter__(self) -> Zoo:
         return self
