@@ -138,3 +138,18 @@ def test_writes_through_a_light_zoo_are_seen_by_its_reads(registry, tmp_path):
         added = zoo.add_weights(get_adapter(arch).build(arch).state_dict(), meta).checkpoint
         assert zoo.get(added.id) == added and zoo.reads.count() == before + 1
         assert [h.checkpoint.id for h in zoo.query(meta.task, k=1, dataset=[meta.dataset])] == [added.id]
+
+
+def test_a_database_that_refuses_a_read_is_a_one_line_error(registry, tmp_path):
+    from igpg_zoo.errors import RegistryUnavailable
+
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(registry) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    reads = SqliteReads.open(copy, lambda: None)
+    with sqlite3.connect(copy) as db:
+        db.execute("DROP TABLE tags")  # what a damaged file looks like to the next read
+    with pytest.raises(RegistryUnavailable, match="cannot use registry") as err:
+        reads.list()
+    assert "\n" not in str(err.value)
+    reads.close()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from igpg_zoo.errors import ConfigError, NotFound
+from igpg_zoo.errors import ConfigError, NotFound, RegistryUnavailable
 from igpg_zoo.records import MAX_ID, Checkpoint, Metric
 from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
 from igpg_zoo.registry.schema_version import head_revision
@@ -99,9 +99,20 @@ def _valid_id(record_id: int) -> bool:
 class SqliteReads:
     """Read-only access to a SQLite registry at the current schema; other calls go to the full store."""
 
-    def __init__(self, connection: sqlite3.Connection, full_store: Callable[[], CheckpointStore]):
+    def __init__(self, connection: sqlite3.Connection, full_store: Callable[[], CheckpointStore], path: Path):
         self._db = connection
         self._full_store = full_store
+        self._path = path
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """All rows of one statement; a database that refuses it (busy, gone) is a one-line error."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            hint = ("another process is writing it; try again when it has finished" if "locked" in reason
+                    else "check the registry (igpg-zoo verify) and try again")
+            raise RegistryUnavailable(f"cannot use registry {self._path} ({reason}); {hint}") from None
 
     @classmethod
     def open(cls, path: Path, full_store: Callable[[], CheckpointStore]) -> SqliteReads | None:
@@ -122,7 +133,7 @@ class SqliteReads:
         if len(rows) != 1 or rows[0][0] != head_revision() or journal != "wal":
             connection.close()  # a migration is due (or a file this version did not write): the full path
             return None
-        return cls(connection, full_store)
+        return cls(connection, full_store, Path(path))
 
     def close(self) -> None:
         self._db.close()
@@ -134,18 +145,18 @@ class SqliteReads:
     # -- records -----------------------------------------------------------------------------
 
     def _records(self, sql: str, params: Sequence[Any]) -> list[Checkpoint]:
-        rows = self._db.execute(sql, params).fetchall()
+        rows = self._rows(sql, params)
         ids = [row[0] for row in rows]
         metrics: dict[int, list[Metric]] = defaultdict(list)
         tags: dict[int, list[str]] = defaultdict(list)
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
-            for cid, name, value, dataset in self._db.execute(
+            for cid, name, value, dataset in self._rows(
                     "SELECT checkpoint_id, name, value, dataset FROM metrics "
                     f"WHERE checkpoint_id IN ({marks})", chunk):
                 metrics[cid].append(Metric(name, value, dataset))
-            for cid, tag in self._db.execute(f"SELECT checkpoint_id, tag FROM tags WHERE checkpoint_id IN ({marks})",
+            for cid, tag in self._rows(f"SELECT checkpoint_id, tag FROM tags WHERE checkpoint_id IN ({marks})",
                                              chunk):
                 tags[cid].append(tag)
         return [
@@ -194,37 +205,37 @@ class SqliteReads:
         return self._records(sql, params)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+        return int(self._rows("SELECT count(*) FROM checkpoints")[0][0])
 
     def sort_is_known(self, sort: str) -> bool:
         """Whether ``sort`` is a column or a metric some record has (so a typo can be reported)."""
         if sort in COLUMN_SORTS:
             return True
         name = sort.partition("@")[0]
-        found = self._db.execute("SELECT EXISTS (SELECT 1 FROM metrics WHERE name = ?)", [name]).fetchone()[0]
+        found = self._rows("SELECT EXISTS (SELECT 1 FROM metrics WHERE name = ?)", [name])[0][0]
         return bool(found) or self.count() == 0
 
     # -- vectors -----------------------------------------------------------------------------
 
     def dim(self) -> int | None:
-        row = self._db.execute("SELECT dim FROM embeddings LIMIT 1").fetchone()
-        return None if row is None else row[0]
+        rows = self._rows("SELECT dim FROM embeddings LIMIT 1")
+        return rows[0][0] if rows else None
 
     def embedders(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT embedder, count(*) FROM embeddings GROUP BY embedder")
+        rows = self._rows("SELECT embedder, count(*) FROM embeddings GROUP BY embedder")
         return {name: int(n) for name, n in rows}
 
     def embedded_ids(self) -> np.ndarray:
         import numpy as np
 
-        rows = self._db.execute("SELECT checkpoint_id FROM embeddings ORDER BY checkpoint_id").fetchall()
+        rows = self._rows("SELECT checkpoint_id FROM embeddings ORDER BY checkpoint_id")
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 (n,), text vectors float32 (n, dim)) of every embedded record, by id."""
         import numpy as np
 
-        rows = self._db.execute("SELECT checkpoint_id, text_vector FROM embeddings ORDER BY checkpoint_id").fetchall()
+        rows = self._rows("SELECT checkpoint_id, text_vector FROM embeddings ORDER BY checkpoint_id")
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return ids, np.zeros((0, self.dim() or 0), dtype=np.float32)
