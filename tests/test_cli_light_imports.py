@@ -1,4 +1,4 @@
-"""The reading commands start without the heavy libraries: each runs in a fresh interpreter on a
+"""The reading commands start without the heavy libraries (nor SQLAlchemy): each runs in a fresh interpreter on a
 tiny registry, and the modules it imported are checked afterwards. Opening an up-to-date registry
 costs one query and never imports alembic; the migrations' file names give the head revision."""
 
@@ -15,7 +15,8 @@ from igpg_zoo.records import CheckpointMeta, Metric
 from igpg_zoo.registry import db as registry_db
 
 MLP = "mlp-i64-h32-o10"
-NEVER_ON_READS = ("torch", "transformers", "sentence_transformers", "safetensors.torch", "timm", "alembic")
+NEVER_ON_READS = ("torch", "transformers", "sentence_transformers", "safetensors.torch", "timm", "alembic",
+                  "sqlalchemy")  # a SQLite registry is read through sqlite3
 
 RUN_CLI = """
 import json, sys
