@@ -19,23 +19,23 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-
 from igpg_zoo.config import ZooConfig, resolve_config
-from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, NotFound, RegistryUnavailable, ZooError
+from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, NotFound, ZooError
 from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
-from igpg_zoo.registry.answer_store import AnswerStore
-from igpg_zoo.registry.artifact_store import ArtifactStore
 from igpg_zoo.registry.blobs import BlobStore
-from igpg_zoo.registry.db import Database
+from igpg_zoo.registry.connections import Connections
 from igpg_zoo.registry.filters import make_filters
-from igpg_zoo.registry.ingest import Ingest, Prepared
-from igpg_zoo.registry.search_cache import SearchCache
-from igpg_zoo.registry.store import CheckpointStore
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+    from igpg_zoo.registry.answer_store import AnswerStore
+    from igpg_zoo.registry.artifact_store import ArtifactStore
+    from igpg_zoo.registry.ingest import Prepared
+    from igpg_zoo.registry.search_cache import SearchCache
+    from igpg_zoo.registry.sqlite_reads import SqliteReads
+    from igpg_zoo.registry.store import CheckpointStore
     from igpg_zoo.search.embed import Embedder
 
 PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
@@ -50,40 +50,49 @@ class _Blob(NamedTuple):
 class Zoo:
     """A registry: database (truth), blob folder, and search index (cache)."""
 
-    def __init__(self, config: ZooConfig, embedder: Embedder | str | None = None):
+    def __init__(self, config: ZooConfig, embedder: Embedder | str | None = None, light_reads: bool = False):
+        """``light_reads``: on an existing SQLite file at the current schema, read records and vectors
+        through ``sqlite3`` (``SqliteReads``) and open the SQLAlchemy database only when something
+        needs it (a write, or a read those do not cover); for processes that mostly read once."""
         self.config = config
         self._embedder = embedder if not isinstance(embedder, str) else None
         self._embedder_spec = embedder if isinstance(embedder, str) else config.embedder
         self._blobs: BlobStore | None = None
-        self._database: Database | None = None
+        self._search: SearchCache | None = None
         self._query_dim: int | None = None  # set by the first query once embedder and index are checked
-        if config.is_sqlite_file:
-            path = Path(config.registry).expanduser().resolve()
-            if not path.parent.is_dir():
-                raise RegistryUnavailable(
-                    f"the folder of registry file {path} does not exist; create it or pass --registry"
-                )
-            if path.is_dir():
-                raise RegistryUnavailable(f"registry {path} is a folder, not a registry file; pass --registry "
-                                          f"with a file path, e.g. {path / 'registry.db'}")
-            if path.exists():
-                self._database = Database(config.url)
-        else:
-            self._database = Database(config.url)
-        self._bind(self._database or Database("sqlite://"))  # a missing SQLite file reads as empty
+        self._connections = Connections(config, light_reads)
 
-    def _bind(self, database: Database) -> None:
-        self.store = CheckpointStore(database)
-        self.artifacts = ArtifactStore(database)
-        self.answers = AnswerStore(database)
-        self.search = SearchCache(self.store, self.config.index_path, self.config.approx_threshold)
-        self._current = database
+    @property
+    def store(self) -> CheckpointStore:
+        return self._connections.store("store")
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self._connections.store("artifacts")
+
+    @property
+    def answers(self) -> AnswerStore:
+        return self._connections.store("answers")
+
+    @property
+    def reads(self) -> CheckpointStore | SqliteReads:
+        """Where records and vectors are read: ``SqliteReads`` when opened with light reads, else the store."""
+        return self._connections.reads()
+
+    @property
+    def search(self) -> SearchCache:
+        if self._search is None:
+            from igpg_zoo.registry.search_cache import SearchCache
+
+            self._search = SearchCache(self.reads, self.config.index_path, self.config.approx_threshold)
+        return self._search
+
+    @search.setter
+    def search(self, cache: SearchCache) -> None:
+        self._search = cache
 
     def _writable(self) -> None:
-        if self._database is None:  # first write to a new SQLite registry: create the file
-            self._current.dispose()
-            self._database = self._current = Database(self.config.url)
-            self.store.db = self.artifacts.db = self.answers.db = self._database
+        self._connections.writable()
 
     @property
     def blobs(self) -> BlobStore:
@@ -100,7 +109,7 @@ class Zoo:
         return self._embedder
 
     def close(self) -> None:
-        self._current.dispose()
+        self._connections.close()
 
     def __enter__(self) -> Zoo:
         return self
@@ -135,6 +144,10 @@ class Zoo:
                 the first error is raised after the items before it are added.
             progress: called with the number of items handled so far.
         """
+        import numpy as np
+
+        from igpg_zoo.registry.ingest import Ingest
+
         if batch < 1:
             raise InvalidMetadata(f"batch must be 1 or more, got {batch}")
         _ = self.blobs  # a server registry without a blob folder fails here, before any work
@@ -211,27 +224,29 @@ class Zoo:
     # -- reading -----------------------------------------------------------------------------
 
     def get(self, checkpoint_id: int) -> Checkpoint:
-        return self.store.get(checkpoint_id)
+        return self.reads.get(checkpoint_id)
 
     def get_many(self, ids: Iterable[int]) -> list[Checkpoint]:
-        return self.store.get_many(ids)
+        return self.reads.get_many(ids)
 
     def list(self, arch=(), dataset=(), task=(), kind=(), tags=(), where=(), sort: str | None = None,
              descending: bool = True, limit: int | None = None) -> list[Checkpoint]:
         """Records passing the filters (values of a field ORed, fields ANDed), sorted by a metric or column."""
         filters = make_filters(arch, dataset, task, kind, tags, where)
-        return self.store.list(filters, sort=sort, descending=descending, limit=limit)
+        return self.reads.list(filters, sort=sort, descending=descending, limit=limit)
 
     def query(self, text: str, k: int = 10, arch=(), dataset=(), task=(), where=(), kind=(), tags=()) -> list[Hit]:
         """The k records most similar to ``text`` among those passing the filters, best first."""
+        import numpy as np
+
         filters = make_filters(arch, dataset, task, kind, tags, where)
         if k <= 0 or not text.strip():
             raise InvalidMetadata("query needs some text and k >= 1")
         if self._query_dim is None:  # first query of this session: check embedder and index once
-            dim = self.store.dim()
+            dim = self.reads.dim()
             if dim is None:
                 return []
-            others = sorted(set(self.store.embedders()) - {self.embedder.name})
+            others = sorted(set(self.reads.embedders()) - {self.embedder.name})
             if others:
                 raise ConfigError(f"the registry's vectors come from embedder {', '.join(others)}, not "
                                   f"{self.embedder.name}; use that embedder (IGPG_ZOO_EMBEDDER) or run "
@@ -240,7 +255,7 @@ class Zoo:
         self.search.synced(self._query_dim)
         q = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]  # (dim,)
         found = self.search.search(q, k + _TIE_WINDOW, filters)
-        records = self.store.get_many([i for i, _ in found])
+        records = self.reads.get_many([i for i, _ in found])
         hits = [Hit(rec, float(score)) for rec, (_, score) in zip(records, found, strict=True)]
         return sorted(hits, key=_rank_key)[:k]
 
@@ -308,6 +323,8 @@ class Zoo:
     def reindex(self, reembed: bool = False) -> int:
         """Rebuild the search index from the stored vectors (re-embed every text first if asked)."""
         if reembed:
+            import numpy as np
+
             texts = self.store.texts()
             if texts:
                 self._writable()

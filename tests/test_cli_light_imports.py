@@ -1,4 +1,4 @@
-"""The reading commands start without the heavy libraries: each runs in a fresh interpreter on a
+"""The reading commands start without the heavy libraries (nor SQLAlchemy): each runs in a fresh interpreter on a
 tiny registry, and the modules it imported are checked afterwards. Opening an up-to-date registry
 costs one query and never imports alembic; the migrations' file names give the head revision."""
 
@@ -15,7 +15,8 @@ from igpg_zoo.records import CheckpointMeta, Metric
 from igpg_zoo.registry import db as registry_db
 
 MLP = "mlp-i64-h32-o10"
-NEVER_ON_READS = ("torch", "transformers", "sentence_transformers", "safetensors.torch", "timm", "alembic")
+NEVER_ON_READS = ("torch", "transformers", "sentence_transformers", "safetensors.torch", "timm", "alembic",
+                  "sqlalchemy")  # a SQLite registry is read through sqlite3
 
 RUN_CLI = """
 import json, sys
@@ -106,3 +107,20 @@ def test_a_registry_at_an_older_revision_is_still_upgraded(tmp_path):
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == \
             registry_db.head_revision()
     engine.dispose()
+
+
+def test_every_command_is_mapped_to_the_module_that_registers_it():
+    import typer
+
+    from igpg_zoo.cli import app as cli_app
+
+    full = cli_app.full_app()
+    names = {c.name or typer.main.get_command_name(c.callback.__name__): c.callback.__module__.rsplit(".", 1)[-1]
+             for c in full.registered_commands}
+    groups = {g.name: None for g in full.registered_groups}
+    assert set(cli_app.COMMANDS) == set(names) | set(groups)
+    for name, module in names.items():
+        assert cli_app.COMMANDS[name] == module
+    for name in groups:  # a group is registered by the module COMMANDS names
+        built = cli_app._registered([cli_app.COMMANDS[name]])
+        assert name in {g.name for g in built.registered_groups}

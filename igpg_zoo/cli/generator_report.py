@@ -1,4 +1,4 @@
-"""What ``train`` and ``generate`` print: progress bars, the prior's set-up notes, one line per sample."""
+"""What ``train`` and ``generate`` print: progress bars (rich), the prior's set-up notes, one line per sample."""
 
 from __future__ import annotations
 
@@ -6,41 +6,33 @@ import typer
 
 
 def step_bar(desc: str):
-    """A progress callback ``(step, loss)`` printing to stderr (tqdm when installed) and a ``close()``.
+    """A progress callback ``(step, loss)`` drawing a bar on stderr, and its ``close()``.
 
     The bar appears with the first step, so an error before training prints alone on its line.
     """
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None, None
-    bars = []
+    from igpg_zoo.progress import Bar
+
+    bar = Bar(desc, unit="steps")
 
     def update(step: int, loss: float) -> None:
-        if not bars:
-            bars.append(tqdm(total=None, desc=desc, unit="step", leave=False, initial=step - 1))
-        bars[0].update(step - bars[0].n)
-        bars[0].set_postfix(loss=f"{loss:.3f}")
+        bar.set(step)
+        bar.note(f"loss {loss:.3f}")
 
-    return update, lambda: bars and bars[0].close()
+    return update, bar.close
 
 
 def count_bar(desc: str, unit: str):
-    """A progress callback ``(done, total)`` printing to stderr (tqdm when installed) and a ``close()``."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None, lambda: None
-    bars = []
+    """A progress callback ``(done, total)`` drawing a bar on stderr, and its ``close()``."""
+    from igpg_zoo.progress import Bar
+
+    bar = Bar(desc, unit=unit)
 
     def update(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc=desc, unit=unit, leave=False))
-        bars[0].update(done - bars[0].n)
+        bar.set(done, total)
         if done >= total:
-            bars[0].close()  # gone before the training bar starts
+            bar.close()  # gone before the training bar starts
 
-    return update, lambda: bars and bars[0].close()
+    return update, bar.close
 
 
 def train_lines(prov: dict) -> list[str]:

@@ -7,7 +7,6 @@ sentence-transformers or faiss. Each command parses, calls the Zoo, and prints.
 from __future__ import annotations
 
 import json
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -31,9 +30,11 @@ WhereFilter = Annotated[
 
 
 def _zoo(registry: str | None, blobs: str | None):
-    from igpg_zoo.zoo import open_zoo
+    """The registry, read through ``sqlite3`` where it is a SQLite file (a command reads once and exits)."""
+    from igpg_zoo.config import resolve_config
+    from igpg_zoo.zoo import Zoo
 
-    return open_zoo(registry, blobs)
+    return Zoo(resolve_config(registry, blobs), light_reads=True)
 
 
 def _echo_json(value: Any) -> None:
@@ -72,10 +73,10 @@ _UNSHOWN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format, surro
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    rows = [[_shown(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    """A rich table (``cli.tables``) of values shown safely (``_shown``); numbers right-aligned."""
+    from igpg_zoo.cli.tables import print_table
+
+    print_table([[_shown(c) for c in row] for row in rows], header, right=("params", "score"))
 
 
 def _summary(record) -> str:
@@ -165,7 +166,9 @@ def _add_manifest(zoo, folder: Path, manifest: Path, flags: dict[str, Any], as_j
     entries = read_manifest(manifest, folder)
     refused: list[tuple[str, str]] = []
     names: list[str] = []
-    with typer.progressbar(length=len(entries), label="adding", file=sys.stderr) as bar:
+    from igpg_zoo.progress import Bar
+
+    with Bar("adding", total=len(entries), unit="models") as bar:
         results = zoo.add_many(_entry_items(entries, flags, refused, names, bar), batch=BULK_BATCH,
                                on_error=lambda pos, err: refused.append((names[pos], str(err))))
     added = [r.checkpoint for r in results if r.created]

@@ -40,7 +40,9 @@ def build(
         if as_json:
             report = build_zoo(zoo, preset, seed, threads=threads)
         else:
-            with typer.progressbar(length=total, label=f"zoo build {preset}", file=None) as bar:
+            from igpg_zoo.progress import Bar
+
+            with Bar(f"zoo build {preset}", total=total, unit="runs") as bar:
                 report = build_zoo(zoo, preset, seed, on_run=lambda run, status: bar.update(1), threads=threads)
     summary = {"preset": report.preset, "seed": report.seed, "runs": report.runs, "trained": report.trained,
                "skipped": report.skipped, "added": report.added, "existing": report.existing,

@@ -9,7 +9,6 @@ actually see.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import replace
 from typing import Any, Iterable
@@ -34,37 +33,28 @@ def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokenize
 
 
 def _bar(total: int, progress: bool, desc: str):
-    try:
-        from tqdm.auto import tqdm
+    from igpg_zoo.progress import Bar
 
-        return tqdm(total=total, disable=not progress, desc=desc, file=sys.stderr, leave=False)
-    except ImportError:  # tqdm is a transformers dependency, but keep going without it
-        class _NoBar:
-            def update(self, n=1): ...
-            def set_postfix(self, **kw): ...
-            def close(self): ...
-
-        return _NoBar()
+    return Bar(desc, total=total, unit="steps", enabled=progress)
 
 
 def _main_phase(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: TokenizerConfig, steps: int,
                 gen: torch.Generator, progress: bool) -> dict[str, float]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
-    bar = _bar(steps, progress, "tokenizer")
     parts: dict[str, float] = {}
     model.train()
-    for step in range(steps):
-        idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        loss, _, parts = model(X[idx], M[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.update()
-        if step % 50 == 0:
-            bar.set_postfix(recon=f"{parts['recon']:.4f}")
-    bar.close()
+    with _bar(steps, progress, "tokenizer") as bar:
+        for step in range(steps):
+            idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
+            loss, _, parts = model(X[idx], M[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            if step % 50 == 0:
+                bar.note(f"recon {parts['recon']:.4f}")
     model.eval()
     return parts
 
@@ -77,17 +67,16 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: To
         indices = model.encode(X)[1]  # (N, L), fixed: exactly what encode() will give
     opt = torch.optim.Adam(model.decoder_parameters(), lr=cfg.refine_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
-    bar = _bar(steps, progress, "decoder refine")
     model.decoder.train()
-    for _ in range(steps):
-        idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
-        loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.update()
-    bar.close()
+    with _bar(steps, progress, "decoder refine") as bar:
+        for _ in range(steps):
+            idx = torch.randint(0, X.shape[0], (min(cfg.batch_size, X.shape[0]),), generator=gen)
+            loss = masked_mse(X[idx], model.decode_indices(indices[idx]), M[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
     model.eval()
 
 

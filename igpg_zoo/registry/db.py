@@ -34,8 +34,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from igpg_zoo.errors import RegistryUnavailable
+from igpg_zoo.registry import schema_version
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = schema_version.MIGRATIONS
 
 # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
 NAMING = {
@@ -223,10 +224,8 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def head_revision() -> str:
-    """The newest migration, read from the file names in ``migrations/versions`` without alembic:
-    each file is named ``<revision>_<slug>.py`` and revisions sort in order (a test checks both)."""
-    names = [p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")]
-    return max(names, default="")
+    """The newest migration, from the file names in ``MIGRATIONS`` (no alembic import)."""
+    return schema_version.head_revision(MIGRATIONS)
 
 
 def _current_revision(engine: Engine) -> str | None:

@@ -84,7 +84,8 @@ def read_manifest(manifest: Path, folder: Path) -> list[ManifestEntry]:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(manifest).read_text(encoding="utf-8"))
+        # libyaml's loader where installed: the same safe subset, about ten times faster on a long manifest
+        data = yaml.load(Path(manifest).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as err:
         raise InvalidMetadata(f"cannot read manifest {manifest}: {err.strerror}") from None
     except UnicodeDecodeError as err:

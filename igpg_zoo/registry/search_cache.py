@@ -15,11 +15,14 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from igpg_zoo.registry.filters import Filters
-from igpg_zoo.registry.store import CheckpointStore
+
+if TYPE_CHECKING:
+    from igpg_zoo.registry.store import CheckpointStore
 
 OVERFETCH = 20  # a filtered search first takes this many times k of the best unfiltered hits
 MIN_CANDIDATES = 200

@@ -202,11 +202,12 @@ def bundled_model_path() -> Path:
 
 def model_embedder(path: Path, name: str | None = None) -> Embedder:
     """The embedder of a local sentence-transformers folder: onnxruntime where it reproduces the
-    model exactly (BERT + mean pooling), else sentence-transformers itself."""
+    model exactly (BERT + mean pooling, weights in model.safetensors), else sentence-transformers itself."""
     from igpg_zoo.search.onnx_embed import OnnxEmbedder, runs_on_onnx
+    from igpg_zoo.search.word_table import has_word_table
 
     dim = _model_dim(path)
-    if dim is not None and runs_on_onnx(path):
+    if dim is not None and runs_on_onnx(path) and has_word_table(path):
         return OnnxEmbedder(path, name=name or path.name, dim=dim)
     return SentenceEmbedder(path, name=name)
 

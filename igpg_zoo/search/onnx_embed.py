@@ -23,9 +23,12 @@ import numpy as np
 from igpg_zoo.errors import ConfigError
 
 CACHE_ENV = "IGPG_ZOO_CACHE"
-EXPORT_FORMAT = "st-mean-normalised-v1"  # bump when the exported graph changes
+EXPORT_FORMAT = "st-mean-normalised-v2-embeds"  # bump when the exported graph changes
 DEFAULT_MAX_TOKENS = 256
 SINGLE_THREAD_MAX = 8  # a first call with at most this many texts (a query) runs on one thread
+# texts per run: small batches keep a layer's activations in cache (64 texts of 128 tokens took a
+# quarter more CPU per text than 8 on the reference machine); texts are sorted by length first
+BATCH_SIZE = 8
 
 
 def cache_folder() -> Path:
@@ -123,23 +126,32 @@ def max_tokens(model_path: Path) -> int:
 class OnnxEmbedder:
     """A BERT-family sentence-transformers model run by onnxruntime; loaded on the first ``embed``."""
 
-    def __init__(self, model_path: str | Path, name: str, dim: int, batch_size: int = 64):
+    def __init__(self, model_path: str | Path, name: str, dim: int, batch_size: int = BATCH_SIZE):
         self.model_path = Path(model_path)
         self.name = name
         self.dim = dim
         self.batch_size = batch_size
         self._session = None
         self._tokenizer = None
+        self._words = None  # (vocabulary, hidden) token-embedding table, memory-mapped
 
     def _load(self, n_texts: int) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        from igpg_zoo.search.word_table import word_table
+
+        words = word_table(self.model_path)
+        if words is None:
+            raise ConfigError(f"the text model {self.model_path.name} has no float32 word-embedding table in "
+                              "model.safetensors; point 'embedder' at a folder that has one")
         tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_tokens(self.model_path))
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
+        # idle threads sleep instead of spinning: spinning burns CPU a busy machine's other jobs need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if n_texts <= SINGLE_THREAD_MAX:  # one short text: threads wait more than they help on a busy machine
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
@@ -150,7 +162,7 @@ class OnnxEmbedder:
         except Exception as exc:  # onnxruntime raises its own types for a damaged file
             fix = f"delete {model} and retry" if isinstance(model, Path) else "check the model folder"
             raise ConfigError(f"cannot run the text model {self.model_path.name} ({_first_line(exc)}); {fix}") from None
-        self._tokenizer, self._session = tokenizer, session
+        self._tokenizer, self._session, self._words = tokenizer, session, words
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -170,12 +182,13 @@ class OnnxEmbedder:
 
     def _run(self, encodings) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)
-        feeds = {name: np.zeros((len(encodings), width), dtype=np.int64) for name in
-                 ("input_ids", "attention_mask", "token_type_ids")}  # (b, width), 0 = padding
-        for row, e in enumerate(encodings):
+        ids, mask, types = (np.zeros((len(encodings), width), dtype=np.int64) for _ in range(3))  # (b, width)
+        for row, e in enumerate(encodings):  # 0 = padding
             n = len(e.ids)
-            feeds["input_ids"][row, :n] = e.ids
-            feeds["attention_mask"][row, :n] = e.attention_mask
-            feeds["token_type_ids"][row, :n] = e.type_ids
+            ids[row, :n] = e.ids
+            mask[row, :n] = e.attention_mask
+            types[row, :n] = e.type_ids
+        feeds = {"inputs_embeds": np.ascontiguousarray(self._words[ids], dtype=np.float32),  # (b, width, hidden)
+                 "attention_mask": mask, "token_type_ids": types}
         (vectors,) = self._session.run(None, feeds)  # (b, dim), unit rows
         return vectors

@@ -2,7 +2,8 @@
 
 The graph is the model's transformer followed by sentence-transformers' mean pooling and L2
 normalisation, so onnxruntime returns the same unit vectors as ``SentenceTransformer.encode(...,
-normalize_embeddings=True)``. This is the only place that imports torch and transformers for text
+normalize_embeddings=True)``. It starts after the token lookup: its first input is the tokens'
+rows of the word-embedding table (``word_table``), which the caller looks up itself. This is the only place that imports torch and transformers for text
 embedding; it runs the first time a model is used, and the file is then read from the cache.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from igpg_zoo.errors import ConfigError
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("inputs_embeds", "attention_mask", "token_type_ids")
 OUTPUT = "embedding"
 OPSET = 17
 
@@ -40,15 +41,16 @@ def export_onnx(model_path: Path) -> bytes:
             super().__init__()
             self.encoder = encoder
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+        def forward(self, inputs_embeds, attention_mask, token_type_ids):
+            tokens = self.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                   token_type_ids=token_type_ids).last_hidden_state  # (B, L, D)
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)  # (B, L, 1)
             summed = (tokens * mask).sum(1)  # (B, D)
             mean = summed / torch.clamp(mask.sum(1), min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
 
-    example = tuple(torch.ones(2, 5, dtype=torch.long) for _ in INPUTS)
+    hidden = int(model.config.hidden_size)
+    example = (torch.zeros(2, 5, hidden), torch.ones(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
     axes = {name: {0: "batch", 1: "tokens"} for name in INPUTS} | {OUTPUT: {0: "batch"}}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
