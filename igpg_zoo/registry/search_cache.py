@@ -94,14 +94,15 @@ class SearchCache:
         """The index, checked against the database once per session and rebuilt when out of step."""
         index = self.index(dim)
         if not self._checked:
-            ids = self.store.embedded_ids()
-            if not index.matches(ids):
-                files = self.path.exists() or self.path.with_name(self.path.name + ".json").exists()
-                if len(ids) and files and not _behind(index, ids):
-                    warnings.warn(f"search index {self.path} is out of step with the database; rebuilding it "
-                                  f"from the {len(ids)} stored vectors", stacklevel=3)
-                self.rebuild(dim)
-            self._checked = True
+            with index.files.lock():  # not while another process replaces the files
+                ids = self.store.embedded_ids()
+                if not index.matches(ids):
+                    files = self.path.exists() or self.path.with_name(self.path.name + ".json").exists()
+                    if len(ids) and files and not _behind(index, ids):
+                        warnings.warn(f"search index {self.path} is out of step with the database; rebuilding "
+                                      f"it from the {len(ids)} stored vectors", stacklevel=4)
+                    self.rebuild(dim)
+                self._checked = True
         return index
 
     def search(self, q: np.ndarray, k: int, filters: Filters) -> list[tuple[int, float]]:
@@ -161,16 +162,19 @@ class SearchCache:
 
     def rebuild(self, dim: int | None = None) -> int:
         """Rebuild from the stored vectors and save; returns the number of vectors."""
-        ids, vectors = self.store.vectors()
-        dim = int(vectors.shape[1]) if len(ids) else dim
-        if dim is None:
-            return 0
-        index = self.index(dim)
-        self.passing.clear()
-        index.rebuild(ids, vectors)
-        index.save()
-        self._checked = True
-        return len(ids)
+        from igpg_zoo.search.index_files import IndexFiles
+
+        with IndexFiles(self.path).lock():
+            ids, vectors = self.store.vectors()
+            dim = int(vectors.shape[1]) if len(ids) else dim
+            if dim is None:
+                return 0
+            index = self.index(dim)
+            self.passing.clear()
+            index.rebuild(ids, vectors)
+            index.save()
+            self._checked = True
+            return len(ids)
 
     def after_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -179,14 +183,19 @@ class SearchCache:
         self._guarded(lambda: self._add(np.asarray(ids, dtype=np.int64), vectors))
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add this process's new records to the files, read again under their lock: other processes'
+        adds committed meanwhile are theirs to add; ids the database does not know mean a rebuild."""
         index = self.index(int(vectors.shape[1]))
-        before = np.setdiff1d(self.store.embedded_ids(), ids)
-        if index.matches(before):
-            index.add(ids, vectors)
-            index.save()
-        else:
-            self.rebuild()
-        self._checked = True
+        with index.files.lock():
+            index.refresh()
+            if index.valid and np.isin(index.ids(), self.store.embedded_ids()).all():
+                new = ~np.isin(ids, index.ids())
+                if new.any():
+                    index.add(ids[new], np.asarray(vectors)[new])
+                    index.save()
+            else:
+                self.rebuild()
+            self._checked = True
 
     def after_remove(self, checkpoint_id: int) -> None:
         self.passing.clear()
@@ -196,17 +205,20 @@ class SearchCache:
         dim = self.store.dim() or (self._index.dim if self._index is not None else None)
         if dim is None:  # the registry holds no vectors any more
             if self._index is not None and self._index.matches([checkpoint_id]):
-                self._index.remove([checkpoint_id])
-                self._index.save()
+                with self._index.files.lock():
+                    self._index.remove([checkpoint_id])
+                    self._index.save()
             return
         index = self.index(dim)
-        after = self.store.embedded_ids()
-        if index.matches(np.union1d(after, [checkpoint_id])):
-            index.remove([checkpoint_id])
-            index.save()
-        else:
-            self.rebuild()
-        self._checked = True
+        with index.files.lock():
+            index.refresh()
+            if index.valid and np.isin(index.ids(), np.union1d(self.store.embedded_ids(), [checkpoint_id])).all():
+                if checkpoint_id in index.ids():
+                    index.remove([checkpoint_id])
+                    index.save()
+            else:
+                self.rebuild()
+            self._checked = True
 
     def _guarded(self, update) -> None:
         try:

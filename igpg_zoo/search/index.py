@@ -82,6 +82,7 @@ class VectorIndex:
         self.approx_threshold = int(approx_threshold)
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self._loaded = False
+        self._stamp = None  # the files' stamp when read or written (IndexFiles.stamp)
         self._index = None  # faiss.IndexIDMap2 labelled by group, or None when missing / invalid
         self._kind = FLAT
         self._ids = np.zeros(0, dtype=np.int64)  # sorted live checkpoint ids
@@ -129,7 +130,13 @@ class VectorIndex:
             self._loaded = True
             self._read()
 
+    def refresh(self) -> None:
+        """Read the files again if another process replaced them since this one read or wrote them."""
+        if self._loaded and self.files.stamp() != self._stamp:
+            self._loaded, self._index = False, None
+
     def _read(self) -> None:
+        self._stamp = self.files.stamp()
         found = self.files.read(self.dim)
         if found is not None:  # else missing or inconsistent: matches() is False
             self._set(*found)
@@ -279,6 +286,7 @@ class VectorIndex:
         index = self._require()
         hnsw = {"M": self.hnsw_m, "efConstruction": self.ef_construction} if self._kind == HNSW else None
         self.files.write(index, self._kind, self._ids, self._group, self._dead, self.dim, hnsw)
+        self._stamp = self.files.stamp()
 
     # -- search --------------------------------------------------------------------------------
 

@@ -13,9 +13,12 @@ inconsistent gets None, and the Zoo rebuilds the index from the vectors in the d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from igpg_zoo.registry.blobs import fsync_dir
 
 FORMAT_VERSION = 2
 FLAT, HNSW = "flat", "hnsw"
+_GUARD = threading.RLock()  # one thread of a process in the files' lock at a time
+_HELD: dict[str, int] = {}  # index path -> depth of the lock this process holds
 
 
 @dataclass
@@ -40,6 +45,55 @@ class IndexFiles:
     def table(self) -> Path:
         return self.path.with_name(self.path.name + ".ids.npy")
 
+    @property
+    def lockfile(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the sidecar (written last) is replaced: compared to know the files changed."""
+        try:
+            st = self.sidecar.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    @contextmanager
+    def lock(self):
+        """Held while a process reads the files or reads, changes and writes them: exclusive across
+        processes (flock on ``<path>.lock``), re-entrant within one; without a lock where the folder
+        is read-only (nobody writes the index from here)."""
+        key = str(self.path)
+        with _GUARD:
+            if _HELD.get(key):
+                _HELD[key] += 1
+                try:
+                    yield
+                finally:
+                    _HELD[key] -= 1
+                return
+            fd = self._open_lockfile()
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                _HELD[key] = 1
+                try:
+                    yield
+                finally:
+                    _HELD.pop(key, None)
+            finally:
+                if fd is not None:
+                    os.close(fd)  # releases the flock
+
+    def _open_lockfile(self) -> int | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            try:
+                return os.open(self.lockfile, os.O_RDONLY)
+            except OSError:
+                return None
+
     def read(self, dim: int):
         """(index, kind, ids, groups, dead) with ids sorted, or None when the files do not vouch for each other."""
         import faiss
@@ -49,7 +103,7 @@ class IndexFiles:
             raw = self.table.read_bytes()
             if meta.get("format") != FORMAT_VERSION or meta.get("table_sha256") != hashlib.sha256(raw).hexdigest():
                 return None
-            table = np.load(self.table, allow_pickle=False)
+            table = np.load(io.BytesIO(raw), allow_pickle=False)
             index = faiss.read_index(str(self.path))
             dead = np.sort(np.asarray(meta.get("tombstones", []), dtype=np.int64))
             labels = np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
