@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from igpg_zoo.errors import GeneratorError, NotFound
+from igpg_zoo.igpg.gainshape import KMEANS_ITERS, GainShapeCodec
 from igpg_zoo.igpg.quantize import CodebookUsage
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
@@ -99,7 +100,8 @@ def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, f
     usage = CodebookUsage(model.cfg.codebook_size)
     usage.update(indices)
     recon = masked_mse(X, model.decode_indices(indices), M)
-    return {"recon_mse": float(recon), **usage.summary()}
+    relative = recon / masked_mse(X, torch.zeros_like(X), M).clamp(min=1e-30)
+    return {"recon_mse": float(recon), "relative_mse": float(relative), **usage.summary()}
 
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
@@ -113,6 +115,9 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     """
     if not items:
         raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
+    cfg = cfg.resolved(max(Layout.of(arch).numel for arch in {a for _, a in items}))
+    if cfg.codec == "gainshape":
+        return _fit_gainshape(items, cfg, seed)
     if steps is not None:  # a budget override scales both phases, keeping their ratio
         refine = round(cfg.refine_steps * int(steps) / max(cfg.steps, 1))
         cfg = replace(cfg, steps=int(steps), refine_steps=refine)
@@ -134,8 +139,24 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     return Tokenizer(model.cpu(), normalizer), report
 
 
+def _fit_gainshape(items: list, cfg: TokenizerConfig, seed: int) -> tuple[Tokenizer, dict[str, Any]]:
+    """The gain-shape codec: k-means codebooks, no gradient steps (the stored config says 0 steps)."""
+    cfg = replace(cfg, steps=0, refine_steps=0)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    X, M, normalizer = build_chunks(items, cfg)
+    model = GainShapeCodec(cfg)
+    model.fit(X, gen)
+    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "codec": "gainshape", "steps": 0,
+              "refine_steps": 0, "kmeans_iters": KMEANS_ITERS, "train_seconds": round(time.perf_counter() - t0, 2),
+              **evaluate(model, X, M), "device": "cpu"}
+    return Tokenizer(model, normalizer), report
+
+
 def artifact_name(c: TokenizerConfig) -> str:
     """The registry name of a tokenizer artifact with this config."""
+    if c.codec == "gainshape":
+        return f"tokenizer-gainshape-k{c.chunk_size}-d{c.sub_dim}-l{c.tokens_per_chunk}-v{c.codebook_size}"
     return f"tokenizer-rvq-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
 
 

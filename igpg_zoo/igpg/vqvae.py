@@ -9,7 +9,7 @@ first coarse, the last finest), so a model of n chunks is a sequence of n * L to
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -22,11 +22,17 @@ ANY = object()
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0, "sensitivity": 0.0, "sensitivity_cap": 100.0,
            "align": False, "encode_search": 0, "search_candidates": ANY, "quantizer": "rvq",
            "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY}
-ADDED = {"direct_codes": False}  # later options: what a config written before them meant
+ADDED = {"direct_codes": False, "codec": "vqvae", "sub_dim": 8}  # later options: what older configs meant
+CODECS = ("auto", "vqvae", "gainshape")
+#: "auto" picks the gain-shape codec (gainshape.py) when the zoo's largest model has this many parameters
+#: or more, with these settings; below it the chunk VQ-VAE (docs/igpg-tokenizer.md, section 7)
+GAINSHAPE_FROM = 20_000
+GAINSHAPE = {"chunk_size": 64, "tokens_per_chunk": 2, "sub_dim": 8, "mode": "tensor", "norm": "none"}
 
 
 @dataclass
 class TokenizerConfig:
+    codec: str = "auto"  # "vqvae" (this module) | "gainshape" (gainshape.py) | "auto": by model size
     # what a token covers
     chunk_size: int = 128  # K: floats per chunk
     tokens_per_chunk: int = 4  # L (rvq: residual stages)
@@ -37,6 +43,7 @@ class TokenizerConfig:
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
+    sub_dim: int = 8  # gainshape: floats per shape sub-vector (a chunk is chunk_size / sub_dim of them)
     direct_codes: bool = True  # every token also adds its own learned chunk-sized vector to the decoder output
     # the residual quantizer (L stages of EMA codebooks)
     ema_decay: float = 0.99
@@ -51,9 +58,17 @@ class TokenizerConfig:
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
-        for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size"):
+        for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size", "sub_dim"):
             if int(getattr(self, name)) < 1:
                 raise GeneratorError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.codec not in CODECS:
+            raise GeneratorError(f"unknown tokenizer codec '{self.codec}'; use one of {', '.join(CODECS)}")
+
+    def resolved(self, largest: int) -> TokenizerConfig:
+        """This config with "auto" decided for a zoo whose largest model has ``largest`` parameters."""
+        if self.codec != "auto":
+            return self
+        return replace(self, codec="gainshape", **GAINSHAPE) if largest >= GAINSHAPE_FROM else replace(self, codec="vqvae")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,6 +119,10 @@ class ChunkVQVAE(nn.Module):
         self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size) if cfg.direct_codes else None
         if self.direct is not None:
             nn.init.zeros_(self.direct.weight)
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.cfg.tokens_per_chunk
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (N, K) -> (z_q (N, D): what the decoder reads, indices (N, L), quantizer loss)."""
