@@ -25,8 +25,8 @@ from igpg_zoo.errors import GeneratorError
 from igpg_zoo.igpg.quantize import kmeans, nearest
 
 LOG2_RANGE = (-24.0, 8.0)  # gains outside [2^-24, 2^8] are clamped
-KMEANS_ITERS = 20
-SAMPLES_PER_CODE = 256  # k-means fits each stage on at most V * this many sub-vectors
+KMEANS_ITERS = 15
+SAMPLES_PER_CODE = 128  # k-means fits each stage on at most V * this many sub-vectors
 
 
 class GainShapeCodec(nn.Module):
