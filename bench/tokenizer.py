@@ -182,7 +182,7 @@ def details(data: dict) -> str:
     z = data["zoo"]
     c = data["config"]
     lines = [f"Zoo: {z['n_models']} checkpoints of {z['archs']} architectures ({z['params'][0]:,}–{z['params'][1]:,} "
-             f"parameters). Tokenizer: `TokenizerConfig()` — the chunk VQ-VAE (codec {c.get('codec', 'vqvae')}: these models are small), residual VQ, {c['tokens_per_chunk']} tokens of "
+             f"parameters). Tokenizer: `TokenizerConfig()` — the chunk VQ-VAE (what codec `{c.get('codec', 'vqvae')}` gives models this small), residual VQ, {c['tokens_per_chunk']} tokens of "
              f"{c['codebook_size']:,} codes per chunk of {c['chunk_size']} weights, {c['mode']}-wise chunks, {c['norm']} "
              f"normaliser, decoder width {c['hidden'][0]:,}, {c['steps']:,} main + {c['refine_steps']:,} refine steps.", "",
              "| seed | acc loss mean / median / worst (pp) | models > 2 pp | rel. weight error | max tokens | perplexity "
