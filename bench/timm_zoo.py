@@ -119,9 +119,11 @@ def train_tokenizer(registry: Path, steps: int | None, holdout: list[str]) -> di
     from igpg_zoo.zoo import open_zoo
 
     with open_zoo(str(registry)) as zoo:
-        codec = zoo.get_artifact(id=art["id"], kind="tokenizer").config["tokenizer"].get("codec", "vqvae")
+        tcfg = zoo.get_artifact(id=art["id"], kind="tokenizer").config["tokenizer"]
+    codec = {"codec": tcfg.get("codec", "vqvae"), "chunk": tcfg["chunk_size"], "stages": tcfg["tokens_per_chunk"],
+             "sub_dim": tcfg.get("sub_dim")}
     shown = [os.path.relpath(c, HERE.parent) if c == str(registry) else c for c in cmd[3:]]  # repo-relative
-    return {"artifact_id": art["id"], "codec": codec, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
+    return {"artifact_id": art["id"], **codec, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
             "command": " ".join(["igpg-zoo"] + shown)}
 
 
@@ -278,9 +280,10 @@ def _summary(built, zoo, tok, rt, by_arch, exports) -> list[dict]:
 def _codec_words(tok: dict) -> str:
     if tok.get("codec") != "gainshape":
         return "the chunk VQ-VAE at a reduced step budget"
-    return ("the default config, whose `codec=\"auto\"` picked the gain-shape codec for these models: per chunk of 64 "
-            "floats its log gain as 2 tokens and 8 sub-vectors of 8 floats as 2 residual k-means tokens each; "
-            "a recipe's step counts do not apply to it, it takes no gradient steps")
+    K, d, L = tok["chunk"], tok["sub_dim"], tok["stages"]
+    return (f"the default config, whose `codec=\"auto\"` picked the gain-shape codec for these models: per chunk of {K} "
+            f"floats its gain as {L} digit tokens and {K // d} sub-vectors of {d} floats as {L} residual k-means tokens "
+            "each; it takes no gradient steps")
 
 
 def _details(built, zoo, tok, rt, by_arch, exports) -> str:
