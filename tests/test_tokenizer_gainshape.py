@@ -80,6 +80,11 @@ def test_auto_picks_the_codec_by_model_size(codec, largest, expected):
         assert cfg == TokenizerConfig(codec=codec)  # an explicit choice is kept as given
 
 
+def test_auto_keeps_what_a_recipe_changed():
+    cfg = TokenizerConfig(chunk_size=32, hidden=(8,)).resolved(GAINSHAPE_FROM)
+    assert cfg.codec == "gainshape" and cfg.chunk_size == 32 and cfg.sub_dim == GAINSHAPE["sub_dim"]
+
+
 def test_config_refuses_an_unknown_codec_and_reads_old_configs_as_vqvae():
     with pytest.raises(GeneratorError, match="codec"):
         TokenizerConfig(codec="zip")

@@ -65,10 +65,15 @@ class TokenizerConfig:
             raise GeneratorError(f"unknown tokenizer codec '{self.codec}'; use one of {', '.join(CODECS)}")
 
     def resolved(self, largest: int) -> TokenizerConfig:
-        """This config with "auto" decided for a zoo whose largest model has ``largest`` parameters."""
+        """This config with "auto" decided for a zoo whose largest model has ``largest`` parameters; for the
+        gain-shape codec, the ``GAINSHAPE`` settings a recipe left at their defaults."""
         if self.codec != "auto":
             return self
-        return replace(self, codec="gainshape", **GAINSHAPE) if largest >= GAINSHAPE_FROM else replace(self, codec="vqvae")
+        if largest < GAINSHAPE_FROM:
+            return replace(self, codec="vqvae")
+        default = TokenizerConfig()
+        return replace(self, codec="gainshape", **{k: v for k, v in GAINSHAPE.items()
+                                                   if getattr(self, k) == getattr(default, k)})
 
     def to_dict(self) -> dict:
         d = asdict(self)
