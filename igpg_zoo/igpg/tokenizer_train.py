@@ -179,8 +179,8 @@ def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None
     used_ids, items = _load_items(zoo, ids)
     tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device)
     tensors, config = tok.state()
-    if recipe is not None:
-        config["recipe"] = recipe
+    if recipe is not None:  # its tokenizer section as it ran ("auto" decided)
+        config["recipe"] = {**recipe, "tokenizer": tok.config.to_dict()} if "tokenizer" in recipe else recipe
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
     return zoo.add_artifact("tokenizer", artifact_name(tok.config), tensors, config, provenance)
