@@ -27,7 +27,7 @@ CODECS = ("auto", "vqvae", "gainshape")
 #: "auto" picks the gain-shape codec (gainshape.py) when the zoo's largest model has this many parameters
 #: or more, with these settings; below it the chunk VQ-VAE (docs/igpg-tokenizer.md, section 7)
 GAINSHAPE_FROM = 20_000
-GAINSHAPE = {"chunk_size": 64, "tokens_per_chunk": 3, "sub_dim": 8, "mode": "tensor", "norm": "none"}
+GAINSHAPE = {"chunk_size": 64, "tokens_per_chunk": 4, "sub_dim": 8, "mode": "tensor", "norm": "none"}
 
 
 @dataclass
