@@ -44,14 +44,14 @@ class Evaluator:
 def evaluate_run(tok, models: list[dict], ev: Evaluator) -> dict:
     import torch
 
-    from igpg_zoo.igpg.quantize import CodebookUsage
+    from igpg_zoo.igpg.quantize import codebook_usage
 
-    usage = CodebookUsage(tok.vocab_size)
+    all_tokens = []
     losses, rel, lengths, by_arch = [], [], {}, {}
     t0 = time.perf_counter()
     for m in models:
         tokens = tok.encode(m["weights"], m["arch"])
-        usage.update(tokens)
+        all_tokens.append(tokens.reshape(-1))
         lengths[m["arch"]] = len(tokens)
         restored = {**m["weights"], **tok.decode_params(tokens, m["arch"])}
         names = [s.name for s in tok.layout(m["arch"]).specs]
@@ -68,7 +68,7 @@ def evaluate_run(tok, models: list[dict], ev: Evaluator) -> dict:
             "median_loss_pp": float(np.median(losses_a)), "share_within_0.5pp": float((losses_a <= 0.5).mean()),
             "mean_rel_weight_error": float(np.mean(rel)), "tokens_per_model": lengths,
             "max_tokens_per_model": max(lengths.values()),
-            "roundtrip_seconds_per_model": seconds / len(models), **{f"usage_{k}": v for k, v in usage.summary().items()},
+            "roundtrip_seconds_per_model": seconds / len(models), **{f"usage_{k}": v for k, v in codebook_usage(torch.cat(all_tokens), tok.vocab_size).items()},
             "by_arch": {a: {"n": len(v), "mean_loss_pp": float(np.mean(v)), "worst_loss_pp": float(np.max(v))}
                         for a, v in sorted(by_arch.items())}}
 
@@ -183,7 +183,8 @@ def details(data: dict) -> str:
     z = data["zoo"]
     c = data["config"]
     lines = [f"Zoo: {z['n_models']} checkpoints of {z['archs']} architectures ({z['params'][0]:,}–{z['params'][1]:,} "
-             f"parameters). Tokenizer: `TokenizerConfig()` — residual VQ, {c['tokens_per_chunk']} tokens of "
+             f"parameters). Tokenizer: `TokenizerConfig()` — for models this small codec `auto` is the chunk VQ-VAE, "
+             f"residual VQ, {c['tokens_per_chunk']} tokens of "
              f"{c['codebook_size']:,} codes per chunk of {c['chunk_size']} weights, layer-wise chunks, one global "
              f"normaliser, decoder width {c['hidden'][0]:,}, {c['steps']:,} main + {c['refine_steps']:,} refine steps.", "",
              "| seed | acc loss mean / median / worst (pp) | models > 2 pp | rel. weight error | max tokens | perplexity "

@@ -119,3 +119,38 @@ class ResidualQuantizer(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Tokens (N, L) -> summed code vectors (N, D)."""
         return sum(q.lookup(indices[:, s]) for s, q in enumerate(self.stages))
+
+
+@torch.no_grad()
+def nearest(x: torch.Tensor, codebook: torch.Tensor, rows: int = 65536) -> torch.Tensor:
+    """Index of the nearest code for every row of x (N, D), in batches of ``rows``: (N,)."""
+    return torch.cat([sq_distances(x[i: i + rows], codebook).argmin(1) for i in range(0, len(x), rows)]
+                     ) if len(x) else torch.zeros(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def _seeds(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: each next centroid a row drawn with probability proportional to its squared
+    distance from the centroids chosen so far (uniformly once every row is covered)."""
+    picks = [int(torch.randint(0, len(x), (1,), generator=gen))]
+    d2 = (x - x[picks[0]]).pow(2).sum(1)
+    for _ in range(k - 1):
+        w = d2 if float(d2.sum()) > 0 else torch.ones_like(d2)
+        picks.append(int(torch.multinomial(w, 1, generator=gen)))
+        d2 = torch.minimum(d2, (x - x[picks[-1]]).pow(2).sum(1))
+    return x[picks].clone()
+
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """Lloyd's algorithm from k-means++ seeds: k centroids (k, D) of the rows of x (N, D); a centroid
+    that loses all its rows is re-seeded with a random row. Deterministic for a given generator."""
+    centroids = _seeds(x, k, gen)
+    for _ in range(iters):
+        assign = nearest(x, centroids)
+        counts = torch.bincount(assign, minlength=k)
+        centroids = torch.zeros_like(centroids).index_add_(0, assign, x) / counts.clamp(min=1)[:, None]
+        empty = (counts == 0).nonzero().squeeze(1)
+        if len(empty):
+            centroids[empty] = x[torch.randint(0, len(x), (len(empty),), generator=gen)]
+    return centroids

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from igpg_zoo.errors import GeneratorError
+from igpg_zoo.igpg.gainshape import GainShapeCodec
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, complete_state_dict, flatten, n_chunks, unchunk, unflatten
 from igpg_zoo.igpg.vqvae import ChunkVQVAE, TokenizerConfig
 
@@ -24,8 +25,15 @@ PREFIX = "vqvae."
 BUFFER_POLICY = "fresh-defaults"  # decoded BN buffers: running_mean 0, running_var 1 (recalibrate on data)
 
 
+def build_codec(cfg: TokenizerConfig) -> ChunkVQVAE | GainShapeCodec:
+    """The untrained codec of a resolved config ("auto" is decided at training time)."""
+    if cfg.codec == "auto":
+        raise GeneratorError("tokenizer config has codec 'auto', decided only when training; retrain the tokenizer")
+    return GainShapeCodec(cfg) if cfg.codec == "gainshape" else ChunkVQVAE(cfg)
+
+
 class Tokenizer:
-    def __init__(self, model: ChunkVQVAE, normalizer: Normalizer, artifact_id: int | None = None):
+    def __init__(self, model: ChunkVQVAE | GainShapeCodec, normalizer: Normalizer, artifact_id: int | None = None):
         self.model = model.eval()
         self.normalizer = normalizer
         self.artifact_id = artifact_id
@@ -49,7 +57,7 @@ class Tokenizer:
             normalizer = Normalizer.from_dict(config["normalizer"])
         except (KeyError, TypeError, ValueError) as exc:
             raise GeneratorError(f"tokenizer artifact config is malformed ({exc}); retrain the tokenizer") from None
-        model = ChunkVQVAE(cfg)
+        model = build_codec(cfg)
         state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
         try:
             model.load_state_dict(state, strict=True)
@@ -82,12 +90,13 @@ class Tokenizer:
 
     def sequence_length(self, arch: str) -> int:
         """Tokens per model of ``arch``."""
-        return n_chunks(self.layout(arch), self.config.chunk_size) * self.config.tokens_per_chunk
+        return n_chunks(self.layout(arch), self.config.chunk_size, self.config.mode) * self.model.chunk_tokens
 
     def chunks(self, weights: dict[str, torch.Tensor], arch: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised, padded chunks (n, K) and their mask (n, K) for one model."""
         layout = self.layout(arch)
-        return chunk(self.normalizer.normalize(flatten(weights, layout)), layout, self.config.chunk_size)
+        return chunk(self.normalizer.normalize(flatten(weights, layout)), layout, self.config.chunk_size,
+                     self.config.mode)
 
     @torch.no_grad()
     def encode(self, weights: dict[str, torch.Tensor], arch: str) -> torch.LongTensor:
@@ -109,8 +118,8 @@ class Tokenizer:
             raise GeneratorError(f"token ids must lie in [0, {self.vocab_size}); got {int(tokens.min())}.."
                                  f"{int(tokens.max())}")
         layout = self.layout(arch)
-        x_hat = self.model.decode_indices(tokens.view(-1, self.config.tokens_per_chunk))  # (n, K)
-        return unflatten(self.normalizer.denormalize(unchunk(x_hat, layout)), layout)
+        x_hat = self.model.decode_indices(tokens.view(-1, self.model.chunk_tokens))  # (n, K)
+        return unflatten(self.normalizer.denormalize(unchunk(x_hat, layout, self.config.mode)), layout)
 
     def decode(self, tokens: torch.Tensor, arch: str) -> dict[str, torch.Tensor]:
         """A full state dict for ``arch``: decoded parameters + fresh-default buffers."""

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import torch
 
 from igpg_zoo.errors import GeneratorError, NotFound
+from igpg_zoo.igpg.gainshape import KMEANS_ITERS, GainShapeCodec
 from igpg_zoo.igpg.quantize import codebook_usage
 from igpg_zoo.igpg.tokenizer import Tokenizer
 from igpg_zoo.igpg.vectorize import Layout, Normalizer, chunk, flatten
@@ -27,8 +28,8 @@ def build_chunks(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokenize
     """All models' normalised chunks X (N, K), masks M (N, K), and the normaliser fitted on them."""
     layouts = {arch: Layout.of(arch) for _, arch in items}
     vecs = [(flatten(w, layouts[arch]), layouts[arch]) for w, arch in items]
-    normalizer = Normalizer().fit(vecs)
-    xs, ms = zip(*(chunk(normalizer.normalize(v), lay, cfg.chunk_size) for v, lay in vecs))
+    normalizer = Normalizer(kind=cfg.norm).fit(vecs)
+    xs, ms = zip(*(chunk(normalizer.normalize(v), lay, cfg.chunk_size, cfg.mode) for v, lay in vecs))
     return torch.cat(xs), torch.cat(ms), normalizer
 
 
@@ -81,12 +82,15 @@ def _refine_decoder(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor, cfg: To
 
 
 @torch.no_grad()
-def evaluate(model: ChunkVQVAE, X: torch.Tensor, M: torch.Tensor) -> dict[str, float]:
-    """Eval-mode reconstruction error (normalised units) and codebook usage over all chunks."""
+def evaluate(model: ChunkVQVAE | GainShapeCodec, X: torch.Tensor, M: torch.Tensor) -> dict[str, float]:
+    """Eval-mode reconstruction error (normalised units, and relative to the chunks' energy) and codebook
+    usage over all chunks."""
     model.eval()
     _, indices, _ = model.encode(X)
     recon = masked_mse(X, model.decode_indices(indices), M)
-    return {"recon_mse": float(recon), **codebook_usage(indices, model.cfg.codebook_size)}
+    relative = recon / masked_mse(X, torch.zeros_like(X), M).clamp(min=1e-30)
+    return {"recon_mse": float(recon), "relative_mse": float(relative),
+            **codebook_usage(indices, model.cfg.codebook_size)}
 
 
 def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: TokenizerConfig, seed: int = 0,
@@ -100,6 +104,9 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     """
     if not items:
         raise GeneratorError("no checkpoints to train the tokenizer on; add or build a zoo first")
+    cfg = cfg.resolved(max(Layout.of(arch).numel for arch in {a for _, a in items}))
+    if cfg.codec == "gainshape":
+        return _fit_gainshape(items, cfg, seed)
     if steps is not None:  # a budget override scales both phases, keeping their ratio
         refine = round(cfg.refine_steps * int(steps) / max(cfg.steps, 1))
         cfg = replace(cfg, steps=int(steps), refine_steps=refine)
@@ -121,8 +128,24 @@ def fit_tokenizer(items: list[tuple[dict[str, torch.Tensor], str]], cfg: Tokeniz
     return Tokenizer(model.cpu(), normalizer), report
 
 
+def _fit_gainshape(items: list, cfg: TokenizerConfig, seed: int) -> tuple[Tokenizer, dict[str, Any]]:
+    """The gain-shape codec: k-means codebooks, no gradient steps (the stored config says 0 steps)."""
+    cfg = replace(cfg, steps=0, refine_steps=0)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    X, M, normalizer = build_chunks(items, cfg)
+    model = GainShapeCodec(cfg)
+    model.fit(X, gen)
+    report = {"n_models": len(items), "n_chunks": int(X.shape[0]), "codec": "gainshape", "steps": 0,
+              "refine_steps": 0, "kmeans_iters": KMEANS_ITERS, "train_seconds": round(time.perf_counter() - t0, 2),
+              **evaluate(model, X, M), "device": "cpu"}
+    return Tokenizer(model, normalizer), report
+
+
 def artifact_name(c: TokenizerConfig) -> str:
     """The registry name of a tokenizer artifact with this config."""
+    if c.codec == "gainshape":
+        return f"tokenizer-gainshape-k{c.chunk_size}-d{c.sub_dim}-l{c.tokens_per_chunk}-v{c.codebook_size}"
     return f"tokenizer-rvq-k{c.chunk_size}-l{c.tokens_per_chunk}-v{c.codebook_size}"
 
 
@@ -145,8 +168,8 @@ def train_tokenizer(zoo: Any, cfg: TokenizerConfig, ids: list[int] | None = None
     used_ids, items = _load_items(zoo, ids)
     tok, report = fit_tokenizer(items, cfg, seed=seed, steps=steps, progress=progress, device=device)
     tensors, config = tok.state()
-    if recipe is not None:
-        config["recipe"] = recipe
+    if recipe is not None:  # its tokenizer section as it ran ("auto" decided)
+        config["recipe"] = {**recipe, "tokenizer": tok.config.to_dict()} if "tokenizer" in recipe else recipe
     provenance = {"snapshot": zoo.snapshot(used_ids), "seed": seed, "report": report,
                   "archs": sorted({arch for _, arch in items})}
     # a re-run after an interruption trains the same tensors: it registers nothing new, so a resumed

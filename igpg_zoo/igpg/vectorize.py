@@ -47,11 +47,14 @@ class Layout:
             out.append(out[-1] + s.numel)
         return out
 
-    def spans(self) -> list[tuple[int, int]]:
-        """(start, end) of each layer: consecutive tensors that share a module prefix."""
+    def spans(self, mode: str = "layer") -> list[tuple[int, int]]:
+        """(start, end) of each layer (consecutive tensors that share a module prefix) or each tensor."""
+        offs = self.offsets()
+        if mode == "tensor":
+            return [(a, b) for a, b in zip(offs, offs[1:]) if b > a]
         spans: list[tuple[int, int]] = []
         prefix = None
-        for spec, start, end in zip(self.specs, self.offsets(), self.offsets()[1:]):
+        for spec, start, end in zip(self.specs, offs, offs[1:]):
             p = spec.name.rpartition(".")[0]
             if spans and p == prefix:
                 spans[-1] = (spans[-1][0], end)
@@ -86,14 +89,14 @@ def unflatten(vec: torch.Tensor, layout: Layout) -> dict[str, torch.Tensor]:
 # -- chunks ------------------------------------------------------------------------------------
 
 
-def n_chunks(layout: Layout, chunk_size: int) -> int:
-    return sum(math.ceil((b - a) / chunk_size) for a, b in layout.spans())
+def n_chunks(layout: Layout, chunk_size: int, mode: str = "layer") -> int:
+    return sum(math.ceil((b - a) / chunk_size) for a, b in layout.spans(mode))
 
 
-def chunk(vec: torch.Tensor, layout: Layout, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad each layer to a multiple of ``chunk_size`` and split: chunks (n, K) and mask (n, K)."""
+def chunk(vec: torch.Tensor, layout: Layout, chunk_size: int, mode: str = "layer") -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad each layer (or tensor) to a multiple of ``chunk_size`` and split: chunks (n, K), mask (n, K)."""
     pieces, masks = [], []
-    for a, b in layout.spans():
+    for a, b in layout.spans(mode):
         n = math.ceil((b - a) / chunk_size)
         padded = torch.zeros(n * chunk_size, dtype=vec.dtype)
         mask = torch.zeros(n * chunk_size, dtype=torch.bool)
@@ -104,11 +107,11 @@ def chunk(vec: torch.Tensor, layout: Layout, chunk_size: int) -> tuple[torch.Ten
     return torch.cat(pieces), torch.cat(masks)
 
 
-def unchunk(chunks: torch.Tensor, layout: Layout) -> torch.Tensor:
+def unchunk(chunks: torch.Tensor, layout: Layout, mode: str = "layer") -> torch.Tensor:
     """Inverse of ``chunk``: drop the padding, (n, K) -> (D,)."""
     K = chunks.shape[1]
     out, row = [], 0
-    for a, b in layout.spans():
+    for a, b in layout.spans(mode):
         n = math.ceil((b - a) / K)
         out.append(chunks[row: row + n].reshape(-1)[: b - a])
         row += n
@@ -122,13 +125,17 @@ def unchunk(chunks: torch.Tensor, layout: Layout) -> torch.Tensor:
 
 @dataclass
 class Normalizer:
-    """z = (x - mean) / std, one (mean, std) pooled over every value of the training zoo."""
+    """z = (x - mean) / std, one (mean, std) pooled over every value of the training zoo ("global"), or
+    the identity ("none": a codec that codes each chunk's scale itself)."""
 
     mean: float = 0.0
     std: float = 1.0
+    kind: str = "global"
 
     def fit(self, items: Iterable[tuple[torch.Tensor, Layout]]) -> Normalizer:
         """Pool the statistics over the training zoo's flat vectors (float64 sums, tensor by tensor)."""
+        if self.kind == "none":
+            return self
         s = s2 = n = 0.0
         for vec, layout in items:
             x = vec.to(torch.float64)
@@ -149,15 +156,15 @@ class Normalizer:
 
     def to_dict(self) -> dict:
         """The stored form (the ``global`` kind of earlier releases, which stored it the same way)."""
-        return {"kind": "global", "stats": {"all": [self.mean, self.std]}, "anchored_archs": []}
+        return {"kind": self.kind, "stats": {"all": [self.mean, self.std]}, "anchored_archs": []}
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalizer:
-        if d.get("kind") != "global" or d.get("anchored_archs"):
+        if d.get("kind") not in ("global", "none") or d.get("anchored_archs"):
             raise GeneratorError(f"tokenizer normalisation '{d.get('kind')}' (with per-architecture anchors: "
                                  f"{bool(d.get('anchored_archs'))}) is no longer supported; retrain the tokenizer")
-        mean, std = d["stats"]["all"]
-        return cls(float(mean), float(std))
+        mean, std = d["stats"]["all"] if d["kind"] == "global" else (0.0, 1.0)
+        return cls(float(mean), float(std), d["kind"])
 
 
 # -- buffers -----------------------------------------------------------------------------------

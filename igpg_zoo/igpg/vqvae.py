@@ -9,7 +9,7 @@ first coarse, the last finest), so a model of n chunks is a sequence of n * L to
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -22,14 +22,23 @@ ANY = object()
 #: quantizer, any value); a stored config with another value is refused.
 RETIRED = {"rvq_stacked": False, "scale_weighting": 0.0, "sensitivity": 0.0, "sensitivity_cap": 100.0,
            "align": False, "encode_search": 0, "search_candidates": ANY, "quantizer": "rvq",
-           "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY, "mode": "layer", "norm": "global",
-           "anchor": False, "direct_codes": True}
+           "kl_weight": ANY, "tau_start": ANY, "tau_end": ANY, "anchor": False, "direct_codes": True}
+ADDED = {"codec": "vqvae", "sub_dim": 8, "mode": "layer", "norm": "global"}  # what configs before them meant
+CODECS = ("auto", "vqvae", "gainshape")
+#: "auto" picks the gain-shape codec (gainshape.py) when the zoo's largest model has this many parameters
+#: or more, with these settings; below it the chunk VQ-VAE (docs/igpg-tokenizer.md, section 7)
+GAINSHAPE_FROM = 20_000
+GAINSHAPE = {"chunk_size": 64, "tokens_per_chunk": 4, "sub_dim": 8, "mode": "tensor", "norm": "none"}
 
 
 @dataclass
 class TokenizerConfig:
+    codec: str = "auto"  # "vqvae" (this module) | "gainshape" (gainshape.py) | "auto": by model size
     chunk_size: int = 128  # K: floats per chunk
     tokens_per_chunk: int = 4  # L: residual stages
+    mode: str = "layer"  # chunks never cross a "layer" (vqvae) or a "tensor" (gainshape)
+    norm: str = "global"  # "global": one (mean, std) over the zoo; "none" (gainshape codes each chunk's gain)
+    sub_dim: int = 8  # gainshape: floats per shape sub-vector
     code_dim: int = 128
     codebook_size: int = 1024  # V, the prior's vocabulary
     hidden: tuple[int, ...] = (1024, 1024)
@@ -44,9 +53,24 @@ class TokenizerConfig:
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
-        for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size"):
+        for name in ("chunk_size", "tokens_per_chunk", "code_dim", "codebook_size", "batch_size", "sub_dim"):
             if int(getattr(self, name)) < 1:
                 raise GeneratorError(f"TokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, allowed in (("codec", CODECS), ("mode", ("layer", "tensor")), ("norm", ("global", "none"))):
+            if getattr(self, name) not in allowed:
+                raise GeneratorError(f"unknown tokenizer {name} '{getattr(self, name)}'; use one of "
+                                     f"{', '.join(allowed)}")
+
+    def resolved(self, largest: int) -> TokenizerConfig:
+        """This config with "auto" decided for a zoo whose largest model has ``largest`` parameters; for the
+        gain-shape codec, the ``GAINSHAPE`` settings a recipe left at their defaults."""
+        if self.codec != "auto":
+            return self
+        if largest < GAINSHAPE_FROM:
+            return replace(self, codec="vqvae")
+        default = TokenizerConfig()
+        return replace(self, codec="gainshape", **{k: v for k, v in GAINSHAPE.items()
+                                                   if getattr(self, k) == getattr(default, k)})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -56,8 +80,8 @@ class TokenizerConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items()
-             if not (k in RETIRED and RETIRED[k] in (ANY, v))}  # options since removed, set as the code does now
+        d = ADDED | {k: v for k, v in d.items()
+                     if not (k in RETIRED and RETIRED[k] in (ANY, v))}  # options since removed, set as the code does now
         unknown = sorted(set(d) - known)
         if unknown:
             raise GeneratorError(f"tokenizer config has keys {unknown} this igpg-zoo does not know (an option "
@@ -91,6 +115,10 @@ class ChunkVQVAE(nn.Module):
         # token (stage l, code v) -> a K-vector added to the output, zero at the start
         self.direct = nn.Embedding(L * cfg.codebook_size, cfg.chunk_size)
         nn.init.zeros_(self.direct.weight)
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.cfg.tokens_per_chunk
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (N, K) -> (z_q (N, D): what the decoder reads, indices (N, L), quantizer loss)."""
