@@ -71,11 +71,12 @@ def _lengths(archs: list[str]) -> list[dict]:
     from igpg_zoo.igpg.vectorize import Layout, n_chunks
     from igpg_zoo.igpg.vqvae import TokenizerConfig
 
-    tcfg, cfg = TokenizerConfig(), PriorConfig()
+    layouts = {arch: Layout.of(arch) for arch in archs}
+    tcfg, cfg = TokenizerConfig().resolved(max(lay.numel for lay in layouts.values())), PriorConfig()
+    per_chunk = tcfg.tokens_per_chunk * (1 + tcfg.chunk_size // tcfg.sub_dim if tcfg.codec == "gainshape" else 1)
     rows = []
-    for arch in archs:
-        layout = Layout.of(arch)
-        tokens = n_chunks(layout, tcfg.chunk_size) * tcfg.tokens_per_chunk
+    for arch, layout in layouts.items():
+        tokens = n_chunks(layout, tcfg.chunk_size, tcfg.mode) * per_chunk
         rows.append({"arch": arch, "n_params": layout.numel, "tokens": tokens, "windows": n_windows(cfg, tokens)})
     return rows
 

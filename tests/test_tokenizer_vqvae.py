@@ -102,11 +102,16 @@ def test_config_round_trips_and_refuses_unknown_keys():
     for used in ({"quantizer": "gumbel"}, {"align": True}, {"encode_search": 2}):
         with pytest.raises(GeneratorError, match="retrain the tokenizer"):
             TokenizerConfig.from_dict({**cfg.to_dict(), **removed, **used})
-    as_now = {"mode": "layer", "norm": "global", "anchor": False, "direct_codes": True}  # removed, as the code does
+    as_now = {"anchor": False, "direct_codes": True}  # removed, as the code does
     assert TokenizerConfig.from_dict({**cfg.to_dict(), **as_now}) == cfg
-    for other in ({"mode": "tensor"}, {"norm": "fanin"}, {"anchor": True}, {"direct_codes": False}):
+    for other in ({"anchor": True}, {"direct_codes": False}):
         with pytest.raises(GeneratorError, match="retrain the tokenizer"):
             TokenizerConfig.from_dict({**cfg.to_dict(), **as_now, **other})
+    for removed_value in ({"mode": "model"}, {"norm": "fanin"}, {"codec": "vqgan"}):  # values no codec uses now
+        with pytest.raises(GeneratorError, match=f"unknown tokenizer {next(iter(removed_value))}"):
+            TokenizerConfig.from_dict({**cfg.to_dict(), **removed_value})
+    before_codecs = {k: v for k, v in cfg.to_dict().items() if k not in ("codec", "mode", "norm", "sub_dim")}
+    assert TokenizerConfig.from_dict(before_codecs).codec == "vqvae"  # a config from before the codecs
     with pytest.raises(GeneratorError):
         TokenizerConfig.from_dict({**cfg.to_dict(), "rvq_stacked": True})  # retired, was on: cannot rebuild
     off = {"sensitivity": 0.0, "sensitivity_cap": 100.0}  # the Fisher-weighted refine loss, retired

@@ -193,20 +193,21 @@ def check_memory(zoo, recipe: Recipe, holdout: list[str] = (), filters: dict | N
     import torch
 
     from igpg_zoo.igpg.prior_dataset import select_records
-    from igpg_zoo.igpg.tokenizer import Tokenizer
+    from igpg_zoo.igpg.tokenizer import Tokenizer, build_codec
     from igpg_zoo.igpg.vectorize import Layout, n_chunks
-    from igpg_zoo.igpg.vqvae import ChunkVQVAE
 
-    records, tcfg = select_records(zoo, list(holdout), **(filters or {})), recipe.tokenizer
+    records = select_records(zoo, list(holdout), **(filters or {}))
+    layouts = {a: Layout.of(a) for a in {r.arch for r in records}}
+    tcfg = recipe.tokenizer.resolved(max((lay.numel for lay in layouts.values()), default=0))  # the codec it will be
     if stage == "prior":
         tokenizer = Tokenizer.load(zoo)
     else:
-        per_arch = {a: n_chunks(Layout.of(a), tcfg.chunk_size) for a in {r.arch for r in records}}
+        per_arch = {a: n_chunks(lay, tcfg.chunk_size, tcfg.mode) for a, lay in layouts.items()}
         chunks = sum(per_arch[r.arch] for r in records)
         memory.check(memory.tokenizer_training(sum(r.n_params for r in records), chunks, tcfg),
                      recipe.train.memory_gb, device)
         with torch.device("meta"):  # the shape the tokenizer will have: sequence lengths and vocabulary
-            tokenizer = Tokenizer(ChunkVQVAE(tcfg), None)
+            tokenizer = Tokenizer(build_codec(tcfg), None)
     if stage != "tokenizer":
         cfg = _prior_config(zoo, tokenizer, records, recipe)
         memory.check(memory.prior_training(cfg, recipe.train.batch_size), recipe.train.memory_gb, device)
