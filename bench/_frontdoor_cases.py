@@ -241,7 +241,7 @@ def cells(quick: bool) -> dict:
         pools = selection(quick, zoo)
         base = [VERSION, zoo.snapshot()["hash"], sizes]
         out = {"zoo": f"demo preset, generator: igpg-zoo train {' '.join(DEMO_TRAIN)}", "prior_artifact_id": prior,
-               "sizes": sizes, "estimate": estimate, "registry": str(path), "cases": {}}
+               "sizes": sizes, "estimate": estimate, "registry": _shown_path(path), "cases": {}}
         for task in cases:
             split = split_data(sample(task, sizes), 0.2, SEED)
             archs = archs_for(zoo, split, sizes["archs"])
@@ -267,3 +267,11 @@ def estimate_names() -> tuple[str, ...]:
     from igpg_zoo.answer.settings import ESTIMATES
 
     return ESTIMATES
+
+
+def _shown_path(path: Path) -> str:
+    """The registry's path as the results show it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
