@@ -5,10 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from igpg_zoo.errors import NotFound
+
 #: How a checkpoint came to be. "trained" = trained from scratch, "finetuned" = trained from a
 #: parent checkpoint, "generated" = sampled by an IGPG generator, "imported" = added by a user.
 KINDS = ("trained", "finetuned", "generated", "imported")
 MAX_ID = 2**63 - 1  # the largest id a database integer key holds
+ID_CHUNK = 5000  # ids per IN (...) list; SQLite allows 32766 variables
+
+
+def valid_id(record_id: int) -> bool:
+    """Whether ``record_id`` can name a row at all (a larger one overflows the database's integer)."""
+    return 1 <= int(record_id) <= MAX_ID
+
+
+def in_id_order(ids: list[int], found: dict) -> list:
+    """The records of ``found`` (id -> record) in the order of ``ids``; any id not found is NotFound."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(f"#{i}" for i in missing[:5])
+        raise NotFound(f"no checkpoint {shown} in the registry; see 'igpg-zoo list'")
+    return [found[i] for i in ids]
 
 
 @dataclass(frozen=True)

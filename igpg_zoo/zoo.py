@@ -13,18 +13,19 @@ A SQLite registry file is created on the first write; reading a missing one read
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from igpg_zoo.config import ZooConfig, resolve_config
-from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, NotFound, ZooError
-from igpg_zoo.records import AddResult, Artifact, Checkpoint, CheckpointMeta, Hit
+from igpg_zoo.errors import ConfigError, IntegrityError, InvalidMetadata, ZooError
+from igpg_zoo.records import AddResult, Checkpoint, CheckpointMeta, Hit
 from igpg_zoo.registry.blobs import BlobStore
 from igpg_zoo.registry.connections import Connections
 from igpg_zoo.registry.filters import make_filters
+from igpg_zoo.registry.metadata import require_json
+from igpg_zoo.zoo_artifacts import ZooArtifacts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,12 +43,7 @@ PREPARE_CHUNK = 256  # checkpoints prepared (and embedded) together by add_many
 BULK_BATCH = 64  # models per transaction of a folder import (one blob flush and one commit each)
 
 
-class _Blob(NamedTuple):
-    sha256: str
-    data: bytes
-
-
-class Zoo:
+class Zoo(ZooArtifacts):
     """A registry: database (truth), blob folder, and search index (cache)."""
 
     def __init__(self, config: ZooConfig, embedder: Embedder | str | None = None, light_reads: bool = False):
@@ -284,7 +280,7 @@ class Zoo:
 
     def update_extra(self, checkpoint_id: int, **facts: Any) -> Checkpoint:
         """Merge facts (JSON values) into the record's ``extra``."""
-        _require_json(facts, "extra facts")
+        require_json(facts, "extra facts")
         self._writable()
         return self.store.update_extra(checkpoint_id, facts)
 
@@ -350,60 +346,6 @@ class Zoo:
         from igpg_zoo.answer import select
 
         return select(self, data, tuple(arch), **options)
-
-    # -- generator artifacts -----------------------------------------------------------------
-
-    def add_artifact(self, kind: str, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any],
-                     provenance: dict[str, Any], parent_id: int | None = None, reuse_newest: bool = False) -> Artifact:
-        """Store a generator artifact: tensors as a blob, config and provenance as JSON.
-
-        ``reuse_newest``: when the newest artifact of ``kind`` holds the same tensors under the same parent,
-        return it rather than add a row (a training re-run after an interruption registers its result once).
-        """
-        from igpg_zoo.registry.checkpoint_io import canonical_bytes, sha256
-
-        if not isinstance(kind, str) or not kind.isidentifier():
-            raise InvalidMetadata(f"artifact kind must be a word such as 'tokenizer' or 'prior', got {kind!r}")
-        _require_json(config, "artifact config")
-        _require_json(provenance, "artifact provenance")
-        self._writable()
-        data = canonical_bytes(tensors)
-        digest = sha256(data)
-        created = [digest] if self.blobs.write(digest, data) else []
-        newest = self._newest_artifact(kind) if reuse_newest else None
-        if newest is not None and (newest.sha256, newest.parent_id) == (digest, parent_id):
-            return newest  # its blob is the one just checked (or written back, had it gone missing)
-        blob = _Blob(digest, data)
-        try:
-            return self.artifacts.insert(kind, name, digest, len(data), config, provenance, parent_id,
-                                         in_lock=lambda: created.extend(self._rewrite_missing([blob])))
-        except BaseException:
-            self._drop_unused(created)
-            raise
-
-    def _newest_artifact(self, kind: str) -> Artifact | None:
-        try:
-            return self.artifacts.get(None, kind)
-        except NotFound:
-            return None
-
-    def get_artifact(self, id: int | None = None, kind: str = "tokenizer") -> Artifact:
-        return self.artifacts.get(id, kind)
-
-    def load_artifact(self, artifact: Artifact | int) -> dict[str, torch.Tensor]:
-        if not isinstance(artifact, Artifact):
-            artifact = self.artifacts.get(artifact)
-        return self.blobs.load(artifact.sha256)
-
-    def list_artifacts(self, kind: str | None = None) -> list[Artifact]:
-        return self.artifacts.list(kind)
-
-
-def _require_json(value: Any, what: str) -> None:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise InvalidMetadata(f"{what} must hold only JSON values (text, numbers, lists, maps): {err}") from None
 
 
 def open_zoo(registry: str | None = None, blobs: str | None = None, embedder: Embedder | str | None = None) -> Zoo:

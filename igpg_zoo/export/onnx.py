@@ -1,6 +1,6 @@
 """ONNX export with a dynamic batch axis, ``onnx.checker`` and an onnxruntime parity check.
 
-Exporter choice (measured side by side, torch 2.14.1, bench/results/export.md, docs/export.md):
+Exporter choice (measured side by side, torch 2.14.1, `python -m bench export`, docs/export.md):
 the dynamo exporter was 5-11x slower than the legacy TorchScript exporter (``dynamo=False``) on
 timm models and 29-87x on the small networks; both pass the checker and agree with PyTorch
 to ~1e-7. So ``exporter="auto"`` uses the legacy exporter and falls back to dynamo when the

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from igpg_zoo.errors import NotFound
 from igpg_zoo.records import RecordedAnswer
 from igpg_zoo.registry.db import AnswerRow, Database, EmbeddingRow, ScoreRow
-from igpg_zoo.registry.store import to_vector, utc_now, valid_id
+from igpg_zoo.records import valid_id
+from igpg_zoo.registry.store import to_vector, utc_now
 
 
 def _record(row: AnswerRow) -> RecordedAnswer:

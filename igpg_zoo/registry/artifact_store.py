@@ -11,7 +11,8 @@ from sqlalchemy import select
 from igpg_zoo.errors import InvalidMetadata, NotFound
 from igpg_zoo.records import Artifact
 from igpg_zoo.registry.db import ArtifactRow, Database
-from igpg_zoo.registry.store import utc_now, valid_id
+from igpg_zoo.records import valid_id
+from igpg_zoo.registry.store import utc_now
 
 
 def _record(row: ArtifactRow) -> Artifact:

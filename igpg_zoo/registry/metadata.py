@@ -86,10 +86,7 @@ def validate(meta: CheckpointMeta) -> CheckpointMeta:
     _check_widths(meta, metrics, tags)
     if not isinstance(meta.extra, Mapping):
         raise InvalidMetadata(f"'extra' must be a mapping, got {type(meta.extra).__name__}")
-    try:
-        json.dumps(dict(meta.extra), allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise InvalidMetadata(f"'extra' must hold only JSON values (text, numbers, lists, maps): {err}") from None
+    require_json(dict(meta.extra), "'extra'")
     dataset_embedding = meta.dataset_embedding
     if dataset_embedding is not None:
         dataset_embedding = tuple(_finite(v, "dataset_embedding") for v in dataset_embedding)
@@ -192,3 +189,11 @@ def read_yaml_fields(path, origin: str | None = None) -> dict[str, Any]:
         line = f" (line {where.line + 1})" if where is not None else ""
         raise InvalidMetadata(f"{origin} is not valid YAML{line}; fix the file") from None
     return fields_from_mapping(data or {}, origin)
+
+
+def require_json(value: Any, what: str) -> None:
+    """Refuse ``value`` unless it is plain JSON (text, numbers, lists, maps; no NaN)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidMetadata(f"{what} must hold only JSON values (text, numbers, lists, maps): {err}") from None

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from igpg_zoo.errors import ConfigError, NotFound, RegistryUnavailable
-from igpg_zoo.records import MAX_ID, Checkpoint, Metric
+from igpg_zoo.records import ID_CHUNK as _CHUNK
+from igpg_zoo.records import MAX_ID, Checkpoint, Metric, in_id_order
+from igpg_zoo.records import valid_id as _valid_id
 from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
 from igpg_zoo.registry.schema_version import head_revision
 
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 _COLUMNS = ("id", "name", "arch", "task", "dataset", "n_params", "license", "source", "created_at", "sha256",
             "size_bytes", "parent_id", "kind", "extra")
 _SELECT = "SELECT " + ", ".join(f"checkpoints.{c}" for c in _COLUMNS) + " FROM checkpoints"
-_CHUNK = 5000  # ids per IN (...) list; SQLite allows 32766 variables
 _OPS = (">=", "<=", ">", "<", "=", "!=")
 
 
@@ -90,10 +91,6 @@ def order_sql(sort: str | None, descending: bool, params: list) -> tuple[str, st
             f"FROM metrics WHERE {condition} GROUP BY metrics.checkpoint_id) AS sort_key "
             "ON sort_key.checkpoint_id = checkpoints.id")
     return join, f" ORDER BY sort_key.value {way} NULLS LAST, {tiebreak}"
-
-
-def _valid_id(record_id: int) -> bool:
-    return 1 <= int(record_id) <= MAX_ID
 
 
 class SqliteReads:
@@ -184,11 +181,7 @@ class SqliteReads:
             chunk = valid[start:start + _CHUNK]
             sql = f"{_SELECT} WHERE checkpoints.id IN ({', '.join('?' * len(chunk))})"
             found.update((rec.id, rec) for rec in self._records(sql, chunk))
-        missing = [i for i in ids if i not in found]
-        if missing:
-            shown = ", ".join(f"#{i}" for i in missing[:5])
-            raise NotFound(f"no checkpoint {shown} in the registry; see 'igpg-zoo list'")
-        return [found[i] for i in ids]
+        return in_id_order(ids, found)
 
     def list(self, filters: Filters | None = None, sort: str | None = None, descending: bool = True,
              limit: int | None = None) -> list[Checkpoint]:

@@ -18,12 +18,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from igpg_zoo.errors import ConfigError, InvalidMetadata, NotFound
-from igpg_zoo.records import MAX_ID, Checkpoint, CheckpointMeta, Metric
+from igpg_zoo.records import ID_CHUNK as _CHUNK
+from igpg_zoo.records import MAX_ID, Checkpoint, CheckpointMeta, Metric, in_id_order, valid_id
 from igpg_zoo.registry.db import ArtifactRow, CheckpointRow, Database, EmbeddingRow, MetricRow, TagRow
 from igpg_zoo.registry.filter_sql import order_by_sort, where_filters
 from igpg_zoo.registry.filters import COLUMN_SORTS, Filters
 
-_CHUNK = 5000  # ids per IN (...) list; SQLite allows 32766 variables
 
 
 def utc_now() -> str:
@@ -115,11 +115,6 @@ def _read_records(session: Session, stmt, params: dict | None = None) -> list[Ch
                    size_bytes=r[10], parent_id=r[11], kind=r[12], extra=dict(r[13] or {}))
         for r in rows
     ]
-
-
-def valid_id(record_id: int) -> bool:
-    """Whether ``record_id`` can name a row at all (a larger one overflows the database's integer)."""
-    return 1 <= int(record_id) <= MAX_ID
 
 
 class CheckpointStore:
@@ -256,11 +251,7 @@ class CheckpointStore:
             for start in range(0, len(valid), _CHUNK):
                 chunk = valid[start:start + _CHUNK]
                 found.update((rec.id, rec) for rec in _read_records(session, _RECORDS_OF, {"ids": chunk}))
-        missing = [i for i in ids if i not in found]
-        if missing:
-            shown = ", ".join(f"#{i}" for i in missing[:5])
-            raise NotFound(f"no checkpoint {shown} in the registry; see 'igpg-zoo list'")
-        return [found[i] for i in ids]
+        return in_id_order(ids, found)
 
     def list(self, filters: Filters | None = None, sort: str | None = None, descending: bool = True,
              limit: int | None = None) -> list[Checkpoint]:

@@ -122,7 +122,7 @@ class SentenceEmbedder:
 @contextmanager
 def _single_thread(active: bool):
     """Run a few texts (a query) on one torch thread: parallelising one short sequence gains little,
-    and on a busy machine waiting for the other threads made a query 15x slower (bench/results)."""
+    and on a busy machine waiting for the other threads made a query 15x slower (`python -m bench registry`)."""
     if not active:
         yield
         return

@@ -2,14 +2,11 @@
 
 Records that share a text (seeds and sweeps of one configuration) have identical vectors, so FAISS
 holds each distinct vector once, labelled by a *group*; a table maps checkpoint ids to groups.
-Identical points would otherwise crowd HNSW's neighbour lists: 10 copies each of 10k clustered
-vectors gave tie-aware recall@10 0.950 / 0.980 at efSearch 32 / 64 against 0.995 / 1.0 for the 10k
-alone, and an 8x slower build (bench/results/registry-recall.md, "duplicates").
+Identical points would otherwise crowd HNSW's neighbour lists, lowering recall and slowing the build.
 
 At or below ``approx_threshold`` distinct vectors the index is exact (``IndexFlatIP``); above it,
 HNSW (``IndexHNSWFlat``, inner product); both in an ``IndexIDMap2`` whose labels are group ids.
-The threshold counts vectors, not records, because vectors are what a search scans: 100k records
-of 8k distinct texts search exactly in about a millisecond.
+The threshold counts vectors, not records, because vectors are what a search scans.
 HNSW cannot delete, so a group left without records becomes a tombstone (filtered out of every
 search) until tombstones exceed a quarter of the stored vectors, when the index is compacted.
 A filtered search (``allowed`` ids) is exact unless the filter passes more than ``EXACT_SCAN_LIMIT``
@@ -26,7 +23,6 @@ the Zoo then rebuilds from the vectors in the database.
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +30,10 @@ import numpy as np
 from igpg_zoo.errors import IntegrityError
 from igpg_zoo.search.allowed import VECTORS_BYTES, Allowed, KeptFilters, best
 from igpg_zoo.search.allowed import prepare as prepare_allowed
+from igpg_zoo.search.faiss_storage import one_thread, stored_labels, stored_vectors
 from igpg_zoo.search.index_files import FLAT, HNSW, IndexFiles
 
-# HNSW parameters, chosen from the recall measurement in bench/results/registry.md
+# HNSW parameters, chosen from the recall measurement (`python -m bench registry`)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 256  # recall@10 0.985 on 8k distinct hash vectors (0.895 at 64), 0.3 ms a query
@@ -56,19 +53,6 @@ def _as_ids(ids) -> np.ndarray:
 
 def _digest(row: np.ndarray) -> bytes:
     return hashlib.blake2b(row.tobytes(), digest_size=16).digest()
-
-
-@contextmanager
-def _one_thread():
-    """One query gains nothing from OpenMP; on a busy machine its barrier waits cost 10-250 ms."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex:
@@ -218,11 +202,8 @@ class VectorIndex:
 
     def _digests(self) -> dict[bytes, int]:
         if self._by_digest is None:
-            import faiss
-
-            labels = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            vectors = faiss.downcast_index(self._index.index).reconstruct_n(0, self._index.ntotal)
-            self._by_digest = {_digest(v): int(g) for g, v in zip(labels, vectors)}
+            vectors = stored_vectors(self._index, self.dim)
+            self._by_digest = {_digest(v): int(g) for g, v in zip(stored_labels(self._index), vectors)}
         return self._by_digest
 
     def add(self, ids, vectors) -> None:
@@ -330,7 +311,7 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         else:
             params = faiss.SearchParameters(sel=selector)
-        with _one_thread():
+        with one_thread():
             scores, labels = index.search(q, kk, params=params)  # (1, kk)
         found = labels[0] >= 0
         return self._expand(labels[0][found], scores[0][found], k, mask)
@@ -361,17 +342,15 @@ class VectorIndex:
             bits[self._positions(prep.labels)] = True
             prep.bitmap = np.packbits(bits, bitorder="little")  # must outlive the search: FAISS reads it in place
         params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(prep.bitmap)))
-        with _one_thread():
+        with one_thread():
             scores, found = flat.search(q, k, params=params)  # (1, k) storage positions
         kept = found[0] >= 0
         return self._stored_labels()[found[0][kept]], scores[0][kept]
 
     def _stored_labels(self) -> np.ndarray:
         """The group label of each position in FAISS's storage."""
-        import faiss
-
         if self._stored is None:
-            self._stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            self._stored = stored_labels(self._index)
         return self._stored
 
     def _positions(self, labels: np.ndarray) -> np.ndarray:
@@ -384,13 +363,7 @@ class VectorIndex:
 
     def _vectors_of(self, labels: np.ndarray) -> np.ndarray:
         """The stored vectors of these groups, gathered from FAISS's own storage (no per-vector calls)."""
-        import faiss
-
-        positions = self._positions(labels)
-        inner = faiss.downcast_index(self._index.index)
-        flat = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
-        xb = faiss.rev_swig_ptr(flat.get_xb(), self._index.ntotal * self.dim).reshape(-1, self.dim)  # a view
-        return xb[positions]  # (g, dim), a copy
+        return stored_vectors(self._index, self.dim)[self._positions(labels)]  # (g, dim), a copy
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Row numbers of the given ids among the live ones (unknown ids dropped)."""
